@@ -1,0 +1,56 @@
+# Two commands do everything on a fresh Debian machine (Python 3.11, root):
+#   make demo   build a sample corpus and run `clipvip prepare` on it with Beam and Ray
+#   make test   lint and run the whole test suite
+# Both install what is missing first (Debian's ffmpeg, .venv, this package in editable mode).
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SYSTEM_PACKAGES := ffmpeg chromium
+
+.PHONY: install system venv demo test lint format bench clean
+
+install: system $(STAMP)
+
+# Debian packages: ffmpeg/ffprobe for cutting clips, chromium to check the HTML report renders.
+system:
+	@missing=""; \
+	command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# torch is pinned first and alone so that pip takes the local CPU build and never an unpinned CUDA one.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/clipvip demo --out demo_out
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python -m benchmarks.middle_frame
+	$(BIN)/python -m benchmarks.prepare_workers
+
+clean:
+	rm -rf demo_out .pytest_cache .ruff_cache

@@ -1,0 +1,40 @@
+"""``--captioner SPEC`` -> a Captioner. Specs: ``none``, ``random-tiny``, ``hf:PATH``.
+
+Backends register a loader under a prefix; a spec naming an unknown prefix is an error that
+lists the known ones (never a silent fallback).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from captioner.base import Captioner
+
+Loader = Callable[[str, int, str | None], Captioner]
+
+
+def _hf(arg: str, max_words: int, device: str | None) -> Captioner:
+    from captioner.hf import HFCaptioner
+
+    return HFCaptioner.from_dir(arg, max_words=max_words, device=device)
+
+
+def _random_tiny(arg: str, max_words: int, device: str | None) -> Captioner:
+    from captioner.tiny import random_tiny_captioner
+
+    return random_tiny_captioner(max_words=max_words, device=device)
+
+
+BACKENDS: dict[str, Loader] = {"hf": _hf, "random-tiny": _random_tiny}
+
+
+def load_captioner(spec: str, max_words: int = 16, device: str | None = None) -> Captioner | None:
+    """Build the captioner a spec names; ``None`` for ``none`` (samples get no caption)."""
+    spec = spec.strip()
+    if spec == "none":
+        return None
+    prefix, _, arg = spec.partition(":")
+    if prefix not in BACKENDS:
+        known = ", ".join(["none", *sorted(f"{k}:PATH" if k != "random-tiny" else k for k in BACKENDS)])
+        raise ValueError(f"unknown captioner {spec!r}; known: {known}")
+    return BACKENDS[prefix](arg, max_words, device)

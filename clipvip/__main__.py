@@ -1,0 +1,3 @@
+from clipvip.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""The ``clipvip`` command: one sub-command per job, each registered by the package that owns it.
+
+A package exposes ``register(subparsers)``, adds its parsers and sets ``func(args) -> int``.
+Errors a user can fix (a bad manifest, a wrong folder) end with a one-line message and exit
+status 2, not a traceback; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from clipvip import __version__
+
+# Packages that contribute sub-commands, in the order --help lists them.
+COMMAND_MODULES = ["pipelines.cli"]
+
+
+class UserError(Exception):
+    """Raised by sub-commands for mistakes the user can fix; printed as one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clipvip",
+        description=(
+            "Offline data preparation and training for CLIP-ViP video-language models: cut clips, "
+            "take each clip's middle frame, caption it, pack WebDataset shards; measure the "
+            "language domain gap; train and evaluate."
+        ),
+        epilog="Start with `clipvip demo --out demo_out`, then `clipvip prepare --help`.",
+    )
+    parser.add_argument("--version", action="version", version=f"clipvip {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="clipvip: %(message)s" if not args.debug else "%(asctime)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("apache_beam", "ray", "transformers", "urllib3", "httpx", "botocore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("clipvip: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from pipelines.manifest import ManifestError
+        from pipelines.tasks import RunMismatch
+
+        if args.debug or not isinstance(exc, (UserError, ManifestError, RunMismatch, FileNotFoundError)):
+            raise
+        print(f"clipvip: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

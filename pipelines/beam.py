@@ -1,0 +1,69 @@
+"""Apache Beam engine: schedules the shared task phases; holds no stage logic.
+
+Tasks -> Reshuffle (spread over workers) -> CPU stages -> RunInference with our captioner model
+handler (Beam loads the model once per worker and shares it across threads) -> write. Any
+standard Beam option passes through, so the same command targets Flink, Spark or Dataflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from captioner import Captioner, load_captioner
+from pipelines import tasks as T
+from pipelines.config import PrepareConfig
+
+
+class CaptionModelHandler(ModelHandler[T.Task, T.Task, Captioner | None]):
+    """RunInference model handler: one task per call, its images captioned in batches."""
+
+    def __init__(self, cfg: PrepareConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def load_model(self) -> Captioner | None:
+        return load_captioner(self.cfg.captioner, self.cfg.caption_max_words)
+
+    def run_inference(
+        self, batch: Sequence[T.Task], model: Captioner | None, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[T.Task]:
+        return [T.caption(task, model, self.cfg) for task in batch]
+
+    def batch_elements_kwargs(self) -> dict[str, int]:
+        # A task already batches its images; batching tasks would only hold shards back.
+        return {"min_batch_size": 1, "max_batch_size": 1}
+
+    def get_metrics_namespace(self) -> str:
+        return "clipvip_caption"
+
+
+def default_options(beam_args: Sequence[str]) -> PipelineOptions:
+    """DirectRunner unless the user says otherwise; everything else as Beam parses it."""
+    args = list(beam_args)
+    if not any(a.startswith("--runner") for a in args):
+        args.append("--runner=DirectRunner")
+    return PipelineOptions(args)
+
+
+def run(plan: T.Plan, beam_args: Sequence[str] = ()) -> None:
+    if not plan.tasks:
+        return
+    cfg = plan.cfg
+    with beam.Pipeline(options=default_options(beam_args)) as p:
+        _ = (
+            p
+            | "Tasks" >> beam.Create(plan.tasks)
+            | "Spread" >> beam.Reshuffle()
+            | "ProbeClipFrame" >> beam.Map(T.process, cfg)
+            | "Caption" >> RunInference(CaptionModelHandler(cfg))
+            | "Write" >> beam.Map(_write, cfg)
+        )
+
+
+def _write(task: T.Task | PredictionResult, cfg: PrepareConfig) -> dict[str, Any]:
+    return T.write(task, cfg)

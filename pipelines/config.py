@@ -1,0 +1,51 @@
+"""The resolved settings of one ``prepare`` run; saved as ``DIR/config.json`` beside the shards."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from pipelines.ff import Limits
+
+
+@dataclass(slots=True)
+class PrepareConfig:
+    """Everything the stages need; engines pass it along unchanged.
+
+    Defaults follow CLIP-ViP: a 16-word caption of the clip's middle frame. ``fps=None`` and
+    ``max_short_side=None`` keep the source's frames so whole videos can be stream-copied; the
+    official pretraining data used ``fps=3``.
+    """
+
+    out: str = "out"
+    name: str = "clips"
+    shard_size: int = 1000
+    shard_bytes: int = 1_000_000_000
+    fps: float | None = None
+    max_short_side: int | None = None
+    frame_short_side: int | None = 480
+    jpeg_quality: int = 95
+    captioner: str = "random-tiny"
+    caption_max_words: int = 16
+    caption_batch_size: int = 16
+    allow_empty_text: bool = False
+    tool_timeout_s: float = 300.0
+    tool_memory_mb: int = 4096
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(timeout_s=self.tool_timeout_s, memory_mb=self.tool_memory_mb)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PrepareConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.to_json() + "\n", encoding="utf-8")

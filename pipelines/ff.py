@@ -1,0 +1,72 @@
+"""Running ffmpeg/ffprobe as child processes with a wall-clock timeout and a memory cap.
+
+A hostile file can make a decoder allocate gigabytes or never end; each call here gets an
+address-space limit (``RLIMIT_AS``) on the child and a timeout, and a failure comes back as a
+``ToolError`` whose message says which tool failed and why, for ``errors.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class ToolError(RuntimeError):
+    """ffmpeg or ffprobe failed, timed out or ran out of its memory cap."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-call limits for child processes; ``memory_mb=0`` disables the address-space cap."""
+
+    timeout_s: float = 300.0
+    memory_mb: int = 4096
+
+
+def _limit_memory(memory_mb: int):
+    def apply() -> None:
+        if memory_mb > 0:
+            cap = memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    return apply
+
+
+def run_tool(cmd: Sequence[str], limits: Limits, stdin: bytes | None = None) -> bytes:
+    """Run ``cmd`` and return its stdout; raise ``ToolError`` with the tail of stderr."""
+    tool = cmd[0].rsplit("/", 1)[-1]
+    try:
+        proc = subprocess.run(
+            list(cmd),
+            input=stdin,
+            capture_output=True,
+            timeout=limits.timeout_s,
+            preexec_fn=_limit_memory(limits.memory_mb),
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ToolError(f"{tool} timed out after {limits.timeout_s:g} s") from exc
+    except FileNotFoundError as exc:
+        raise ToolError(f"{tool} is not installed (Debian: apt-get install ffmpeg)") from exc
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+        detail = lines[-1].strip() if lines else f"exit status {proc.returncode}"
+        if proc.returncode < 0:
+            detail = f"killed by signal {-proc.returncode} ({detail})"
+        raise ToolError(f"{tool} failed: {detail[:300]}")
+    return proc.stdout
+
+
+def ffprobe_json(path: str, limits: Limits, extra: Sequence[str] = ()) -> dict:
+    """ffprobe's format and streams as a dict."""
+    out = run_tool(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", *extra, path],
+        limits,
+    )
+    try:
+        return json.loads(out.decode("utf-8", "replace"))
+    except json.JSONDecodeError as exc:
+        raise ToolError(f"ffprobe printed unreadable JSON: {exc}") from exc

@@ -1,0 +1,34 @@
+"""Sample keys that are safe as tar member names and as WebDataset keys.
+
+WebDataset splits a member name at its first dot into key and extension, and a key with ``/`` or
+``..`` could name a path outside the sample. So keys keep only ``[A-Za-z0-9_-]``; when cleaning
+changed a given key, a short hash of the original is appended so two different ids never collide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+MAX_STEM = 80
+
+
+def _digest(text: str, n: int = 10) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:n]
+
+
+def safe_key(raw: str) -> str:
+    """Clean a user-given key; identical input always gives the identical key."""
+    cleaned = _UNSAFE.sub("_", raw).strip("_-")[:MAX_STEM]
+    if cleaned == raw and cleaned:
+        return cleaned
+    return f"{cleaned or 'key'}-{_digest(raw)}"
+
+
+def derive_key(video: str, start: float | None, end: float | None) -> str:
+    """A key for a row without one: the video's stem plus a hash of video and span."""
+    stem = video.rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0]
+    stem = _UNSAFE.sub("_", stem).strip("_-")[:40] or "clip"
+    span = f"{video}|{'' if start is None else repr(float(start))}|{'' if end is None else repr(float(end))}"
+    return f"{stem}-{_digest(span)}"

@@ -1,0 +1,222 @@
+"""Reading a corpus description into ``Clip`` rows: CSV, JSONL, Parquet, or a folder of videos.
+
+Columns: ``video`` (path or fsspec URI), optional ``start``/``end`` (seconds), ``text``, optional
+``key`` and ``dataset``. A bad row becomes a ``Clip`` already failed at stage ``manifest`` (it is
+counted, never dropped); a file that cannot be read as a manifest at all raises
+``ManifestError`` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from pipelines.keys import derive_key, safe_key
+from pipelines.record import Clip
+from pipelines.subtitles import cues_text, parse_cues
+
+VIDEO_EXTENSIONS = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ts"}
+TEXT_EXTENSIONS = (".txt", ".srt", ".vtt")
+STAGE = "manifest"
+
+
+class ManifestError(ValueError):
+    """The manifest as a whole is unreadable; ``str()`` is the one-line message for the user."""
+
+
+RawRow = tuple[int, dict[str, Any] | str]  # (line number, fields) or (line number, why unreadable)
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _read_bytes(uri: str) -> bytes:
+    try:
+        with fsspec.open(uri, "rb") as f:
+            return f.read()
+    except FileNotFoundError as exc:
+        raise ManifestError(f"{uri}: manifest not found") from exc
+    except OSError as exc:
+        raise ManifestError(f"{uri}: cannot read manifest: {exc}") from exc
+
+
+def _csv_rows(uri: str, delimiter: str) -> Iterator[RawRow]:
+    text = _read_bytes(uri).decode("utf-8", "surrogateescape").lstrip("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ManifestError(f"{uri}:1: empty manifest (no header line)") from None
+    except csv.Error as exc:
+        raise ManifestError(f"{uri}:1: unreadable CSV header: {exc}") from None
+    header = [h.strip() for h in header]
+    if "video" not in header:
+        raise ManifestError(f"{uri}:1: the header has no 'video' column (found: {', '.join(header)})")
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, f"unreadable CSV line: {exc}"
+            continue
+        if not any(f.strip() for f in fields):
+            continue
+        if len(fields) != len(header):
+            yield reader.line_num, f"row has {len(fields)} fields, the header has {len(header)}"
+            continue
+        yield reader.line_num, dict(zip(header, fields, strict=True))
+
+
+def _jsonl_rows(uri: str) -> Iterator[RawRow]:
+    seen_good = False
+    for lineno, raw in enumerate(_read_bytes(uri).split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        line = raw.decode("utf-8", "surrogateescape")
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if not seen_good:
+                raise ManifestError(f"{uri}:{lineno}: not JSON Lines ({exc.msg})") from None
+            yield lineno, f"unreadable JSON line: {exc.msg}"
+            continue
+        if not isinstance(value, dict):
+            yield lineno, f"line is JSON {type(value).__name__}, not an object"
+            continue
+        seen_good = True
+        yield lineno, value
+
+
+def _parquet_rows(uri: str) -> Iterator[RawRow]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(io.BytesIO(_read_bytes(uri)))
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types; all mean "not parquet"
+        raise ManifestError(f"{uri}: not a readable Parquet file ({exc})") from None
+    if "video" not in table.column_names:
+        raise ManifestError(f"{uri}: no 'video' column (found: {', '.join(table.column_names)})")
+    for i, row in enumerate(table.to_pylist(), start=1):
+        yield i, row
+
+
+def _folder_rows(root: str) -> Iterator[RawRow]:
+    folder = Path(root)
+    videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    if not videos:
+        raise ManifestError(f"{root}: folder holds no videos ({', '.join(sorted(VIDEO_EXTENSIONS))})")
+    for i, video in enumerate(videos, start=1):
+        row: dict[str, Any] = {"video": str(video), "key": str(video.relative_to(folder).with_suffix(""))}
+        for ext in TEXT_EXTENSIONS:
+            side = video.with_suffix(ext)
+            if side.is_file():
+                text = side.read_bytes().decode("utf-8", "surrogateescape")
+                row["text"] = text.strip() if ext == ".txt" else cues_text(parse_cues(text))
+                break
+        yield i, row
+
+
+def raw_rows(uri: str) -> Iterator[RawRow]:
+    """The manifest's rows as dicts (or reasons they are unreadable), with their line numbers."""
+    if "://" not in uri and Path(uri).is_dir():
+        return _folder_rows(uri)
+    lower = uri.lower().split("?", 1)[0]
+    if lower.endswith((".jsonl", ".json", ".ndjson")):
+        return _jsonl_rows(uri)
+    if lower.endswith((".parquet", ".pq")):
+        return _parquet_rows(uri)
+    if lower.endswith(".tsv"):
+        return _csv_rows(uri, "\t")
+    if lower.endswith(".csv"):
+        return _csv_rows(uri, ",")
+    raise ManifestError(f"{uri}: unknown manifest type (use .csv, .tsv, .jsonl, .parquet or a folder)")
+
+
+def _number(row: dict[str, Any], name: str) -> float | None:
+    value = row.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} is not a number: {str(value)[:40]!r}") from None
+    if math.isnan(number):
+        return None
+    if math.isinf(number):
+        raise ValueError(f"{name} is infinite")
+    return number
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("text is not valid UTF-8") from None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    text = str(value)
+    if _has_surrogates(text):
+        raise ValueError("text is not valid UTF-8")
+    return text
+
+
+def to_clip(row_index: int, line: int, raw: dict[str, Any] | str, allow_empty_text: bool) -> Clip:
+    """One raw manifest row -> a ``Clip`` (failed at stage ``manifest`` when the row is bad)."""
+    if isinstance(raw, str):
+        return Clip(key=f"row-{row_index:09d}", row=row_index, video="").fail(STAGE, f"line {line}: {raw}")
+    video = raw.get("video")
+    video = video if isinstance(video, str) else ("" if video is None else str(video))
+    given = raw.get("key")
+    given = None if given is None or str(given).strip() == "" else str(given)
+    clip = Clip(key="", row=row_index, video=video.strip(), source_key=given,
+                dataset=None if raw.get("dataset") is None else str(raw.get("dataset")))
+    try:
+        clip.start, clip.end = _number(raw, "start"), _number(raw, "end")
+        clip.key = safe_key(given) if given else derive_key(clip.video, clip.start, clip.end)
+        if not clip.video:
+            raise ValueError("no video path")
+        if _has_surrogates(clip.video):
+            raise ValueError("video path is not valid UTF-8")
+        clip.text = _text(raw.get("text"))
+        if not allow_empty_text and not (clip.text or "").strip():
+            raise ValueError("empty text (pass --allow-empty-text to keep clips without text)")
+    except ValueError as exc:
+        if not clip.key:
+            clip.key = f"row-{row_index:09d}"
+        clip.fail(STAGE, f"line {line}: {exc}")
+    return clip
+
+
+def read_manifest(uri: str, allow_empty_text: bool = False) -> list[Clip]:
+    """All rows of the manifest as clips, in order; duplicate keys fail all but the first."""
+    clips: list[Clip] = []
+    first_row: dict[str, int] = {}
+    for row_index, (line, raw) in enumerate(raw_rows(uri)):
+        clip = to_clip(row_index, line, raw, allow_empty_text)
+        if clip.key in first_row:
+            earlier = first_row[clip.key]
+            clip.fail(STAGE, f"line {line}: duplicate key {clip.key!r} (first used by row {earlier})")
+            clip.key = f"{clip.key}-dup{row_index}"
+        else:
+            first_row[clip.key] = row_index
+        clips.append(clip)
+    return clips
+
+
+def write_manifest(rows: Iterable[dict[str, Any]], path: str) -> None:
+    """Write rows as JSON Lines (used by the demo and tests)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -1,0 +1,89 @@
+"""``prepare``: plan the run, hand the tasks to an engine, merge the results, report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines import tasks as T
+from pipelines.config import PrepareConfig
+from pipelines.progress import RunProgress
+
+log = logging.getLogger(__name__)
+RUNNERS = ("beam", "ray", "local")
+
+
+@dataclass(slots=True)
+class EngineOptions:
+    runner: str = "beam"
+    workers: int | None = None  # Beam: direct_num_workers; Ray: local CPUs
+    ray_address: str | None = None
+    caption_pool: int = 1
+    beam_args: Sequence[str] = ()
+
+
+def prepare(manifest: str, cfg: PrepareConfig, engine: EngineOptions, progress: bool = True) -> dict[str, Any]:
+    """Turn ``manifest`` into shards under ``cfg.out``; return the merged ``stats.json``."""
+    if engine.runner not in RUNNERS:
+        raise ValueError(f"unknown runner {engine.runner!r}; choose one of {', '.join(RUNNERS)}")
+    t0 = time.perf_counter()
+    plan = T.plan(manifest, cfg)
+    log.info(
+        "%d rows in %d tasks; %d already done, %d to run on %s",
+        plan.total_rows, plan.num_tasks, plan.done_tasks, len(plan.tasks), engine.runner,
+    )
+    tracker = RunProgress(cfg.out, plan.total_rows) if progress else None
+    if tracker:
+        tracker.__enter__()
+    try:
+        _run_engine(plan, engine)
+    finally:
+        if tracker:
+            tracker.__exit__(None, None, None)
+    summary = T.finalize(cfg)
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    summary["runner"] = engine.runner
+    summary["resumed_tasks"] = plan.done_tasks
+    return summary
+
+
+def _run_engine(plan: T.Plan, engine: EngineOptions) -> None:
+    if engine.runner == "local":
+        from pipelines import local
+
+        local.run(plan)
+    elif engine.runner == "beam":
+        from pipelines import beam
+
+        args = list(engine.beam_args)
+        if engine.workers and not any(a.startswith("--direct_num_workers") for a in args):
+            args += [f"--direct_num_workers={engine.workers}", "--direct_running_mode=multi_processing"]
+        beam.run(plan, args)
+    else:
+        from pipelines import ray as ray_engine
+
+        ray_engine.run(plan, engine.ray_address, engine.caption_pool, engine.workers)
+
+
+def format_summary(summary: dict[str, Any], out: str) -> str:
+    """The end-of-run report: what was made, what failed and why, and where everything is."""
+    rate = summary["rows_done"] / summary["seconds"] if summary.get("seconds") else 0.0
+    lines = [
+        f"prepared {summary['samples']} samples from {summary['rows']} rows "
+        f"in {summary.get('seconds', 0):.1f} s ({rate:.2f} rows/s, runner {summary.get('runner')})",
+        f"  failed: {summary['failed']}"
+        + (f" ({', '.join(f'{k}: {v}' for k, v in summary['failed_by_stage'].items())})" if summary["failed"] else ""),
+        f"  shards: {summary['shards']} ({summary['bytes'] / 1e6:.1f} MB) in {out}/shards",
+        f"  index:  {out}/index.json   stats: {out}/stats.json   errors: {out}/errors.jsonl",
+    ]
+    if summary.get("resumed_tasks"):
+        lines.append(f"  resumed: {summary['resumed_tasks']} tasks were already done and skipped")
+    if not summary.get("complete", True):
+        lines.append(f"  INCOMPLETE: {summary['tasks_done']}/{summary['tasks']} tasks done; rerun to resume")
+    stage_s = summary.get("seconds_by_stage") or {}
+    if stage_s:
+        lines.append("  time by stage (summed over workers): " + ", ".join(f"{k} {v:.1f}s" for k, v in stage_s.items()))
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""Progress of a run as seen from its output folder, so it works for every engine.
+
+Engines run tasks in other processes (or on other machines); each finished task leaves its stats
+file. A background thread polls them and moves a ``tqdm`` bar of rows, with failures by stage.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+
+from tqdm import tqdm
+
+from pipelines.tasks import STATS_DIR
+from shards.store import Store
+
+
+class RunProgress:
+    """``with RunProgress(out, total_rows, done_rows): engine.run(...)``."""
+
+    def __init__(self, out: str, total_rows: int, interval: float = 0.5) -> None:
+        self.store = Store(out)
+        self.total = total_rows
+        self.seen: set[str] = set()
+        self.interval = interval
+        self.failed: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._bar = tqdm(total=total_rows, unit="row", desc="prepare", dynamic_ncols=True)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def poll(self) -> None:
+        for name in self.store.list(STATS_DIR):
+            if name in self.seen or not name.endswith(".json"):
+                continue
+            try:
+                stats = json.loads(self.store.read_text(f"{STATS_DIR}/{name}"))
+            except (OSError, ValueError):
+                continue
+            self.seen.add(name)
+            self.failed.update(stats["failed_by_stage"])
+            self._bar.update(stats["rows"])
+            self._bar.set_postfix(
+                written=self._bar.n - sum(self.failed.values()),
+                failed=",".join(f"{k}:{v}" for k, v in sorted(self.failed.items())) or "0",
+            )
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+    def __enter__(self) -> RunProgress:
+        self.poll()  # tasks finished by an earlier, interrupted run
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.poll()
+        self._bar.close()

@@ -1,0 +1,100 @@
+"""The one record that flows between stages: a ``Clip``.
+
+Every stage takes a ``Clip`` and returns it, filled in further or marked failed. A failed clip
+keeps travelling (so it is counted and written to ``errors.jsonl``) but later stages skip it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True, frozen=True)
+class Failure:
+    """Why a clip did not become a sample: the stage that gave up and a reason a user can read."""
+
+    stage: str
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
+class VideoInfo:
+    """What ffprobe says about the source video (``duration`` may be counted, see ``probe``)."""
+
+    duration: float
+    fps: float
+    width: int
+    height: int
+    video_codec: str
+    audio_codec: str | None
+    format_name: str
+    num_frames: int | None = None
+    duration_source: str = "container"  # "container", "stream" or "counted"
+
+
+@dataclass(slots=True)
+class Clip:
+    """One manifest row on its way to becoming one WebDataset sample.
+
+    ``key`` is already safe as a tar member stem (no dots, no slashes); the row's own id, if it
+    had one, stays in ``source_key`` and ends up in the sample's JSON.
+    """
+
+    key: str
+    row: int
+    video: str
+    start: float | None = None
+    end: float | None = None
+    text: str | None = None
+    dataset: str | None = None
+    source_key: str | None = None
+    info: VideoInfo | None = None
+    mp4: bytes | None = None
+    clip_info: dict[str, Any] = field(default_factory=dict)
+    jpg: bytes | None = None
+    frame_index: int | None = None
+    frame_time: float | None = None
+    caption: str | None = None
+    caption_model: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    error: Failure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def fail(self, stage: str, reason: str) -> Clip:
+        """Mark the clip failed and drop the heavy payloads it will never need."""
+        self.error = Failure(stage, reason)
+        self.mp4 = None
+        self.jpg = None
+        return self
+
+    def metadata(self) -> dict[str, Any]:
+        """The sample's ``.json``: where it came from and what it is (no payload bytes)."""
+        info = asdict(self.info) if self.info else None
+        return {
+            "key": self.key,
+            "source_key": self.source_key,
+            "row": self.row,
+            "dataset": self.dataset,
+            "video": self.video,
+            "span": [self.start, self.end],
+            "source": info,
+            "clip": self.clip_info,
+            "middle_frame": {"index": self.frame_index, "time": self.frame_time},
+            "caption_model": self.caption_model,
+        }
+
+    def failure_row(self) -> dict[str, Any]:
+        """A line of ``errors.jsonl``."""
+        assert self.error is not None
+        return {
+            "key": self.key,
+            "row": self.row,
+            # A path that is not valid UTF-8 is shown with U+FFFD, so errors.jsonl stays UTF-8.
+            "video": self.video.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+            "stage": self.error.stage,
+            "reason": self.error.reason,
+        }

@@ -1,0 +1,91 @@
+"""Stage 2, clip: cut the row's span out of the source video into an mp4 (bytes).
+
+Stream copy when the span allows it: the whole video, or a span that starts on a keyframe, of an
+H.264/HEVC stream, with no resize or frame-rate change asked for. Otherwise re-encode with
+libx264 (frame-accurate seek). Output is fragmented MP4 written to a pipe, so no temp file per
+clip; ``-fflags +bitexact`` and no copied metadata keep the bytes reproducible.
+"""
+
+from __future__ import annotations
+
+import av
+import ffmpeg
+
+from pipelines.config import PrepareConfig
+from pipelines.ff import run_tool
+from pipelines.record import Clip
+from pipelines.source import local_path
+from pipelines.stages.base import StageError
+
+COPYABLE = {"h264", "hevc"}
+MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+
+
+def _starts_on_keyframe(path: str, start: float) -> bool:
+    """True when the first keyframe at or before ``start`` is at ``start`` (within 1 ms)."""
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            container.seek(int(start / stream.time_base), stream=stream, backward=True)
+            for packet in container.demux(stream):
+                if packet.pts is None:
+                    continue
+                return packet.is_keyframe and abs(float(packet.pts * stream.time_base) - start) < 1e-3
+    except (av.FFmpegError, IndexError):
+        return False
+    return False
+
+
+def _scale_filter(cfg: PrepareConfig, width: int, height: int) -> str | None:
+    m = cfg.max_short_side
+    if not m or min(width, height) <= m:
+        return None
+    # Short side to m, long side to keep the aspect, both even (libx264 with yuv420p needs it).
+    return f"scale='if(lt(iw,ih),{m},-2)':'if(lt(iw,ih),-2,{m})'"
+
+
+def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
+    info = clip.info
+    assert info is not None, "probe runs before clip"
+    path = local_path(clip.video)
+    start = clip.start or 0.0
+    end = min(clip.end if clip.end is not None else info.duration, info.duration)
+    whole = start <= 0 and end >= info.duration
+    scale = _scale_filter(cfg, info.width, info.height)
+    resample = cfg.fps is not None and abs(cfg.fps - info.fps) > 1e-3
+    copy = (
+        info.video_codec in COPYABLE
+        and not scale
+        and not resample
+        and (whole or _starts_on_keyframe(path, start))
+    )
+    input_args = {} if whole else {"ss": f"{start:.6f}"}
+    output_args: dict = {
+        "format": "mp4", "movflags": MOVFLAGS, "an": None, "sn": None, "dn": None,
+        "map_metadata": "-1", "fflags": "+bitexact", "map": "0:v:0",
+    }
+    if not whole:
+        output_args["t"] = f"{end - start:.6f}"
+    if copy:
+        output_args["c:v"] = "copy"
+    else:
+        filters = [f for f in (scale, f"fps={cfg.fps:g}" if resample else None) if f]
+        if filters:
+            output_args["vf"] = ",".join(filters)
+        output_args.update({
+            "c:v": "libx264", "preset": "veryfast", "crf": "23", "pix_fmt": "yuv420p",
+            "flags:v": "+bitexact",
+        })
+    cmd = ffmpeg.input(path, **input_args).output("pipe:1", **output_args).global_args(
+        "-nostdin", "-v", "error"
+    ).compile()
+    data = run_tool(cmd, cfg.limits)
+    if len(data) < 100:
+        raise StageError("ffmpeg produced an empty clip (no decodable frames in the span)")
+    clip.mp4 = data
+    clip.clip_info = {
+        "start": round(start, 6), "end": round(end, 6), "duration": round(end - start, 6),
+        "mode": "stream-copy" if copy else "re-encode", "bytes": len(data),
+        "fps": info.fps if not resample else cfg.fps,
+    }
+    return clip

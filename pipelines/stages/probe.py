@@ -1,0 +1,92 @@
+"""Stage 1, probe: what the source video is (ffprobe), and whether the row's span fits in it."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from pipelines.config import PrepareConfig
+from pipelines.ff import ffprobe_json, run_tool
+from pipelines.record import Clip, VideoInfo
+from pipelines.source import check_allowed, local_path
+from pipelines.stages.base import StageError
+
+MAX_SIDE = 16384
+STILL_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "gif"}
+SPAN_TOLERANCE_S = 0.5  # spans that end this little past the video are clamped
+
+
+def _rate(text: str | None) -> float:
+    try:
+        value = Fraction(text or "0")
+    except (ValueError, ZeroDivisionError):
+        return 0.0
+    return float(value) if value > 0 else 0.0
+
+
+def _count_frames(path: str, cfg: PrepareConfig) -> int:
+    """Count the video packets when the container states no duration (e.g. live WebM)."""
+    out = run_tool(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets",
+         "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", path],
+        cfg.limits,
+    )
+    try:
+        return int(out.decode().strip().split(",")[0])
+    except ValueError as exc:
+        raise StageError("could not count the video's frames") from exc
+
+
+def probe(clip: Clip, cfg: PrepareConfig) -> Clip:
+    check_allowed(clip.video, cfg.extra.get("input_root"))
+    path = local_path(clip.video)
+    meta = ffprobe_json(path, cfg.limits)
+    streams = meta.get("streams", [])
+    fmt = meta.get("format", {})
+    video = [
+        s for s in streams
+        if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")
+    ]
+    audio = [s for s in streams if s.get("codec_type") == "audio"]
+    if not video:
+        kind = "audio-only file" if audio else "no streams ffmpeg can read"
+        raise StageError(f"no video stream ({kind})")
+    vs = video[0]
+    format_name = fmt.get("format_name", "")
+    if format_name in STILL_FORMATS or (
+        vs.get("codec_name") in {"mjpeg", "png", "webp", "bmp"} and int(vs.get("nb_frames") or 1) <= 1
+    ):
+        raise StageError(f"a still image ({vs.get('codec_name')} in {format_name}), not a video")
+    width, height = int(vs.get("width") or 0), int(vs.get("height") or 0)
+    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+        raise StageError(f"unusable frame size {width}x{height} (limit {MAX_SIDE} a side)")
+    fps = _rate(vs.get("avg_frame_rate")) or _rate(vs.get("r_frame_rate"))
+    duration = float(fmt.get("duration") or 0) or float(vs.get("duration") or 0)
+    source, num_frames = ("container" if fmt.get("duration") else "stream"), None
+    if vs.get("nb_frames", "").isdigit():
+        num_frames = int(vs["nb_frames"])
+    if duration <= 0:
+        num_frames = _count_frames(path, cfg)
+        if fps <= 0 or num_frames <= 0:
+            raise StageError("video has no duration and no countable frames")
+        duration, source = num_frames / fps, "counted"
+    if fps <= 0:
+        raise StageError("video states no frame rate")
+    clip.info = VideoInfo(
+        duration=round(duration, 6), fps=round(fps, 6), width=width, height=height,
+        video_codec=vs.get("codec_name", "unknown"),
+        audio_codec=audio[0].get("codec_name") if audio else None,
+        format_name=format_name, num_frames=num_frames, duration_source=source,
+    )
+    _check_span(clip, duration)
+    return clip
+
+
+def _check_span(clip: Clip, duration: float) -> None:
+    start = clip.start or 0.0
+    end = clip.end if clip.end is not None else duration
+    if start < 0 or end <= start:
+        raise StageError(f"empty or negative span [{clip.start}, {clip.end}]")
+    if start >= duration - SPAN_TOLERANCE_S:
+        raise StageError(f"span starts at {start:g} s, past the video's end ({duration:g} s)")
+    if end > duration + SPAN_TOLERANCE_S:
+        raise StageError(f"span ends at {end:g} s, past the video's end ({duration:g} s)")

@@ -1,0 +1,203 @@
+"""Units of work and the one shared way to run them (what datatrove calls ``run_for_rank``).
+
+A run cuts the manifest into tasks of ``shard_size`` consecutive rows. Task ``i`` writes
+``shards/{name}-{i:06d}.tar`` (plus ``-1``, ``-2`` parts if ``shard_bytes`` overflows) and then,
+last, ``stats/{i:06d}.json`` with its counts and every failed row. That stats file is the task's
+completion marker: a rerun skips tasks that have one and redoes the rest from scratch, which
+rewrites the same shard names with the same bytes, so no sample is ever lost or duplicated.
+
+Engines only schedule the three phases below (``process``: CPU stages; ``caption``: the model;
+``write``), or all at once with ``run_task``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from captioner import Captioner
+from pipelines.config import PrepareConfig
+from pipelines.manifest import read_manifest
+from pipelines.record import Clip
+from pipelines.stages import CPU_STAGES, apply, caption_clips
+from shards.format import Sample
+from shards.index import INDEX, make_index
+from shards.store import Store
+from shards.writer import ShardSpec, write_shards
+
+RUN_FILE = "run.json"
+CONFIG_FILE = "config.json"
+STATS_DIR = "stats"
+STATS_FILE = "stats.json"
+ERRORS_FILE = "errors.jsonl"
+# Settings that change the samples; a rerun into the same folder must use the same ones.
+SAMPLE_SETTINGS = (
+    "name", "shard_size", "shard_bytes", "fps", "max_short_side", "frame_short_side",
+    "jpeg_quality", "captioner", "caption_max_words", "allow_empty_text",
+)
+
+
+class RunMismatch(RuntimeError):
+    """The output folder holds a run of another manifest or other settings."""
+
+
+@dataclass(slots=True)
+class Task:
+    index: int
+    clips: list[Clip]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        """Engines that want flat rows (Ray Data) carry tasks as one bytes column."""
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def from_bytes(data: bytes) -> Task:
+        return pickle.loads(data)
+
+
+@dataclass(slots=True)
+class Plan:
+    cfg: PrepareConfig
+    total_rows: int
+    tasks: list[Task]  # only the tasks still to do
+    num_tasks: int
+    done_tasks: int
+
+
+def stats_rel(index: int) -> str:
+    return f"{STATS_DIR}/{index:06d}.json"
+
+
+def _fingerprint(clips: list[Clip], cfg: PrepareConfig) -> str:
+    h = hashlib.sha256()
+    settings = {k: getattr(cfg, k) for k in SAMPLE_SETTINGS}
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    for c in clips:
+        row = (c.row, c.key, c.video, c.start, c.end, c.text, c.dataset, c.error and c.error.reason)
+        h.update(json.dumps(row, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def plan(manifest: str, cfg: PrepareConfig) -> Plan:
+    """Read the manifest, cut it into tasks and keep those without a completion marker.
+
+    Raises ``RunMismatch`` when ``cfg.out`` already holds a run of a different manifest or of
+    settings that change samples: mixing them would silently corrupt the dataset.
+    """
+    clips = read_manifest(manifest, allow_empty_text=cfg.allow_empty_text)
+    store = Store(cfg.out)
+    fingerprint = _fingerprint(clips, cfg)
+    if store.exists(RUN_FILE):
+        previous = json.loads(store.read_text(RUN_FILE))
+        if previous.get("fingerprint") != fingerprint:
+            raise RunMismatch(
+                f"{cfg.out} already holds a run of another manifest or other settings "
+                f"({previous.get('manifest')}); use a new --out folder"
+            )
+    size = max(1, cfg.shard_size)
+    tasks = [Task(i // size, clips[i : i + size]) for i in range(0, len(clips), size)]
+    done = set(store.list(STATS_DIR))
+    pending = [t for t in tasks if f"{t.index:06d}.json" not in done]
+    run = {"manifest": manifest, "fingerprint": fingerprint, "rows": len(clips), "tasks": len(tasks)}
+    store.put_bytes(RUN_FILE, (json.dumps(run, indent=2) + "\n").encode())
+    store.put_bytes(CONFIG_FILE, (cfg.to_json() + "\n").encode())
+    store.remove("_tmp")  # scratch left by a killed run: never visible under a final name
+    return Plan(cfg, len(clips), pending, len(tasks), len(tasks) - len(pending))
+
+
+def process(task: Task, cfg: PrepareConfig) -> Task:
+    """The CPU stages (probe, clip, middle frame) for every clip of the task."""
+    for clip in task.clips:
+        for name, stage in CPU_STAGES:
+            apply(name, stage, clip, cfg)
+    return task
+
+
+def caption(task: Task, captioner: Captioner | None, cfg: PrepareConfig) -> Task:
+    """Caption the task's middle frames in batches (images batched across its clips)."""
+    caption_clips(task.clips, captioner, cfg.caption_batch_size)
+    return task
+
+
+def to_sample(clip: Clip) -> Sample:
+    fields = {
+        "mp4": clip.mp4 or b"",
+        "jpg": clip.jpg or b"",
+        "txt": (clip.text or "").encode("utf-8"),
+        "json": json.dumps(clip.metadata(), sort_keys=True, ensure_ascii=False).encode("utf-8"),
+    }
+    if clip.caption is not None:
+        fields["caption.txt"] = clip.caption.encode("utf-8")
+    return Sample(clip.key, fields)
+
+
+def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
+    """Write the task's good clips as shards, then its stats file (the completion marker)."""
+    store = Store(cfg.out)
+    t0 = time.perf_counter()
+    good = [c for c in task.clips if c.ok]
+    shards = write_shards((to_sample(c) for c in good), store, ShardSpec(cfg.name, task.index, cfg.shard_bytes))
+    seconds: Counter[str] = Counter()
+    for clip in task.clips:
+        seconds.update(clip.timings)
+    seconds["write"] += time.perf_counter() - t0
+    failures = [c.failure_row() for c in task.clips if not c.ok]
+    stats = {
+        "task": task.index,
+        "rows": len(task.clips),
+        "written": len(good),
+        "failed": len(failures),
+        "failed_by_stage": dict(Counter(f["stage"] for f in failures)),
+        "failures": failures,
+        "shards": [asdict(s) for s in shards],
+        "seconds": {k: round(v, 4) for k, v in sorted(seconds.items())},
+    }
+    store.put_bytes(stats_rel(task.index), (json.dumps(stats, ensure_ascii=False) + "\n").encode())
+    return stats
+
+
+def run_task(task: Task, cfg: PrepareConfig, captioner: Captioner | None) -> dict[str, Any]:
+    """All phases of one task in this process (the local runner and the tests use it)."""
+    return write(caption(process(task, cfg), captioner, cfg), cfg)
+
+
+def finalize(cfg: PrepareConfig) -> dict[str, Any]:
+    """Merge every task's stats into ``index.json``, ``stats.json`` and ``errors.jsonl``.
+
+    Built from the per-task files each time, so a resumed run reports each row exactly once.
+    """
+    store = Store(cfg.out)
+    run = json.loads(store.read_text(RUN_FILE))
+    per_task = [json.loads(store.read_text(f"{STATS_DIR}/{n}")) for n in store.list(STATS_DIR)]
+    per_task.sort(key=lambda s: s["task"])
+    shards = [s for t in per_task for s in t["shards"]]
+    failures = [f for t in per_task for f in t["failures"]]
+    seconds: Counter[str] = Counter()
+    by_stage: Counter[str] = Counter()
+    for t in per_task:
+        seconds.update(t["seconds"])
+        by_stage.update(t["failed_by_stage"])
+    summary = {
+        "rows": run["rows"],
+        "rows_done": sum(t["rows"] for t in per_task),
+        "samples": sum(t["written"] for t in per_task),
+        "failed": len(failures),
+        "failed_by_stage": dict(sorted(by_stage.items())),
+        "tasks": run["tasks"],
+        "tasks_done": len(per_task),
+        "shards": len([s for s in shards if s["nsamples"]]),
+        "bytes": sum(s["nbytes"] for s in shards),
+        "seconds_by_stage": {k: round(v, 3) for k, v in sorted(seconds.items())},
+        "complete": len(per_task) == run["tasks"],
+    }
+    store.put_bytes(INDEX, (json.dumps(make_index(shards, cfg.name), indent=2) + "\n").encode())
+    store.put_bytes(STATS_FILE, (json.dumps(summary, indent=2) + "\n").encode())
+    lines = "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures)
+    store.put_bytes(ERRORS_FILE, lines.encode("utf-8"))
+    return summary

@@ -1,0 +1,80 @@
+"""Reading clipvip shards with the plain ``webdataset`` library.
+
+``iter_samples`` is for scripts and analysis; ``ClipShardDataset`` is the torch
+``IterableDataset`` the trainer streams, split across nodes (ranks) and data-loader workers so
+that every shard is read by exactly one reader per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch.utils.data
+import webdataset as wds
+
+from shards.index import shard_urls
+
+Decoded = dict[str, Any]
+
+
+def _decode(sample: dict[str, Any]) -> Decoded:
+    """Raw webdataset sample -> python values; images and clips stay bytes (decode where used)."""
+    out: Decoded = {"key": sample["__key__"], "url": sample.get("__url__")}
+    for ext, value in sample.items():
+        if ext.startswith("__"):
+            continue
+        if ext == "json":
+            out["json"] = json.loads(value)
+        elif ext.endswith("txt"):
+            out[ext] = value.decode("utf-8")
+        else:
+            out[ext] = value
+    return out
+
+
+def iter_samples(source: str | Sequence[str]) -> Iterator[Decoded]:
+    """Every sample of a run folder (or tar list) in shard order: ``key``, ``txt``,
+    ``caption.txt``, ``json`` (dict), ``jpg`` and ``mp4`` (bytes)."""
+    for sample in wds.WebDataset(shard_urls(source), shardshuffle=False, empty_check=False):
+        yield _decode(sample)
+
+
+class ClipShardDataset(torch.utils.data.IterableDataset):
+    """Streams decoded samples, each shard to one (node, worker); ``transform`` maps a sample.
+
+    ``shuffle`` > 0 shuffles shards and keeps a sample buffer of that size (training); 0 keeps
+    the order (evaluation). ``split_by_node`` uses the torch.distributed rank when initialised.
+    """
+
+    def __init__(
+        self,
+        source: str | Sequence[str],
+        transform: Callable[[Decoded], Any] | None = None,
+        shuffle: int = 0,
+        split_by_node: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.urls = shard_urls(source)
+        self.transform = transform
+        self.shuffle = shuffle
+        self.split_by_node = split_by_node
+        self.seed = seed
+
+    def pipeline(self) -> wds.DataPipeline:
+        stages: list[Any] = [wds.SimpleShardList(self.urls, seed=self.seed)]
+        if self.shuffle:
+            stages.append(wds.shuffle(len(self.urls), seed=self.seed))
+        if self.split_by_node:
+            stages.append(wds.split_by_node)
+        stages += [wds.split_by_worker, wds.tarfile_to_samples(), wds.map(_decode)]
+        if self.shuffle:
+            stages.append(wds.shuffle(self.shuffle, seed=self.seed))
+        if self.transform is not None:
+            stages.append(wds.map(self.transform))
+        return wds.DataPipeline(*stages)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.pipeline())
