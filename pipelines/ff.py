@@ -8,7 +8,6 @@ address-space limit (``RLIMIT_AS``) on the child and a timeout, and a failure co
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,13 +25,15 @@ class Limits:
     memory_mb: int = 4096
 
 
-def _limit_memory(memory_mb: int):
-    def apply() -> None:
-        if memory_mb > 0:
-            cap = memory_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+def _with_memory_cap(cmd: Sequence[str], memory_mb: int) -> list[str]:
+    """Wrap ``cmd`` so the child starts under an address-space cap.
 
-    return apply
+    A shell's ``ulimit -v`` rather than ``preexec_fn``: engines call this from threads, and
+    ``preexec_fn`` is unsafe in a threaded parent (seen here: ffprobe aborting with SIGABRT).
+    """
+    if memory_mb <= 0:
+        return list(cmd)
+    return ["/bin/sh", "-c", f'ulimit -v {memory_mb * 1024} && exec "$@"', "sh", *cmd]
 
 
 def run_tool(cmd: Sequence[str], limits: Limits, stdin: bytes | None = None) -> bytes:
@@ -40,11 +41,10 @@ def run_tool(cmd: Sequence[str], limits: Limits, stdin: bytes | None = None) -> 
     tool = cmd[0].rsplit("/", 1)[-1]
     try:
         proc = subprocess.run(
-            list(cmd),
+            _with_memory_cap(cmd, limits.memory_mb),
             input=stdin,
             capture_output=True,
             timeout=limits.timeout_s,
-            preexec_fn=_limit_memory(limits.memory_mb),
             check=False,
         )
     except subprocess.TimeoutExpired as exc:

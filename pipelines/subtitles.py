@@ -1,14 +1,47 @@
-"""Reading subtitle files (SRT, WebVTT) into timed cues, and cue text into clean sentences."""
+"""Whole-video subtitles (SRT, WebVTT, YouTube transcript JSON) as timed cues, and clip text.
+
+CLIP-ViP trains on clips whose text is the speech inside the clip's span, while subtitles come
+per whole video. Three steps get from one to the other, each a pure function:
+
+1. parse: ``parse_cues`` (SRT/WebVTT, YouTube's auto-caption word-timing tags included) or
+   ``parse_transcript`` (YouTube transcript JSON ``[{text, start, duration}]``) give ``Cue``s
+   with clean text (markup, ``[Music]``-style tags and ``>>`` speaker marks dropped).
+2. ``dedupe_rolling``: YouTube shows captions as two rolling lines, so every line appears in two
+   or more consecutive cues. Each cue keeps only the words it adds to the running text.
+3. ``clip_text``: the text of a clip is the de-duplicated cues overlapping its span.
+
+``parse_cues`` and ``cues_text`` keep their original contract (``pipelines.manifest`` uses them
+for folder inputs).
+"""
 
 from __future__ import annotations
 
+import html
+import json
+import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 _TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
+_TIMESTAMP = re.compile(r"^\s*(?:(\d+):)?(\d{1,2}):(\d{2})(?:[.,](\d{1,3}))?\s*$")
 _TAG = re.compile(r"<[^>]*>")
 _BRACKET = re.compile(r"\[[^\]]*\]")
+_SPEAKER = re.compile(r"(?:^|\s)(?:>>|&gt;&gt;)+")
 _SPACES = re.compile(r"\s+")
+_WORD_KEY = re.compile(r"[^\w']+")
+
+# A cue that starts this long after the running text's last cue ended is new speech, not a
+# rolling repeat: only within this gap are its leading words compared with the text so far.
+ROLLING_GAP_S = 0.5
+# How many trailing words of the running text a rolling cue can repeat (YouTube repeats one line).
+ROLLING_WINDOW = 64
+
+
+class SubtitleError(ValueError):
+    """A subtitle file cannot be read; ``str()`` names the field (callers add the file)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -20,17 +53,26 @@ class Cue:
 
 def _seconds(match: re.Match[str]) -> float:
     h, m, s, ms = match.groups()
-    return int(h or 0) * 3600 + int(m) * 60 + int(s) + int(ms.ljust(3, "0")) / 1000
+    return int(h or 0) * 3600 + int(m) * 60 + int(s) + int((ms or "0").ljust(3, "0")) / 1000
 
 
 def clean_cue_text(text: str) -> str:
-    """Drop markup (``<c>``, ``<00:00:01.000>``, ``<i>``) and tags like ``[Music]``."""
+    """Drop markup (``<c>``, ``<00:00:01.000>``, ``<i>``), tags like ``[Music]`` and ``>>``.
+
+    Entities (``&#39;``, ``&amp;``) are decoded after the markup is gone, so an encoded ``&lt;``
+    in speech is kept as text rather than mistaken for a tag.
+    """
     text = _BRACKET.sub(" ", _TAG.sub("", text))
-    return _SPACES.sub(" ", text).strip()
+    text = _SPEAKER.sub(" ", text)
+    return _SPACES.sub(" ", html.unescape(text)).strip()
 
 
 def parse_cues(content: str) -> list[Cue]:
-    """Cues of an SRT or WebVTT file (the ``-->`` line opens a cue; text runs to a blank line)."""
+    """Cues of an SRT or WebVTT file (the ``-->`` line opens a cue; text runs to a blank line).
+
+    A cue's text also ends at the next ``-->`` line: YouTube's auto-caption VTT often has no
+    blank line between cues.
+    """
     cues: list[Cue] = []
     lines = content.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     i = 0
@@ -41,7 +83,7 @@ def parse_cues(content: str) -> list[Cue]:
             a, b = _TIME.search(left), _TIME.search(right)
             i += 1
             body: list[str] = []
-            while i < len(lines) and lines[i].strip():
+            while i < len(lines) and lines[i].strip() and "-->" not in lines[i]:
                 body.append(lines[i])
                 i += 1
             if a and b:
@@ -58,3 +100,147 @@ def cues_text(cues: list[Cue]) -> str:
         if cue.text and (not out or cue.text != out[-1]):
             out.append(cue.text)
     return " ".join(out)
+
+
+def parse_time(value: Any, field: str) -> float:
+    """Seconds from a number, a numeric string or a ``[HH:]MM:SS[.mmm]`` timestamp."""
+    if isinstance(value, bool):
+        raise SubtitleError(f"{field}: not a time: {value!r}")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        match = _TIMESTAMP.match(value)
+        if match:
+            return _seconds(match)
+        try:
+            number = float(value)
+        except ValueError:
+            raise SubtitleError(f"{field}: not a time: {value[:40]!r}") from None
+    else:
+        raise SubtitleError(f"{field}: not a time: {value!r}")
+    if not math.isfinite(number) or number < 0:
+        raise SubtitleError(f"{field}: not a time: {value!r}")
+    return number
+
+
+def parse_transcript(items: Any, where: str = "") -> list[Cue]:
+    """Cues of a YouTube transcript ``[{text, start, duration}]``.
+
+    Also accepted per item: ``end`` instead of ``duration`` and ``lines`` (a list) instead of
+    ``text``, which is how video2dataset stores ``clip_subtitles``. ``where`` prefixes the field
+    named in a ``SubtitleError`` (e.g. the video id).
+    """
+    if not isinstance(items, list):
+        raise SubtitleError(f"{where or 'transcript'}: expected a list of cues, got {type(items).__name__}")
+    cues: list[Cue] = []
+    for i, item in enumerate(items):
+        field = f"{where}[{i}]"
+        if not isinstance(item, dict):
+            raise SubtitleError(f"{field}: expected an object, got {type(item).__name__}")
+        if "text" in item:
+            raw = item["text"]
+        elif "lines" in item and isinstance(item["lines"], list):
+            raw = " ".join(str(line) for line in item["lines"])
+        else:
+            raise SubtitleError(f"{field}: no 'text'")
+        if not isinstance(raw, str):
+            raise SubtitleError(f"{field}.text: not a string")
+        if "start" not in item:
+            raise SubtitleError(f"{field}: no 'start'")
+        start = parse_time(item["start"], f"{field}.start")
+        if "duration" in item:
+            end = start + parse_time(item["duration"], f"{field}.duration")
+        elif "end" in item:
+            end = parse_time(item["end"], f"{field}.end")
+        else:
+            raise SubtitleError(f"{field}: no 'duration' or 'end'")
+        cues.append(Cue(start, max(start, end), clean_cue_text(raw)))
+    return cues
+
+
+def _word_key(word: str) -> str:
+    return _WORD_KEY.sub("", word.casefold())
+
+
+def dedupe_rolling(cues: Iterable[Cue], gap_s: float = ROLLING_GAP_S) -> list[Cue]:
+    """Each cue reduced to the words it adds; cues that add nothing are dropped.
+
+    YouTube's rolling captions repeat the previous line at the top of the next cue (and flash
+    10 ms cues holding only the repeated line); its transcript JSON repeats words the same way.
+    A cue that starts within ``gap_s`` of the running text's last cue loses its longest leading
+    run of words equal to the running text's trailing words (compared without case and
+    punctuation). Speech after a pause is never trimmed, so a word genuinely said twice across
+    a pause stays twice. Timings are kept, so the result aligns to spans like the input.
+    """
+    out: list[Cue] = []
+    tail: list[str] = []
+    last_end = -math.inf
+    for cue in sorted(cues, key=lambda c: (c.start, c.end)):
+        words = cue.text.split()
+        if not words:
+            continue
+        keys = [_word_key(w) for w in words]
+        overlap = 0
+        if cue.start <= last_end + gap_s:
+            for k in range(min(len(tail), len(keys)), 0, -1):
+                if tail[-k:] == keys[:k]:
+                    overlap = k
+                    break
+        else:
+            tail = []
+        new = words[overlap:]
+        last_end = max(last_end, cue.end)
+        if not new:
+            continue
+        out.append(Cue(cue.start, cue.end, " ".join(new)))
+        tail = (tail + keys[overlap:])[-ROLLING_WINDOW:]
+    return out
+
+
+def _overlaps(cue: Cue, start: float, end: float, min_overlap_s: float) -> bool:
+    if cue.end <= cue.start:  # an instant: inside the span counts
+        return start <= cue.start < end
+    return min(cue.end, end) - max(cue.start, start) > min_overlap_s
+
+
+def clip_text(
+    cues: Sequence[Cue], start: float | None, end: float | None, min_overlap_s: float = 0.0
+) -> str:
+    """The text of the span ``[start, end)``: de-duplicated cues overlapping it, in order.
+
+    Pass cues already through ``dedupe_rolling`` (done once per video, not per clip). A cue
+    crossing either edge of the span counts (its words are not timed one by one); a cue that
+    only touches an edge does not. ``None`` edges mean the start or end of the video. No
+    overlapping speech gives ``""``.
+    """
+    lo = 0.0 if start is None else start
+    hi = math.inf if end is None else end
+    return " ".join(c.text for c in cues if c.text and _overlaps(c, lo, hi, min_overlap_s))
+
+
+def align_clips(
+    cues: Sequence[Cue], spans: Sequence[tuple[float | None, float | None]], min_overlap_s: float = 0.0
+) -> list[str]:
+    """``clip_text`` for each span of one video, de-duplicating the video's cues once."""
+    clean = dedupe_rolling(cues)
+    return [clip_text(clean, s, e, min_overlap_s) for s, e in spans]
+
+
+def load_subtitle_file(path: str | Path) -> list[Cue]:
+    """Cues of one video's subtitle file: ``.srt``, ``.vtt`` or a transcript ``.json`` list."""
+    path = Path(path)
+    text = path.read_bytes().decode("utf-8", "replace").lstrip("\ufeff")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SubtitleError(f"line {exc.lineno}: not JSON ({exc.msg})") from None
+        return parse_transcript(data)
+    return parse_cues(text)
+
+
+def load_transcript_map(data: Any) -> dict[str, list[Cue]]:
+    """A JSON object ``{video_id: [{text, start, duration}]}`` (many videos in one file)."""
+    if not isinstance(data, dict):
+        raise SubtitleError(f"expected an object {{video_id: [cues]}}, got {type(data).__name__}")
+    return {str(vid): parse_transcript(items, str(vid)) for vid, items in data.items()}

@@ -1,0 +1,107 @@
+"""MSR-VTT: the 1k-A test CSV (``key, vid_key, video_id, sentence``) and the annotation JSON.
+
+The CSV picks the 1,000 test videos and one sentence each; the annotation JSON
+(``{videos: [...], sentences: [{video_id, caption, sen_id}]}``) holds all 20 sentences of every
+video. Given both, the CSV's videos get their 20 sentences from the JSON. One row per video: its
+``text`` is the first sentence (the CSV's, when a CSV is given) and ``sentences`` all of them;
+``per_sentence`` gives one row per sentence instead. MSR-VTT videos are already clips, so the
+span is the whole video.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+
+from pipelines.adapters.base import (
+    AdapterOptions,
+    AdapterReport,
+    Row,
+    VideoFolder,
+    clean_sentence,
+    load_json,
+    make_row,
+    read_text,
+    require,
+)
+from pipelines.manifest import ManifestError
+
+CSV_COLUMNS = ("video_id", "sentence")
+
+
+def _read_csv(uri: str) -> list[tuple[str, str]]:
+    reader = csv.reader(io.StringIO(read_text(uri), newline=""))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise ManifestError(f"{uri}:1: empty file (expected header key,vid_key,video_id,sentence)") from None
+    missing = [c for c in CSV_COLUMNS if c not in header]
+    if missing:
+        raise ManifestError(f"{uri}:1: header lacks {', '.join(missing)} (found: {', '.join(header)})")
+    vi, si = header.index("video_id"), header.index("sentence")
+    rows: list[tuple[str, str]] = []
+    for fields in reader:
+        if not any(f.strip() for f in fields):
+            continue
+        if len(fields) != len(header):
+            raise ManifestError(
+                f"{uri}:{reader.line_num}: {len(fields)} fields, the header has {len(header)}"
+            )
+        rows.append((fields[vi].strip(), clean_sentence(fields[si])))
+    return rows
+
+
+def _read_json(uri: str) -> dict[str, list[str]]:
+    data = require(load_json(uri), dict, uri)
+    sentences = require(data.get("sentences"), list, f"{uri}: field 'sentences'")
+    by_video: dict[str, list[tuple[int, str]]] = {}
+    for i, item in enumerate(sentences):
+        where = f"{uri}: sentences[{i}]"
+        require(item, dict, where)
+        vid = require(item.get("video_id"), str, f"{where}.video_id")
+        caption = require(item.get("caption"), str, f"{where}.caption")
+        sen_id = item.get("sen_id", i)
+        by_video.setdefault(vid, []).append((int(sen_id) if isinstance(sen_id, int) else i, caption))
+    for video in data.get("videos") or []:
+        if isinstance(video, dict) and isinstance(video.get("video_id"), str):
+            by_video.setdefault(video["video_id"], [])
+    return {v: [clean_sentence(c) for _, c in sorted(s)] for v, s in by_video.items()}
+
+
+def read(
+    sources: list[str], videos: VideoFolder | None, opts: AdapterOptions, report: AdapterReport
+) -> Iterator[Row]:
+    if videos is None:
+        raise ManifestError("msrvtt: --videos DIR is required (the folder of videoNNNN.mp4 files)")
+    picked: list[tuple[str, str]] = []
+    annotations: dict[str, list[str]] = {}
+    for uri in sources:
+        if uri.lower().endswith(".csv"):
+            picked.extend(_read_csv(uri))
+        elif uri.lower().endswith(".json"):
+            annotations.update(_read_json(uri))
+        else:
+            raise ManifestError(f"{uri}: msrvtt reads the 1k-A .csv and the annotation .json")
+    if not picked:  # the JSON alone: every video it lists, first sentence as text
+        picked = [(vid, sents[0] if sents else "") for vid, sents in sorted(annotations.items())]
+    dataset = opts.dataset or "msrvtt"
+    for vid, first in picked:
+        sentences = annotations.get(vid) or [first]
+        if first and first in sentences:  # the CSV's sentence leads
+            sentences = [first] + [s for s in sentences if s != first]
+        elif first:
+            sentences = [first, *sentences]
+        report.read += len(sentences) if opts.per_sentence else 1
+        path = videos.find(vid, f"{vid}.mp4")
+        if path is None:
+            for _ in sentences if opts.per_sentence else [vid]:
+                report.drop("video not found", vid)
+            continue
+        if opts.per_sentence:
+            for j, sentence in enumerate(sentences):
+                yield report.keep(make_row(path, None, None, sentence, f"{vid}-s{j:02d}", dataset,
+                                           source_id=vid, sentences=sentences))
+        else:
+            yield report.keep(make_row(path, None, None, sentences[0] if sentences else "", vid,
+                                       dataset, source_id=vid, sentences=sentences))
