@@ -131,7 +131,9 @@ def parse_transcript(items: Any, where: str = "") -> list[Cue]:
     named in a ``SubtitleError`` (e.g. the video id).
     """
     if not isinstance(items, list):
-        raise SubtitleError(f"{where or 'transcript'}: expected a list of cues, got {type(items).__name__}")
+        raise SubtitleError(
+            f"{where or 'transcript'}: expected a list of cues, got {type(items).__name__}"
+        )
     cues: list[Cue] = []
     for i, item in enumerate(items):
         field = f"{where}[{i}]"
@@ -149,7 +151,8 @@ def parse_transcript(items: Any, where: str = "") -> list[Cue]:
             raise SubtitleError(f"{field}: no 'start'")
         start = parse_time(item["start"], f"{field}.start")
         if "duration" in item:
-            end = start + parse_time(item["duration"], f"{field}.duration")
+            # to the millisecond, the precision subtitle times have (no 11.440000000000001)
+            end = round(start + parse_time(item["duration"], f"{field}.duration"), 3)
         elif "end" in item:
             end = parse_time(item["end"], f"{field}.end")
         else:
@@ -170,7 +173,8 @@ def dedupe_rolling(cues: Iterable[Cue], gap_s: float = ROLLING_GAP_S) -> list[Cu
     A cue that starts within ``gap_s`` of the running text's last cue loses its longest leading
     run of words equal to the running text's trailing words (compared without case and
     punctuation). Speech after a pause is never trimmed, so a word genuinely said twice across
-    a pause stays twice. Timings are kept, so the result aligns to spans like the input.
+    a pause stays twice. Starts are kept; a cue's end is cut to the next kept cue's start (its
+    display time outlasts its speech), so the result aligns to clip spans.
     """
     out: list[Cue] = []
     tail: list[str] = []
@@ -194,6 +198,12 @@ def dedupe_rolling(cues: Iterable[Cue], gap_s: float = ROLLING_GAP_S) -> list[Cu
             continue
         out.append(Cue(cue.start, cue.end, " ".join(new)))
         tail = (tail + keys[overlap:])[-ROLLING_WINDOW:]
+    # Speech of a cue ends when the next line starts: YouTube transcript durations are display
+    # times that overlap the next line by seconds, which would leak words into the next clip.
+    for i in range(len(out) - 1):
+        nxt = out[i + 1].start
+        if out[i].start < nxt < out[i].end:
+            out[i] = Cue(out[i].start, nxt, out[i].text)
     return out
 
 
@@ -219,7 +229,9 @@ def clip_text(
 
 
 def align_clips(
-    cues: Sequence[Cue], spans: Sequence[tuple[float | None, float | None]], min_overlap_s: float = 0.0
+    cues: Sequence[Cue],
+    spans: Sequence[tuple[float | None, float | None]],
+    min_overlap_s: float = 0.0,
 ) -> list[str]:
     """``clip_text`` for each span of one video, de-duplicating the video's cues once."""
     clean = dedupe_rolling(cues)

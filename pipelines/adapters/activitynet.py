@@ -30,9 +30,7 @@ def _segments(uri: str, vid: str, entry: object) -> tuple[float, list[tuple[floa
     stamps = require(entry.get("timestamps"), list, f"{where}.timestamps")
     sentences = require(entry.get("sentences"), list, f"{where}.sentences")
     if len(stamps) != len(sentences):
-        raise ManifestError(
-            f"{where}: {len(stamps)} timestamps but {len(sentences)} sentences"
-        )
+        raise ManifestError(f"{where}: {len(stamps)} timestamps but {len(sentences)} sentences")
     out = []
     for i, (stamp, sentence) in enumerate(zip(stamps, sentences)):
         require(stamp, list, f"{where}.timestamps[{i}]")
@@ -64,8 +62,19 @@ def read(
                 if path is None:
                     report.drop("video not found", vid)
                     continue
-                yield report.keep(make_row(path, None, None, " ".join(sentences), vid, dataset,
-                                           source_id=vid, duration=duration, sentences=sentences))
+                yield report.keep(
+                    make_row(
+                        path,
+                        None,
+                        None,
+                        " ".join(sentences),
+                        vid,
+                        dataset,
+                        source_id=vid,
+                        duration=duration,
+                        sentences=sentences,
+                    )
+                )
                 continue
             for i, (s, e, text) in enumerate(segments):
                 report.read += 1
@@ -75,5 +84,16 @@ def read(
                 elif end <= start:
                     report.drop("empty span after clamping to the video's duration")
                 else:
-                    yield report.keep(make_row(path, start, end, text, f"{vid}-{i:03d}", dataset,
-                                               source_id=vid, duration=duration, sentences=[text]))
+                    yield report.keep(
+                        make_row(
+                            path,
+                            start,
+                            end,
+                            text,
+                            f"{vid}-{i:03d}",
+                            dataset,
+                            source_id=vid,
+                            duration=duration,
+                            sentences=[text],
+                        )
+                    )

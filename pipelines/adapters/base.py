@@ -177,7 +177,9 @@ def iter_jsonl(uri: str) -> Iterator[tuple[int, dict[str, Any]]]:
         except json.JSONDecodeError as exc:
             raise ManifestError(f"{uri}:{lineno}: not a JSON line ({exc.msg})") from None
         if not isinstance(value, dict):
-            raise ManifestError(f"{uri}:{lineno}: expected a JSON object, got {type(value).__name__}")
+            raise ManifestError(
+                f"{uri}:{lineno}: expected a JSON object, got {type(value).__name__}"
+            )
         yield lineno, value
 
 
@@ -203,5 +205,12 @@ def make_row(
     dataset: str,
     **extra: Any,
 ) -> Row:
-    return {"video": video, "start": start, "end": end, "text": text, "key": key,
-            "dataset": dataset, **extra}
+    return {
+        "video": video,
+        "start": start,
+        "end": end,
+        "text": text,
+        "key": key,
+        "dataset": dataset,
+        **extra,
+    }

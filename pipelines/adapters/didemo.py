@@ -73,13 +73,33 @@ def read(
                 report.drop("video not found", video)
                 continue
             sentences = [t for _, t, _ in sorted(moments, key=lambda m: m[0])]
-            yield report.keep(make_row(path, None, None, " ".join(sentences), stem, dataset,
-                                       source_id=video, sentences=sentences))
+            yield report.keep(
+                make_row(
+                    path,
+                    None,
+                    None,
+                    " ".join(sentences),
+                    stem,
+                    dataset,
+                    source_id=video,
+                    sentences=sentences,
+                )
+            )
             continue
         for (s, e), text, ann in moments:
             report.read += 1
             if path is None:
                 report.drop("video not found", video)
                 continue
-            yield report.keep(make_row(path, s * SEGMENT_S, (e + 1) * SEGMENT_S, text,
-                                       f"{stem}-{ann}", dataset, source_id=video, sentences=[text]))
+            yield report.keep(
+                make_row(
+                    path,
+                    s * SEGMENT_S,
+                    (e + 1) * SEGMENT_S,
+                    text,
+                    f"{stem}-{ann}",
+                    dataset,
+                    source_id=video,
+                    sentences=[text],
+                )
+            )

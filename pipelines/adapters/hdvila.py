@@ -115,6 +115,16 @@ def read(
                 if opts.subtitles and cues is None:
                     report.note("kept with empty text: the video has no subtitles")
                 row_video, row_start, row_end = (cut, None, None) if cut else (whole, start, end)
-                yield report.keep(make_row(row_video, row_start, row_end, text, key, dataset,
-                                           source_id=vid, url=line.get("url"),
-                                           source_span=[start, end]))
+                yield report.keep(
+                    make_row(
+                        row_video,
+                        row_start,
+                        row_end,
+                        text,
+                        key,
+                        dataset,
+                        source_id=vid,
+                        url=line.get("url"),
+                        source_span=[start, end],
+                    )
+                )

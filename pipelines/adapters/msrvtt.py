@@ -35,10 +35,14 @@ def _read_csv(uri: str) -> list[tuple[str, str]]:
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
-        raise ManifestError(f"{uri}:1: empty file (expected header key,vid_key,video_id,sentence)") from None
+        raise ManifestError(
+            f"{uri}:1: empty file (expected header key,vid_key,video_id,sentence)"
+        ) from None
     missing = [c for c in CSV_COLUMNS if c not in header]
     if missing:
-        raise ManifestError(f"{uri}:1: header lacks {', '.join(missing)} (found: {', '.join(header)})")
+        raise ManifestError(
+            f"{uri}:1: header lacks {', '.join(missing)} (found: {', '.join(header)})"
+        )
     vi, si = header.index("video_id"), header.index("sentence")
     rows: list[tuple[str, str]] = []
     for fields in reader:
@@ -62,7 +66,9 @@ def _read_json(uri: str) -> dict[str, list[str]]:
         vid = require(item.get("video_id"), str, f"{where}.video_id")
         caption = require(item.get("caption"), str, f"{where}.caption")
         sen_id = item.get("sen_id", i)
-        by_video.setdefault(vid, []).append((int(sen_id) if isinstance(sen_id, int) else i, caption))
+        by_video.setdefault(vid, []).append(
+            (int(sen_id) if isinstance(sen_id, int) else i, caption)
+        )
     for video in data.get("videos") or []:
         if isinstance(video, dict) and isinstance(video.get("video_id"), str):
             by_video.setdefault(video["video_id"], [])
@@ -100,8 +106,28 @@ def read(
             continue
         if opts.per_sentence:
             for j, sentence in enumerate(sentences):
-                yield report.keep(make_row(path, None, None, sentence, f"{vid}-s{j:02d}", dataset,
-                                           source_id=vid, sentences=sentences))
+                yield report.keep(
+                    make_row(
+                        path,
+                        None,
+                        None,
+                        sentence,
+                        f"{vid}-s{j:02d}",
+                        dataset,
+                        source_id=vid,
+                        sentences=sentences,
+                    )
+                )
         else:
-            yield report.keep(make_row(path, None, None, sentences[0] if sentences else "", vid,
-                                       dataset, source_id=vid, sentences=sentences))
+            yield report.keep(
+                make_row(
+                    path,
+                    None,
+                    None,
+                    sentences[0] if sentences else "",
+                    vid,
+                    dataset,
+                    source_id=vid,
+                    sentences=sentences,
+                )
+            )

@@ -50,7 +50,9 @@ def read(
         header = [h.strip() for h in reader.fieldnames or []]
         missing = [c for c in COLUMNS if c not in header]
         if missing:
-            raise ManifestError(f"{uri}:1: header lacks {', '.join(missing)} (found: {', '.join(header)})")
+            raise ManifestError(
+                f"{uri}:1: header lacks {', '.join(missing)} (found: {', '.join(header)})"
+            )
         reader.fieldnames = header
         for fields in reader:
             if None in fields or any(v is None for v in fields.values()):
@@ -69,6 +71,16 @@ def read(
             if path is None:
                 report.drop("video not found" if videos is not None else "no contentUrl", vid)
                 continue
-            yield report.keep(make_row(path, None, None, clean_sentence(fields["name"]), vid, dataset,
-                                       source_id=vid, url=url or None,
-                                       duration=parse_duration(fields.get("duration") or "")))
+            yield report.keep(
+                make_row(
+                    path,
+                    None,
+                    None,
+                    clean_sentence(fields["name"]),
+                    vid,
+                    dataset,
+                    source_id=vid,
+                    url=url or None,
+                    duration=parse_duration(fields.get("duration") or ""),
+                )
+            )

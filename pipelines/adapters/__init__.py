@@ -1,0 +1,74 @@
+"""Dataset adapters: a dataset's release files -> manifest rows ``pipelines.manifest`` reads.
+
+``build_manifest(fmt, sources, videos, **options)`` is the one entry point (used by
+``clipvip manifest`` and ``clipvip prepare --format``); ``FORMATS`` names the formats. Adapters
+only describe clips (video, span, text, metadata); they never run a pipeline stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import fields
+from typing import Any
+
+from pipelines.adapters import activitynet, didemo, hdvila, msrvtt, video2dataset, webvid
+from pipelines.adapters.base import AdapterOptions, AdapterReport, Row, VideoFolder
+from pipelines.adapters.output import write_manifest_jsonl, write_manifest_parquet
+from pipelines.manifest import ManifestError
+
+Reader = Callable[[list[str], VideoFolder | None, AdapterOptions, AdapterReport], Iterator[Row]]
+
+_READERS: dict[str, Reader] = {
+    "hdvila": hdvila.read,
+    "webvid": webvid.read,
+    "msrvtt": msrvtt.read,
+    "didemo": didemo.read,
+    "activitynet": activitynet.read,
+    "video2dataset": video2dataset.read,
+}
+FORMATS: tuple[str, ...] = tuple(_READERS)
+
+__all__ = [
+    "FORMATS",
+    "AdapterOptions",
+    "AdapterReport",
+    "build_manifest",
+    "write_manifest_jsonl",
+    "write_manifest_parquet",
+]
+
+
+def build_manifest(
+    fmt: str, sources: list[str], videos: str | None, **options: Any
+) -> tuple[list[Row], AdapterReport]:
+    """All manifest rows of ``sources`` in format ``fmt``, and the report of what was dropped.
+
+    ``options`` are ``AdapterOptions`` fields (``mode``, ``per_sentence``, ``subtitles``,
+    ``extract_dir``, ``text_from``, ``check_videos``, ``video_ext``, ``dataset``,
+    ``min_overlap_s``). Raises ``ManifestError`` (one line, naming the file and line or field)
+    for an unknown format or option, or a file that is not in the format.
+    """
+    if fmt not in _READERS:
+        raise ManifestError(f"unknown format {fmt!r} (choose from: {', '.join(FORMATS)})")
+    if not sources:
+        raise ManifestError(f"{fmt}: no source files given")
+    known = {f.name for f in fields(AdapterOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ManifestError(
+            f"{fmt}: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
+    opts = AdapterOptions(**options)
+    folder = VideoFolder(videos, check=opts.check_videos, ext=opts.video_ext) if videos else None
+    report = AdapterReport(format=fmt, sources=list(sources))
+    rows = list(_READERS[fmt](list(sources), folder, opts, report))
+    kept: list[Row] = []
+    seen: set[str] = set()
+    for row in rows:  # a release listing one id twice would make two samples with one key
+        if row["key"] in seen:
+            report.kept -= 1
+            report.drop("duplicate key")
+            continue
+        seen.add(row["key"])
+        kept.append(row)
+    return kept, report

@@ -1,0 +1,175 @@
+"""``clipvip manifest FORMAT SOURCE... --videos DIR --out manifest.parquet``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger("clipvip")
+
+EXAMPLES = """\
+examples:
+  # HD-VILA-100M: release JSONL + downloaded videos; clip text = subtitles inside each span
+  clipvip manifest hdvila hdvila_part0.jsonl --videos videos/ --subtitles subs/ --out hdvila.parquet
+  # WebVid: the release CSV; without --videos rows point at contentUrl
+  clipvip manifest webvid results_2M_val.csv --videos webvid/ --out webvid.parquet
+  # MSR-VTT 1k-A test with all 20 sentences per video from the annotation JSON
+  clipvip manifest msrvtt MSRVTT_JSFUSION_test.csv MSRVTT_data.json --videos MSRVTT/videos/all \\
+      --out msrvtt_1ka.parquet
+  # DiDeMo and ActivityNet as CLIP-ViP evaluates them: one paragraph per video
+  clipvip manifest didemo test_data.json --videos didemo/ --mode paragraph --out didemo.parquet
+  clipvip manifest activitynet val_1.json --videos anet/ --mode paragraph --out anet.parquet
+  # shards video2dataset already downloaded; payloads are extracted next to the manifest
+  clipvip manifest video2dataset shards/00000.tar shards/00001.tar --out v2d.parquet
+  # then
+  clipvip prepare hdvila.parquet --out data/hdvila
+
+formats: hdvila, webvid, msrvtt, didemo, activitynet, video2dataset (see docs/adapters.md).
+outputs: the manifest (--out; .parquet, or .jsonl to read it by eye) with columns
+video,start,end,text,key,dataset plus metadata columns (sentences, source_id, url, ...), and
+OUT.report.json: rows read, kept, dropped with reasons, first missing videos.
+"""
+
+
+def cmd_manifest(args: argparse.Namespace) -> int:
+    from clipvip.cli import UserError
+    from pipelines.adapters import build_manifest, write_manifest_jsonl, write_manifest_parquet
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".parquet", ".jsonl"):
+        raise UserError(f"--out {args.out}: use a .parquet or .jsonl file name")
+    extract_dir = args.extract_dir
+    if args.format == "video2dataset" and extract_dir is None:
+        extract_dir = str(out.with_name(f"{out.stem}_videos"))
+    rows, report = build_manifest(
+        args.format,
+        args.sources,
+        args.videos,
+        mode=args.mode,
+        per_sentence=args.per_sentence,
+        subtitles=args.subtitles,
+        extract_dir=extract_dir,
+        text_from=args.text_from,
+        check_videos=not args.no_check_videos,
+        video_ext=args.video_ext,
+        dataset=args.dataset,
+        min_overlap_s=args.min_overlap,
+    )
+    if args.format == "video2dataset":
+        log.info("video payloads extracted to %s (%d new files)", extract_dir, report.extracted)
+    (write_manifest_jsonl if out.suffix.lower() == ".jsonl" else write_manifest_parquet)(rows, out)
+    report_path = out.with_name(out.name + ".report.json")
+    report_path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    print(report.summary())
+    if report.missing_videos:
+        print(f"first missing videos: {', '.join(report.missing_videos[:5])}")
+    print(f"manifest: {out} ({len(rows)} rows); report: {report_path}")
+    print(
+        f"next: clipvip prepare {out} --out RUN_DIR"
+        + (" --allow-empty-text" if report.empty_text else "")
+    )
+    return 0 if rows else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from pipelines.adapters import FORMATS
+
+    p = sub.add_parser(
+        "manifest",
+        help="a dataset's release files -> a manifest for `clipvip prepare`",
+        description="Read a dataset in its own release format (HD-VILA-100M, WebVid, MSR-VTT, "
+        "DiDeMo, ActivityNet Captions, video2dataset shards) and write a manifest "
+        "of clips: video, span, text. Whole-video subtitles are aligned to clip "
+        "spans. Rows that cannot be used are counted by reason, not fatal; a file "
+        "not in the format stops with the file and line or field named.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "format", choices=FORMATS, metavar="FORMAT", help=f"one of: {', '.join(FORMATS)}"
+    )
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="the release files (JSONL/CSV/JSON) or video2dataset .tar shards, "
+        "e.g. MSRVTT_JSFUSION_test.csv MSRVTT_data.json",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="manifest to write, .parquet or .jsonl (e.g. --out msrvtt.parquet); the "
+        "report goes to OUT.report.json",
+    )
+    p.add_argument(
+        "--videos",
+        default=None,
+        metavar="DIR",
+        help="folder (or fsspec URI) of the downloaded videos, found by id as ID.mp4, "
+        ".webm, ... in any sub-folder (e.g. --videos /data/msrvtt/videos). "
+        "Required except for webvid (falls back to contentUrl) and video2dataset",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("clip", "paragraph"),
+        default="clip",
+        help="didemo/activitynet: clip = one row per moment/segment with its span; "
+        "paragraph = one row per whole video, descriptions joined (CLIP-ViP's "
+        "evaluation) (default: clip; e.g. --mode paragraph)",
+    )
+    p.add_argument(
+        "--per-sentence",
+        action="store_true",
+        help="msrvtt: one row per sentence (key VIDEO-sNN) instead of one per video "
+        "whose text is the first sentence (all sentences are always in the "
+        "'sentences' column)",
+    )
+    p.add_argument(
+        "--subtitles",
+        default=None,
+        metavar="PATH",
+        help="hdvila: a folder of per-video ID.vtt/ID.en.vtt/ID.srt/ID.json files or "
+        "one transcript JSON {ID: [{text, start, duration}]}; each clip's text is "
+        "the cues inside its span (e.g. --subtitles subs/)",
+    )
+    p.add_argument(
+        "--min-overlap",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="hdvila: a cue counts for a clip when it overlaps the span by more than "
+        "S seconds (default: 0, any overlap; e.g. --min-overlap 0.2)",
+    )
+    p.add_argument(
+        "--extract-dir",
+        default=None,
+        metavar="DIR",
+        help="video2dataset: where the shards' video payloads are written as files "
+        "(default: OUT_STEM_videos/ next to --out; e.g. --extract-dir /data/v2d)",
+    )
+    p.add_argument(
+        "--text-from",
+        choices=("txt", "subtitles"),
+        default="txt",
+        help="video2dataset: text from KEY.txt, or from the subtitles in KEY.json "
+        "(clip_subtitles inside the clip span) (default: txt)",
+    )
+    p.add_argument(
+        "--no-check-videos",
+        action="store_true",
+        help="do not list --videos; build DIR/ID.EXT unchecked (for huge remote "
+        "folders; missing files then fail in prepare instead)",
+    )
+    p.add_argument(
+        "--video-ext",
+        default="mp4",
+        help="extension used with --no-check-videos (default: mp4; e.g. --video-ext webm)",
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="value of the dataset column (default: the format name; e.g. --dataset msrvtt-1ka)",
+    )
+    p.set_defaults(func=cmd_manifest)

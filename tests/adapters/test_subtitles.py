@@ -1,0 +1,166 @@
+"""Subtitle parsing, rolling-line de-duplication and alignment of cues to clip spans."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines.subtitles import (
+    Cue,
+    SubtitleError,
+    align_clips,
+    clip_text,
+    cues_text,
+    dedupe_rolling,
+    load_subtitle_file,
+    load_transcript_map,
+    parse_cues,
+    parse_transcript,
+)
+
+# YouTube auto-caption layout: no blank line between cues, word-timing tags, a 2-line roll.
+YOUTUBE_VTT = """WEBVTT
+Kind: captions
+Language: en
+
+00:00:01.000 --> 00:00:03.000 align:start position:0%
+hello<00:00:01.500><c> there</c><00:00:02.000><c> my</c>
+00:00:03.000 --> 00:00:03.010 align:start position:0%
+hello there my
+
+00:00:03.010 --> 00:00:05.000 align:start position:0%
+hello there my
+friends<00:00:03.500><c> welcome</c><00:00:04.000><c> back</c>
+
+00:00:05.000 --> 00:00:07.000 align:start position:0%
+friends welcome back
+[Music]
+
+00:00:20.000 --> 00:00:22.000
+&gt;&gt; so today we cook
+"""
+
+
+def test_srt_and_plain_vtt_still_parse_as_before():
+    srt = "1\n00:00:01,000 --> 00:00:02,500\nHello <i>world</i>\n\n2\n00:00:03,000 --> 00:00:04,000\n[Music]\n"
+    cues = parse_cues(srt)
+    assert cues == [Cue(1.0, 2.5, "Hello world"), Cue(3.0, 4.0, "")]
+    assert cues_text(cues) == "Hello world"
+
+
+def test_youtube_vtt_cues_end_at_the_next_timing_line_and_lose_word_tags():
+    cues = parse_cues(YOUTUBE_VTT)
+    assert [c.text for c in cues] == [
+        "hello there my",
+        "hello there my",
+        "hello there my friends welcome back",
+        "friends welcome back",
+        "so today we cook",
+    ]
+    assert cues[0] == Cue(1.0, 3.0, "hello there my")
+
+
+def test_rolling_lines_are_kept_once():
+    deduped = dedupe_rolling(parse_cues(YOUTUBE_VTT))
+    assert [c.text for c in deduped] == [
+        "hello there my",
+        "friends welcome back",
+        "so today we cook",
+    ]
+    assert [c.start for c in deduped] == [1.0, 3.01, 20.0]
+
+
+def test_words_repeated_after_a_pause_are_speech_not_rolling():
+    cues = [Cue(0.0, 1.0, "no"), Cue(5.0, 6.0, "no no")]
+    assert [c.text for c in dedupe_rolling(cues)] == ["no", "no no"]
+
+
+def test_transcript_display_overlap_is_cut_at_the_next_line():
+    cues = parse_transcript(
+        [
+            {"text": "good morning", "start": 6.16, "duration": 4.479},
+            {"text": "good morning looks like we&#39;re still", "start": 7.839, "duration": 3.601},
+            {"text": "[Music]", "start": 11.44, "duration": 5.0},
+        ]
+    )
+    deduped = dedupe_rolling(cues)
+    assert deduped == [
+        Cue(6.16, 7.839, "good morning"),
+        Cue(7.839, 11.44, "looks like we're still"),
+    ]
+    assert clip_text(deduped, 8.0, 20.0) == "looks like we're still"
+
+
+def test_cues_crossing_either_edge_count_and_touching_ones_do_not():
+    cues = [
+        Cue(0.0, 2.0, "before"),  # ends exactly at the span's start: touches only
+        Cue(1.5, 3.0, "left edge"),
+        Cue(4.0, 5.0, "inside"),
+        Cue(5.5, 7.0, "right edge"),
+        Cue(6.0, 6.0, "instant at end"),  # a zero-length cue at the span's end is outside
+        Cue(6.0, 9.0, "after"),  # starts exactly at the span's end
+    ]
+    assert clip_text(cues, 2.0, 6.0) == "left edge inside right edge"
+    assert clip_text(cues, 2.0, 6.0, min_overlap_s=0.75) == "left edge inside"
+    assert clip_text(cues, None, None) == "before left edge inside right edge instant at end after"
+
+
+def test_a_span_without_speech_gets_empty_text():
+    cues = [Cue(0.0, 1.0, "hi"), Cue(10.0, 11.0, "bye"), Cue(4.0, 5.0, "")]
+    assert align_clips(cues, [(2.0, 9.0), (0.5, 10.5)]) == ["", "hi bye"]
+
+
+def test_transcript_errors_name_the_field():
+    with pytest.raises(SubtitleError, match=r"vid\[1\]\.start: not a time"):
+        parse_transcript(
+            [{"text": "a", "start": 0, "duration": 1}, {"text": "b", "start": "x"}], "vid"
+        )
+    with pytest.raises(SubtitleError, match=r"\[0\]: no 'duration' or 'end'"):
+        parse_transcript([{"text": "a", "start": 0}])
+
+
+def test_video2dataset_clip_subtitles_with_timestamps_and_lines():
+    cues = parse_transcript(
+        [{"start": "00:59:24.560", "end": "00:59:27.710", "lines": ["ha", "ha"]}]
+    )
+    assert cues == [Cue(3564.56, 3567.71, "ha ha")]
+
+
+def test_subtitle_files_by_extension(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps([{"text": "hi", "start": 1, "duration": 1}]))
+    (tmp_path / "a.vtt").write_text(YOUTUBE_VTT)
+    assert load_subtitle_file(tmp_path / "a.json") == [Cue(1.0, 2.0, "hi")]
+    assert len(load_subtitle_file(tmp_path / "a.vtt")) == 5
+
+
+@pytest.mark.shared_data
+def test_real_youtube_autocaption_vtt(shared_file):
+    cues = parse_cues(shared_file("captions", "youtube_dl_autocaption.vtt").read_text())
+    assert len(cues) == 4
+    assert [c.text for c in dedupe_rolling(cues)] == [
+        "yeah",
+        "what",
+        "this will happen is I'm telling",
+    ]
+    assert align_clips(cues, [(304.0, 306.0)]) == ["what this will happen is I'm telling"]
+
+
+@pytest.mark.shared_data
+def test_real_youtube_asr_transcripts_lose_rolling_repeats_and_music_tags(shared_file):
+    data = json.loads(shared_file("captions", "youtube_asr_vlog_half_a.json").read_text())
+    transcripts = load_transcript_map(data)
+    assert len(transcripts) == 235
+    raw_words = deduped_words = 0
+    for cues in transcripts.values():
+        raw_words += sum(len(c.text.split()) for c in cues)
+        deduped = dedupe_rolling(cues)
+        deduped_words += sum(len(c.text.split()) for c in deduped)
+        assert all("[" not in c.text for c in deduped)
+        assert all(
+            a.start <= b.start and a.end <= b.start + 1e-9 or a.end <= a.start
+            for a, b in zip(deduped, deduped[1:])
+        )
+    first = dedupe_rolling(transcripts["bF_8I8hTH3U"])
+    assert [c.text for c in first[:2]] == ["good morning", "looks like we're still"]
+    assert deduped_words < raw_words
