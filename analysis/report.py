@@ -1,0 +1,262 @@
+"""``report.html``: one self-contained page that shows what a prepared corpus holds.
+
+Before training on a corpus one wants to see it: do the middle frames show the action, do the
+subtitles talk about what is seen (the domain gap in the flesh), are the captions sensible, how
+long are the clips and texts, what failed and why. Every image is inlined (base64), so the file
+opens anywhere, offline, and can be archived beside the run. Text from the corpus is escaped:
+subtitles are untrusted input.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shards.reader import iter_samples
+from shards.store import Store
+
+log = logging.getLogger("clipvip")
+
+
+@dataclass(frozen=True, slots=True)
+class ReportConfig:
+    run: str
+    out: str | None = None  # default: RUN/report.html
+    frames: int = 24
+    gap: str | None = None  # a `clipvip gap` folder; default: RUN/gap when it has gap.json
+    thumb_px: int = 192
+
+
+@dataclass(slots=True)
+class CorpusSummary:
+    """What the report shows, gathered in one pass over the shards."""
+
+    samples: int = 0
+    durations: list[float] = field(default_factory=list)
+    subtitle_words: list[int] = field(default_factory=list)
+    caption_words: list[int] = field(default_factory=list)
+    caption_models: Counter = field(default_factory=Counter)
+    sheet: list[dict] = field(default_factory=list)  # key, thumb (data URI), txt, caption, span
+
+
+def _thumb(jpg: bytes, px: int) -> str:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpg)) as im:
+        im = im.convert("RGB")
+        im.thumbnail((px * 2, px))
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def summarise(run: str, frames: int, thumb_px: int = 192) -> CorpusSummary:
+    """One pass over the run's shards; frames for the first ``frames`` samples only."""
+    s = CorpusSummary()
+    for sample in iter_samples(run):
+        s.samples += 1
+        meta = sample.get("json", {})
+        clip = meta.get("clip", {})
+        if "duration" in clip:
+            s.durations.append(float(clip["duration"]))
+        txt, cap = sample.get("txt"), sample.get("caption.txt")
+        if txt is not None:
+            s.subtitle_words.append(len(txt.split()))
+        if cap is not None:
+            s.caption_words.append(len(cap.split()))
+        s.caption_models[meta.get("caption_model") or "none"] += 1
+        if len(s.sheet) < frames and "jpg" in sample:
+            mf = meta.get("middle_frame", {})
+            s.sheet.append(
+                {
+                    "key": sample["key"],
+                    "thumb": _thumb(sample["jpg"], thumb_px),
+                    "txt": txt or "",
+                    "caption": cap,
+                    "frame": mf.get("time"),
+                    "span": [clip.get("start"), clip.get("end")] if clip else meta.get("span"),
+                }
+            )
+    return s
+
+
+def _failures(store: Store) -> tuple[dict[str, int], list[dict]]:
+    """Failure counts by stage (errors.jsonl, else stats.json) and a few examples."""
+    examples: list[dict] = []
+    counts: Counter = Counter()
+    if store.exists("errors.jsonl"):
+        for line in store.read_text("errors.jsonl").splitlines():
+            if line.strip():
+                err = json.loads(line)
+                counts[err.get("stage", "?")] += 1
+                if len(examples) < 20:
+                    examples.append(err)
+    elif store.exists("stats.json"):
+        counts.update(json.loads(store.read_text("stats.json")).get("failed_by_stage", {}))
+    return dict(counts), examples
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def histograms(s: CorpusSummary, failures: dict[str, int]) -> str:
+    """One PNG (data URI) with four panels: durations, subtitle and caption words, failures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.2), dpi=90)
+    panels = [
+        (s.durations, "clip duration (s)"),
+        (s.subtitle_words, "subtitle length (words)"),
+        (s.caption_words, "caption length (words)"),
+    ]
+    for ax, (values, label) in zip(axes, panels):
+        if values:
+            ax.hist(values, bins=min(30, max(5, len(set(values)))), color="#4472c4")
+        else:
+            ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(f"{label} · n = {len(values)}", fontsize=10)
+    ax = axes[3]
+    if failures:
+        stages = sorted(failures, key=failures.get, reverse=True)
+        ax.barh(stages, [failures[k] for k in stages], color="#c0504d")
+        ax.invert_yaxis()
+    else:
+        ax.text(0.5, 0.5, "no failures", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(f"failures by stage · {sum(failures.values())}", fontsize=10)
+    fig.tight_layout()
+    uri = _png(fig)
+    plt.close(fig)
+    return uri
+
+
+def _data_uri(path: Path, mime: str) -> str:
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _gap_section(folder: Path | None) -> str:
+    if folder is None or not (folder / "gap.json").is_file():
+        return ""
+    gap = json.loads((folder / "gap.json").read_text(encoding="utf-8"))
+    rows = "".join(
+        f"<tr><td>{html.escape(p['source'])}</td><td>{html.escape(p['reference'])}</td>"
+        f"<td>{p['nmi_mean']:.3f} ± {p['nmi_std']:.3f}</td><td>{p['n']}</td></tr>"
+        for p in gap.get("pairs", [])
+    )
+    imgs = "".join(
+        f'<img class="plot" alt="{name}" src="{_data_uri(folder / name, "image/png")}">'
+        for name in ("gap.png", "gap_map.png")
+        if (folder / name).is_file()
+    )
+    imgs = f'<div class="row">{imgs}</div>'
+    st = gap.get("settings", {})
+    return (
+        "<h2>Domain gap</h2>"
+        f"<p>NMI of k-means (k = 2) between each source and reference; encoder "
+        f"<code>{html.escape(str(st.get('encoder')))}</code>, {st.get('samples')} sentences, "
+        f"{len(st.get('seeds', []))} draws. Near 1 = a large gap.</p>"
+        f"<table><tr><th>source</th><th>reference</th><th>NMI</th><th>n</th></tr>{rows}</table>{imgs}"
+    )
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
+h1{margin-bottom:4px} .muted{color:#666} code{background:#f3f3f3;padding:1px 4px}
+.sheet{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:12px}
+figure{margin:0;border:1px solid #ddd;border-radius:6px;padding:6px;background:#fafafa}
+figure img{width:100%;height:auto;border-radius:4px} figcaption{font-size:12px;line-height:1.35}
+.sub{color:#333} .cap{color:#1f5fa8} .key{font-family:monospace;color:#777}
+table{border-collapse:collapse;margin:8px 0} td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
+img.plot{max-width:100%;margin:8px 0;display:block}
+.row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start} .row img.plot{max-width:48%}
+"""
+
+
+def _mean(xs: list) -> str:
+    return f"{sum(xs) / len(xs):.1f}" if xs else "–"
+
+
+def render_html(
+    run: str, s: CorpusSummary, failures: dict[str, int], examples: list[dict], gap_html: str
+) -> str:
+    cards = []
+    for item in s.sheet:
+        span = item["span"]
+        when = "–".join("?" if t is None else f"{t:.1f}" for t in span) + " s" if span else ""
+        cap = (
+            f'<div class="cap">caption: {html.escape(item["caption"])}</div>'
+            if item["caption"] is not None
+            else ""
+        )
+        cards.append(
+            f'<figure><img alt="{html.escape(item["key"])}" src="{item["thumb"]}"><figcaption>'
+            f'<div class="key">{html.escape(item["key"])} · {when}</div>'
+            f'<div class="sub">subtitle: {html.escape(item["txt"])}</div>{cap}</figcaption></figure>'
+        )
+    fail_rows = "".join(
+        f"<tr><td>{html.escape(str(e.get('key')))}</td><td>{html.escape(str(e.get('stage')))}</td>"
+        f"<td>{html.escape(str(e.get('reason')))}</td></tr>"
+        for e in examples
+    )
+    fail_table = (
+        f"<table><tr><th>key</th><th>stage</th><th>reason</th></tr>{fail_rows}</table>"
+        if fail_rows
+        else ""
+    )
+    models = ", ".join(f"{html.escape(k)} ({v})" for k, v in s.caption_models.most_common())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>clipvip corpus report</title>
+<style>{CSS}</style></head><body>
+<h1>Corpus report</h1>
+<p class="muted"><code>{html.escape(run)}</code></p>
+<p><b>{s.samples}</b> clips · <b>{sum(failures.values())}</b> failed rows ·
+mean duration {_mean(s.durations)} s · mean subtitle {_mean(s.subtitle_words)} words ·
+mean caption {_mean(s.caption_words)} words · caption models: {models or "none"}</p>
+<h2>Distributions</h2>
+<img class="plot" alt="histograms" src="{histograms(s, failures)}">
+{fail_table}
+{gap_html}
+<h2>Middle frames ({len(s.sheet)} of {s.samples})</h2>
+<div class="sheet">{"".join(cards)}</div>
+</body></html>
+"""
+
+
+def write_report(config: ReportConfig) -> Path:
+    """Write the report; raises ``FileNotFoundError`` when RUN is not a prepared run."""
+    run = config.run.rstrip("/")
+    if "://" not in run and not (Path(run) / "index.json").is_file():
+        raise FileNotFoundError(
+            f"{run!r} has no index.json: is it the --out folder of `clipvip prepare`?"
+        )
+    store = Store(run)
+    summary = summarise(run, config.frames, config.thumb_px)
+    failures, examples = _failures(store)
+    gap_dir = Path(config.gap) if config.gap else Path(run) / "gap"
+    if config.gap and not (gap_dir / "gap.json").is_file():
+        raise FileNotFoundError(
+            f"--gap {config.gap}: no gap.json there (run `clipvip gap --out {config.gap}`)"
+        )
+    page = render_html(run, summary, failures, examples, _gap_section(gap_dir))
+    out = Path(config.out) if config.out else Path(run) / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    log.info(
+        "report: %d clips, %d failures, %d frames -> %s",
+        summary.samples,
+        sum(failures.values()),
+        len(summary.sheet),
+        out,
+    )
+    return out

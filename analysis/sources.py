@@ -1,0 +1,254 @@
+"""Text sources for the domain-gap analysis: ``NAME=PATH[:FIELD]`` -> a list of sentences.
+
+A source is one corpus of sentences. What PATH may be:
+
+- a plain text file (``.txt``): one sentence a line;
+- a table (``.csv``, ``.tsv``, ``.jsonl``, ``.parquet``) and FIELD the text column (default: the
+  first of ``text``, ``sentence``, ``caption`` it has);
+- a subtitle file (``.srt``, ``.vtt``): one sentence per cue, markup left for the hygiene step;
+- a JSON file in one of the caption formats researchers download as is: a list of strings, COCO
+  annotations (``{"annotations": [{"caption"}]}``), ActivityNet Captions
+  (``{id: {"sentences": [...]}}``) or YouTube transcripts (``{id: [{"text"}]}``);
+- prepared shards (a ``clipvip prepare`` run folder, or one ``.tar``) and FIELD ``txt`` (the
+  subtitles, default) or ``caption.txt`` (the generated captions): one corpus measured before
+  and after captioning.
+
+Every failure to read a source raises ``SourceError`` whose message names the source, so a run
+over five corpora says which one is wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TABLE_DEFAULT_COLUMNS = ("text", "sentence", "caption")
+SHARD_FIELDS = {
+    "txt": "txt",
+    "subtitle": "txt",
+    "caption.txt": "caption.txt",
+    "caption": "caption.txt",
+}
+
+
+class SourceError(ValueError):
+    """A source cannot be read; ``str()`` is a one-line message that names the source."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """One ``--source NAME=PATH[:FIELD]`` argument, parsed."""
+
+    name: str
+    path: str
+    field: str | None = None
+
+    @classmethod
+    def parse(cls, arg: str) -> SourceSpec:
+        """``NAME=PATH[:FIELD]``; a ``:`` followed by a ``/`` belongs to the path (``s3://``)."""
+        name, eq, rest = arg.partition("=")
+        name = name.strip()
+        if not eq or not name or not rest:
+            raise SourceError(f"--source {arg!r}: expected NAME=PATH or NAME=PATH:FIELD")
+        path, colon, field = rest.rpartition(":")
+        if colon and path and field and "/" not in field and not path.endswith(("://", ":")):
+            return cls(name, path, field)
+        return cls(name, rest, None)
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.path}" + (f":{self.field}" if self.field else "")
+
+
+def _fail(spec: SourceSpec, why: str) -> SourceError:
+    return SourceError(f"source {spec.name!r} ({spec.path}): {why}")
+
+
+def _read_text(spec: SourceSpec, path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _fail(spec, f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        return data.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise _fail(spec, f"not UTF-8 text (byte {exc.start}, line {line}); re-encode it") from None
+
+
+def _pick_column(spec: SourceSpec, columns: list[str]) -> str:
+    if spec.field:
+        if spec.field not in columns:
+            raise _fail(spec, f"no column {spec.field!r}; columns: {', '.join(columns) or 'none'}")
+        return spec.field
+    for name in TABLE_DEFAULT_COLUMNS:
+        if name in columns:
+            return name
+    raise _fail(
+        spec, f"say which column holds the text (NAME=PATH:COLUMN); columns: {', '.join(columns)}"
+    )
+
+
+def _as_text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _read_csv(spec: SourceSpec, path: Path, delimiter: str) -> list[str]:
+    reader = csv.DictReader(io.StringIO(_read_text(spec, path), newline=""), delimiter=delimiter)
+    column = _pick_column(spec, [c.strip() for c in reader.fieldnames or []])
+    try:
+        return [_as_text(row.get(column)) for row in reader]
+    except csv.Error as exc:
+        raise _fail(spec, f"unreadable CSV at line {reader.line_num}: {exc}") from None
+
+
+def _read_jsonl(spec: SourceSpec, path: Path) -> list[str]:
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(_read_text(spec, path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise _fail(spec, f"line {number} is not JSON: {exc.msg}") from None
+        if not isinstance(row, dict):
+            raise _fail(spec, f"line {number} is not a JSON object")
+        rows.append(row)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    column = _pick_column(spec, columns)
+    return [_as_text(row.get(column)) for row in rows]
+
+
+def _read_parquet(spec: SourceSpec, path: Path) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+        column = _pick_column(spec, list(schema.names))
+        values = pq.read_table(path, columns=[column]).column(column).to_pylist()
+    except (pa.ArrowException, OSError) as exc:
+        raise _fail(spec, f"unreadable Parquet: {exc}") from None
+    return [_as_text(v) for v in values]
+
+
+def _read_json(spec: SourceSpec, path: Path) -> list[str]:
+    """The caption formats in which public datasets ship (see the module docstring)."""
+    try:
+        data = json.loads(_read_text(spec, path))
+    except json.JSONDecodeError as exc:
+        raise _fail(spec, f"not JSON (line {exc.lineno}): {exc.msg}") from None
+    key = spec.field
+    if isinstance(data, list):
+        if all(isinstance(x, str) for x in data):
+            return list(data)
+        if all(isinstance(x, dict) for x in data):
+            column = _pick_column(spec, list(dict.fromkeys(k for row in data for k in row)))
+            return [_as_text(row.get(column)) for row in data]
+    if isinstance(data, dict):
+        if isinstance(data.get("annotations"), list):  # COCO captions
+            return [
+                _as_text(a.get(key or "caption"))
+                for a in data["annotations"]
+                if isinstance(a, dict)
+            ]
+        values = list(data.values())
+        if values and all(isinstance(v, dict) and "sentences" in v for v in values):  # ActivityNet
+            return [_as_text(s) for v in values for s in v["sentences"]]
+        if values and all(isinstance(v, list) for v in values):  # YouTube transcripts
+            return [
+                _as_text(seg.get(key or "text"))
+                for v in values
+                for seg in v
+                if isinstance(seg, dict)
+            ]
+    raise _fail(
+        spec,
+        "unknown JSON layout; expected a list of strings or objects, COCO annotations, "
+        "ActivityNet captions or {video: [{text}]} transcripts",
+    )
+
+
+def _read_subtitles(spec: SourceSpec, path: Path) -> list[str]:
+    """One sentence per cue, markup kept (the hygiene step decides what to strip)."""
+    lines = _read_text(spec, path).replace("\r\n", "\n").split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        if "-->" in lines[i]:
+            i += 1
+            body: list[str] = []
+            while i < len(lines) and lines[i].strip():
+                body.append(lines[i].strip())
+                i += 1
+            out.append(" ".join(body))
+        else:
+            i += 1
+    if not out and lines and any(line.strip() for line in lines):
+        raise _fail(spec, "no subtitle cues (no '-->' lines)")
+    return out
+
+
+def _read_shards(spec: SourceSpec, path: str) -> list[str]:
+    from shards.reader import iter_samples
+
+    field = SHARD_FIELDS.get(spec.field or "txt")
+    if field is None:
+        raise _fail(spec, f"shards have no text field {spec.field!r}; use txt or caption.txt")
+    texts: list[str] = []
+    missing = 0
+    try:
+        for sample in iter_samples(path):
+            if field in sample:
+                texts.append(sample[field])
+            else:
+                missing += 1
+    except (OSError, ValueError) as exc:
+        raise _fail(spec, f"unreadable shards: {exc}") from None
+    if missing and not texts:
+        raise _fail(spec, f"no sample has a {field!r} (prepared with --captioner none?)")
+    return texts
+
+
+def is_shard_source(path: str) -> bool:
+    p = Path(path)
+    return path.endswith(".tar") or (p.is_dir() and (p / "index.json").is_file())
+
+
+def read_source(spec: SourceSpec) -> list[str]:
+    """Every sentence of a source, in file order, untouched (hygiene is a separate step).
+
+    Raises ``SourceError`` naming the source when the file is missing, unreadable, not UTF-8,
+    lacks the column, or holds no text at all.
+    """
+    path = Path(spec.path)
+    if not path.exists():
+        raise _fail(spec, "no such file or folder")
+    if is_shard_source(spec.path):
+        texts = _read_shards(spec, spec.path)
+    elif path.is_dir():
+        raise _fail(spec, "a folder, but not a prepared run (no index.json)")
+    else:
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            texts = _read_csv(spec, path, ",")
+        elif suffix == ".tsv":
+            texts = _read_csv(spec, path, "\t")
+        elif suffix == ".jsonl":
+            texts = _read_jsonl(spec, path)
+        elif suffix == ".parquet":
+            texts = _read_parquet(spec, path)
+        elif suffix == ".json":
+            texts = _read_json(spec, path)
+        elif suffix in (".srt", ".vtt"):
+            texts = _read_subtitles(spec, path)
+        else:
+            if spec.field:
+                raise _fail(spec, f"a plain text file has no column {spec.field!r}")
+            texts = _read_text(spec, path).splitlines()
+    if not any(t.strip() for t in texts):
+        raise _fail(spec, "empty: no text to measure")
+    return texts
