@@ -1,0 +1,100 @@
+"""``clipvip manifest`` end to end: files in, a manifest and report out, `prepare` reads it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clipvip.cli import main
+from pipelines.manifest import read_manifest
+
+
+def test_manifest_command_writes_parquet_and_report(tmp_path, video_folder, capsys):
+    (tmp_path / "t.csv").write_text(
+        "key,vid_key,video_id,sentence\nr0,m,video1,a cat\nr1,m,video2,x\n"
+    )
+    videos = video_folder(tmp_path / "v", ["video1.mp4"])
+    out = tmp_path / "out" / "msrvtt.parquet"
+    rc = main(
+        ["manifest", "msrvtt", str(tmp_path / "t.csv"), "--videos", str(videos), "--out", str(out)]
+    )
+    assert rc == 0
+    clips = read_manifest(str(out))
+    assert [(c.key, c.text, c.dataset) for c in clips] == [("video1", "a cat", "msrvtt")]
+    report = json.loads((tmp_path / "out" / "msrvtt.parquet.report.json").read_text())
+    assert report["read"] == 2 and report["kept"] == 1
+    assert report["dropped"] == {"video not found": 1}
+    assert "msrvtt: read 2, kept 1" in capsys.readouterr().out
+
+
+def test_manifest_command_user_errors_are_one_line(tmp_path, capsys):
+    rc = main(
+        ["manifest", "msrvtt", str(tmp_path / "none.csv"), "--out", str(tmp_path / "m.parquet")]
+    )
+    assert rc == 2
+    assert "--videos DIR is required" in capsys.readouterr().err
+    (tmp_path / "v").mkdir()
+    rc = main(
+        [
+            "manifest",
+            "msrvtt",
+            str(tmp_path / "none.csv"),
+            "--videos",
+            str(tmp_path / "v"),
+            "--out",
+            str(tmp_path / "m.parquet"),
+        ]
+    )
+    assert rc == 2
+    assert "none.csv: file not found" in capsys.readouterr().err
+
+
+def test_manifest_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["manifest", "--help"])
+    text = capsys.readouterr().out
+    for option in (
+        "--videos",
+        "--mode",
+        "--per-sentence",
+        "--subtitles",
+        "--extract-dir",
+        "--text-from",
+        "--no-check-videos",
+        "--min-overlap",
+        "examples:",
+    ):
+        assert option in text
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_video2dataset_manifest_prepares_into_shards(shared_file, tmp_path):
+    from pipelines.config import PrepareConfig
+    from pipelines.prepare import EngineOptions, prepare
+    from shards import iter_samples
+
+    shard = shared_file("shards", "video2dataset_return_all_test.tar")
+    manifest = tmp_path / "v2d.jsonl"
+    rc = main(
+        [
+            "manifest",
+            "video2dataset",
+            str(shard),
+            "--out",
+            str(manifest),
+            "--text-from",
+            "subtitles",
+        ]
+    )
+    assert rc == 0 and (tmp_path / "v2d_videos").is_dir()
+    cfg = PrepareConfig(
+        out=str(tmp_path / "run"), shard_size=4, captioner="none", frame_short_side=64
+    )
+    summary = prepare(str(manifest), cfg, EngineOptions(runner="local"), progress=False)
+    samples = list(iter_samples(str(tmp_path / "run")))
+    assert summary["complete"]
+    assert sorted(s["key"] for s in samples) == ["0000008_00001", "0000030_00005", "0000038_00003"]
+    assert {s["key"]: s["txt"] for s in samples}["0000038_00003"] == "haha"
+    assert all(s["mp4"] and s["jpg"][:3] == b"\xff\xd8\xff" for s in samples)

@@ -1,0 +1,115 @@
+"""video2dataset shards as input: payloads extracted, JPEG-as-.mp4 samples dropped with reason."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+
+from pipelines.adapters import build_manifest, write_manifest_parquet
+from pipelines.adapters.video2dataset import sniff
+from pipelines.manifest import ManifestError, read_manifest
+
+MP4 = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + b"\x00" * 64
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 64
+
+
+def write_shard(path, samples: list[tuple[str, dict[str, bytes]]]) -> str:
+    with tarfile.open(path, "w") as tar:
+        for key, members in samples:
+            for ext, payload in members.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    return str(path)
+
+
+def meta(**fields) -> bytes:
+    return json.dumps({"status": "success", **fields}).encode()
+
+
+def test_payload_magic_bytes():
+    assert sniff(MP4) == ("mp4", "MP4/QuickTime video")
+    assert sniff(JPEG) == (None, "JPEG image")
+    assert sniff(b"\x1a\x45\xdf\xa3" + b"\x00" * 20)[0] == "webm"
+    assert sniff(b"") == (None, "empty file")
+
+
+def test_samples_become_extracted_files_and_rows(tmp_path):
+    subs = [
+        {"start": "00:00:09.000", "end": "00:00:11.000", "lines": ["hi there"]},
+        {"start": "00:00:11.000", "end": "00:00:13.000", "lines": ["hi there", "friends"]},
+        {"start": "00:01:00.000", "end": "00:01:02.000", "lines": ["later"]},
+    ]
+    shard = write_shard(
+        tmp_path / "00000.tar",
+        [
+            (
+                "k1",
+                {
+                    "mp4": MP4,
+                    "txt": b" a  caption ",
+                    "json": meta(url="u1", clips=[[10.0, 20.0]], clip_subtitles=subs),
+                },
+            ),
+            ("k2", {"mp4": JPEG, "txt": b"an image", "json": meta()}),
+            (
+                "k3",
+                {
+                    "mp4": MP4,
+                    "json": json.dumps(
+                        {"status": "failed_to_download", "error_message": "HTTP 404"}
+                    ).encode(),
+                },
+            ),
+            ("k4", {"txt": b"no video", "json": meta()}),
+        ],
+    )
+    out = tmp_path / "videos"
+    rows, report = build_manifest("video2dataset", [shard], None, extract_dir=str(out))
+    assert [(r["key"], r["text"], r["subtitles"], r["source_span"]) for r in rows] == [
+        ("k1", "a caption", "hi there friends", [10.0, 20.0])
+    ]
+    assert (out / "00000" / "k1.mp4").read_bytes() == MP4
+    assert (report.read, report.kept, report.extracted) == (4, 1, 1)
+    assert dict(report.dropped) == {
+        ".mp4 payload is a JPEG image, not a video": 1,
+        "video2dataset status failed_to_download: HTTP 404": 1,
+        "no video in the sample": 1,
+    }
+    rows, report = build_manifest(
+        "video2dataset", [shard], None, extract_dir=str(out), text_from="subtitles"
+    )
+    assert rows[0]["text"] == "hi there friends" and report.extracted == 0  # rerun reuses files
+
+
+def test_broken_sample_json_and_non_tar_name_the_file(tmp_path):
+    shard = write_shard(tmp_path / "s.tar", [("k1", {"mp4": MP4, "json": b"{nope"})])
+    with pytest.raises(ManifestError, match=r"s\.tar: k1\.json: not valid JSON"):
+        build_manifest("video2dataset", [shard], None, extract_dir=str(tmp_path / "x"))
+    (tmp_path / "t.tar").write_bytes(b"this is not a tar file at all" * 30)
+    with pytest.raises(ManifestError, match=r"t\.tar: not a readable tar shard"):
+        build_manifest(
+            "video2dataset", [str(tmp_path / "t.tar")], None, extract_dir=str(tmp_path / "x")
+        )
+
+
+@pytest.mark.shared_data
+def test_real_video2dataset_shard(shared_file, tmp_path):
+    shard = shared_file("shards", "video2dataset_return_all_test.tar")
+    rows, report = build_manifest(
+        "video2dataset", [str(shard)], None, extract_dir=str(tmp_path / "x")
+    )
+    assert (report.read, report.kept) == (6, 3)
+    assert dict(report.dropped) == {".mp4 payload is a JPEG image, not a video": 3}
+    assert sorted(r["key"] for r in rows) == ["0000008_00001", "0000030_00005", "0000038_00003"]
+    by_key = {r["key"]: r for r in rows}
+    assert by_key["0000038_00003"]["subtitles"] == "haha"  # the [Music] line is dropped
+    assert by_key["0000038_00003"]["source_span"] == [3564.04, 3571.96]
+    assert all(r["subtitles"] for r in rows)
+    manifest = tmp_path / "m.parquet"
+    write_manifest_parquet(rows, manifest)
+    clips = read_manifest(str(manifest))
+    assert [c.key for c in clips] == [r["key"] for r in rows] and all(c.ok for c in clips)
