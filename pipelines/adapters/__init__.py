@@ -28,6 +28,17 @@ _READERS: dict[str, Reader] = {
 }
 FORMATS: tuple[str, ...] = tuple(_READERS)
 
+# Which AdapterOptions each format reads, beyond the common ones.
+_COMMON = {"check_videos", "video_ext", "dataset"}
+_OPTIONS: dict[str, set[str]] = {
+    "hdvila": {"subtitles", "min_overlap_s"},
+    "webvid": set(),
+    "msrvtt": {"per_sentence"},
+    "didemo": {"mode"},
+    "activitynet": {"mode"},
+    "video2dataset": {"extract_dir", "text_from"},
+}
+
 __all__ = [
     "FORMATS",
     "AdapterOptions",
@@ -59,6 +70,14 @@ def build_manifest(
             f"{fmt}: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
         )
     opts = AdapterOptions(**options)
+    defaults = AdapterOptions()
+    ignored = sorted(
+        name
+        for name in known - _COMMON - _OPTIONS[fmt]
+        if getattr(opts, name) != getattr(defaults, name)
+    )
+    if ignored:  # a flag that silently does nothing would make a wrong manifest look right
+        raise ManifestError(f"{fmt}: option(s) {', '.join(ignored)} do not apply to this format")
     folder = VideoFolder(videos, check=opts.check_videos, ext=opts.video_ext) if videos else None
     report = AdapterReport(format=fmt, sources=list(sources))
     rows = list(_READERS[fmt](list(sources), folder, opts, report))

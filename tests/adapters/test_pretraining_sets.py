@@ -150,3 +150,5 @@ def test_unknown_format_and_option_are_one_line_errors():
         build_manifest("kinetics", ["x"], None)
     with pytest.raises(ManifestError, match="unknown option"):
         build_manifest("webvid", ["x"], None, paragraph=True)
+    with pytest.raises(ManifestError, match="webvid: option.s. mode do not apply to this format"):
+        build_manifest("webvid", ["x"], None, mode="paragraph")
