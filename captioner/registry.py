@@ -25,7 +25,15 @@ def _random_tiny(arg: str, max_words: int, device: str | None) -> Captioner:
     return random_tiny_captioner(max_words=max_words, device=device)
 
 
-BACKENDS: dict[str, Loader] = {"hf": _hf, "random-tiny": _random_tiny}
+def _ofa(arg: str, max_words: int, device: str | None) -> Captioner:
+    from captioner.ofa.captioner import OFACaptioner, random_tiny_captioner
+
+    if arg == "random-tiny":
+        return random_tiny_captioner(max_words=max_words, device=device)
+    return OFACaptioner.from_dir(arg, max_words=max_words, device=device)
+
+
+BACKENDS: dict[str, Loader] = {"hf": _hf, "random-tiny": _random_tiny, "ofa": _ofa}
 
 
 def load_captioner(spec: str, max_words: int = 16, device: str | None = None) -> Captioner | None:
@@ -35,6 +43,8 @@ def load_captioner(spec: str, max_words: int = 16, device: str | None = None) ->
         return None
     prefix, _, arg = spec.partition(":")
     if prefix not in BACKENDS:
-        known = ", ".join(["none", *sorted(f"{k}:PATH" if k != "random-tiny" else k for k in BACKENDS)])
+        known = ", ".join(
+            ["none", *sorted(f"{k}:PATH" if k != "random-tiny" else k for k in BACKENDS)]
+        )
         raise ValueError(f"unknown captioner {spec!r}; known: {known}")
     return BACKENDS[prefix](arg, max_words, device)

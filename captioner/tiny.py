@@ -11,12 +11,7 @@ import torch
 
 from captioner.hf import HFCaptioner
 
-VOCAB_WORDS = (
-    "a the of on in with and is are man woman person people dog cat car street room table "
-    "playing walking running sitting standing red blue green white black small large video "
-    "screen pattern color colors bars lines circle light dark view scene group two three field "
-    "water sky tree building road board game picture image shot close up over near front"
-).split()
+VOCAB_WORDS = ["a", "the", "of", "on", "in", "with", "and", "is", "are", "man", "woman", "person", "people", "dog", "cat", "car", "street", "room", "table", "playing", "walking", "running", "sitting", "standing", "red", "blue", "green", "white", "black", "small", "large", "video", "screen", "pattern", "color", "colors", "bars", "lines", "circle", "light", "dark", "view", "scene", "group", "two", "three", "field", "water", "sky", "tree", "building", "road", "board", "game", "picture", "image", "shot", "close", "up", "over", "near", "front"]
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 
 
@@ -28,7 +23,11 @@ def build_tokenizer():
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     return PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+        tokenizer_object=core,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
     )
 
 
@@ -36,21 +35,33 @@ def build_random_tiny(seed: int = 0):
     """(model, image_processor, tokenizer) with weights drawn from ``seed``."""
     from transformers import (
         GPT2Config,
-        ViTConfig,
-        ViTImageProcessor,
         VisionEncoderDecoderConfig,
         VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessor,
     )
 
     tokenizer = build_tokenizer()
     encoder = ViTConfig(
-        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, initializer_range=0.5,
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        initializer_range=0.5,
     )
     decoder = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, add_cross_attention=True, is_decoder=True,
+        vocab_size=len(tokenizer),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        add_cross_attention=True,
+        is_decoder=True,
         initializer_range=0.5,
     )
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
@@ -65,7 +76,9 @@ def build_random_tiny(seed: int = 0):
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     # Random weights favour special tokens; keep them out so captions are words.
     model.generation_config.suppress_tokens = [
-        tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id
+        tokenizer.pad_token_id,
+        tokenizer.bos_token_id,
+        tokenizer.unk_token_id,
     ]
     model.generation_config.begin_suppress_tokens = [tokenizer.eos_token_id]
     processor = ViTImageProcessor(size={"height": 32, "width": 32}, do_resize=True)
@@ -74,7 +87,9 @@ def build_random_tiny(seed: int = 0):
 
 def random_tiny_captioner(max_words: int = 16, device: str | None = None) -> HFCaptioner:
     model, processor, tokenizer = build_random_tiny()
-    return HFCaptioner(model, processor, tokenizer, "random-tiny", max_words, num_beams=3, device=device)
+    return HFCaptioner(
+        model, processor, tokenizer, "random-tiny", max_words, num_beams=3, device=device
+    )
 
 
 def save_random_tiny(path: str) -> None:

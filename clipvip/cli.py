@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from clipvip import __version__
 
 # Packages that contribute sub-commands, in the order --help lists them.
-COMMAND_MODULES = ["pipelines.cli", "pipelines.adapters.cli", "analysis.cli"]
+COMMAND_MODULES = ["pipelines.cli", "pipelines.adapters.cli", "analysis.cli", "trainer.cli"]
 
 
 class UserError(Exception):
@@ -63,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipelines.manifest import ManifestError
         from pipelines.tasks import RunMismatch
 
-        if args.debug or not isinstance(exc, (UserError, ManifestError, RunMismatch, FileNotFoundError)):
+        if args.debug or not isinstance(
+            exc, (UserError, ManifestError, RunMismatch, FileNotFoundError)
+        ):
             raise
         print(f"clipvip: error: {exc}", file=sys.stderr)
         return 2

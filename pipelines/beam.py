@@ -30,7 +30,10 @@ class CaptionModelHandler(ModelHandler[T.Task, T.Task, Captioner | None]):
         return load_captioner(self.cfg.captioner, self.cfg.caption_max_words)
 
     def run_inference(
-        self, batch: Sequence[T.Task], model: Captioner | None, inference_args: dict[str, Any] | None = None
+        self,
+        batch: Sequence[T.Task],
+        model: Captioner | None,
+        inference_args: dict[str, Any] | None = None,
     ) -> Iterable[T.Task]:
         return [T.caption(task, model, self.cfg) for task in batch]
 

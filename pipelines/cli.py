@@ -34,55 +34,130 @@ file per finished task). Rerunning the same command resumes: finished tasks are 
 def add_prepare_options(p: argparse.ArgumentParser) -> None:
     d = PrepareConfig()
     g = p.add_argument_group("shards")
-    g.add_argument("--out", required=True, help="output folder or fsspec URI (e.g. s3://bucket/run)")
+    g.add_argument(
+        "--out", required=True, help="output folder or fsspec URI (e.g. s3://bucket/run)"
+    )
     g.add_argument("--name", default=d.name, help=f"shard name prefix (default: {d.name})")
-    g.add_argument("--shard-size", type=int, default=d.shard_size, metavar="N",
-                   help=f"manifest rows per task and so at most N samples per shard (default: {d.shard_size})")
-    g.add_argument("--shard-bytes", type=int, default=d.shard_bytes, metavar="BYTES",
-                   help="start a new shard part once a shard would exceed this size (default: 1e9)")
+    g.add_argument(
+        "--shard-size",
+        type=int,
+        default=d.shard_size,
+        metavar="N",
+        help=f"manifest rows per task and so at most N samples per shard (default: {d.shard_size})",
+    )
+    g.add_argument(
+        "--shard-bytes",
+        type=int,
+        default=d.shard_bytes,
+        metavar="BYTES",
+        help="start a new shard part once a shard would exceed this size (default: 1e9)",
+    )
     g = p.add_argument_group("clips and frames")
-    g.add_argument("--fps", type=float, default=None,
-                   help="re-encode clips at this frame rate (CLIP-ViP pretraining used 3); default: keep")
-    g.add_argument("--max-short-side", type=int, default=None, metavar="PX",
-                   help="downscale clips so the short side is at most PX; default: keep")
-    g.add_argument("--frame-short-side", type=int, default=d.frame_short_side, metavar="PX",
-                   help=f"downscale the middle-frame JPEG to this short side (default: {d.frame_short_side}; 0 keeps)")
-    g.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality, help=f"(default: {d.jpeg_quality})")
-    g.add_argument("--allow-empty-text", action="store_true",
-                   help="keep rows whose text is empty (default: record them as failed)")
-    g.add_argument("--input-root", default=None, metavar="DIR",
-                   help="refuse local video paths outside DIR (for manifests you did not write)")
-    g.add_argument("--tool-timeout", type=float, default=d.tool_timeout_s, metavar="S",
-                   help=f"wall-clock limit per ffmpeg/ffprobe call (default: {d.tool_timeout_s:g})")
-    g.add_argument("--tool-memory-mb", type=int, default=d.tool_memory_mb, metavar="MB",
-                   help=f"address-space cap per ffmpeg/ffprobe call, 0 = none (default: {d.tool_memory_mb})")
+    g.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="re-encode clips at this frame rate (CLIP-ViP pretraining used 3); default: keep",
+    )
+    g.add_argument(
+        "--max-short-side",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="downscale clips so the short side is at most PX; default: keep",
+    )
+    g.add_argument(
+        "--frame-short-side",
+        type=int,
+        default=d.frame_short_side,
+        metavar="PX",
+        help=f"downscale the middle-frame JPEG to this short side (default: {d.frame_short_side}; 0 keeps)",
+    )
+    g.add_argument(
+        "--jpeg-quality", type=int, default=d.jpeg_quality, help=f"(default: {d.jpeg_quality})"
+    )
+    g.add_argument(
+        "--allow-empty-text",
+        action="store_true",
+        help="keep rows whose text is empty (default: record them as failed)",
+    )
+    g.add_argument(
+        "--input-root",
+        default=None,
+        metavar="DIR",
+        help="refuse local video paths outside DIR (for manifests you did not write)",
+    )
+    g.add_argument(
+        "--tool-timeout",
+        type=float,
+        default=d.tool_timeout_s,
+        metavar="S",
+        help=f"wall-clock limit per ffmpeg/ffprobe call (default: {d.tool_timeout_s:g})",
+    )
+    g.add_argument(
+        "--tool-memory-mb",
+        type=int,
+        default=d.tool_memory_mb,
+        metavar="MB",
+        help=f"address-space cap per ffmpeg/ffprobe call, 0 = none (default: {d.tool_memory_mb})",
+    )
     g = p.add_argument_group("captions")
-    g.add_argument("--captioner", default=d.captioner, metavar="SPEC",
-                   help="none | random-tiny (tiny random model, for tests) | hf:PATH (a local Hugging "
-                        f"Face image-to-text model: BLIP, GIT, VisionEncoderDecoder) (default: {d.captioner})")
-    g.add_argument("--caption-max-words", type=int, default=d.caption_max_words,
-                   help=f"captions are cut to this many words (default: {d.caption_max_words})")
-    g.add_argument("--caption-batch-size", type=int, default=d.caption_batch_size,
-                   help=f"images per captioner call (default: {d.caption_batch_size})")
+    g.add_argument(
+        "--captioner",
+        default=d.captioner,
+        metavar="SPEC",
+        help="none | random-tiny (tiny random model, for tests) | hf:PATH (a local Hugging "
+        f"Face image-to-text model: BLIP, GIT, VisionEncoderDecoder) (default: {d.captioner})",
+    )
+    g.add_argument(
+        "--caption-max-words",
+        type=int,
+        default=d.caption_max_words,
+        help=f"captions are cut to this many words (default: {d.caption_max_words})",
+    )
+    g.add_argument(
+        "--caption-batch-size",
+        type=int,
+        default=d.caption_batch_size,
+        help=f"images per captioner call (default: {d.caption_batch_size})",
+    )
     g = p.add_argument_group("engine")
-    g.add_argument("--runner", choices=("beam", "ray", "local"), default="beam",
-                   help="beam (DirectRunner unless a Beam --runner=... follows), ray, or local "
-                        "(plain loop in this process) (default: beam)")
-    g.add_argument("--workers", type=int, default=None,
-                   help="local parallelism: Beam worker processes or Ray CPUs (default: engine's choice)")
-    g.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
+    g.add_argument(
+        "--runner",
+        choices=("beam", "ray", "local"),
+        default="beam",
+        help="beam (DirectRunner unless a Beam --runner=... follows), ray, or local "
+        "(plain loop in this process) (default: beam)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local parallelism: Beam worker processes or Ray CPUs (default: engine's choice)",
+    )
+    g.add_argument(
+        "--ray-address", default=None, help="Ray cluster address (default: start a local Ray)"
+    )
     g.add_argument("--caption-pool", type=int, default=1, help="Ray caption actors (default: 1)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def config_from_args(args: argparse.Namespace) -> PrepareConfig:
     return PrepareConfig(
-        out=args.out, name=args.name, shard_size=args.shard_size, shard_bytes=args.shard_bytes,
-        fps=args.fps, max_short_side=args.max_short_side,
-        frame_short_side=args.frame_short_side or None, jpeg_quality=args.jpeg_quality,
-        captioner=args.captioner, caption_max_words=args.caption_max_words,
-        caption_batch_size=args.caption_batch_size, allow_empty_text=args.allow_empty_text,
-        tool_timeout_s=args.tool_timeout, tool_memory_mb=args.tool_memory_mb,
+        out=args.out,
+        name=args.name,
+        shard_size=args.shard_size,
+        shard_bytes=args.shard_bytes,
+        fps=args.fps,
+        max_short_side=args.max_short_side,
+        frame_short_side=args.frame_short_side or None,
+        jpeg_quality=args.jpeg_quality,
+        captioner=args.captioner,
+        caption_max_words=args.caption_max_words,
+        caption_batch_size=args.caption_batch_size,
+        allow_empty_text=args.allow_empty_text,
+        tool_timeout_s=args.tool_timeout,
+        tool_memory_mb=args.tool_memory_mb,
         extra={"input_root": args.input_root} if args.input_root else {},
     )
 
@@ -91,8 +166,11 @@ def _engine(args: argparse.Namespace):
     from pipelines.prepare import EngineOptions
 
     return EngineOptions(
-        runner=args.runner, workers=args.workers, ray_address=args.ray_address,
-        caption_pool=args.caption_pool, beam_args=args.extra,
+        runner=args.runner,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        caption_pool=args.caption_pool,
+        beam_args=args.extra,
     )
 
 
@@ -101,7 +179,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from pipelines.prepare import format_summary, prepare
 
     if args.extra and args.runner != "beam":
-        raise UserError(f"unrecognized arguments: {' '.join(args.extra)} (only --runner beam passes options on)")
+        raise UserError(
+            f"unrecognized arguments: {' '.join(args.extra)} (only --runner beam passes options on)"
+        )
     cfg = config_from_args(args)
     summary = prepare(args.manifest, cfg, _engine(args), progress=not args.no_progress)
     print(format_summary(summary, args.out))
@@ -121,49 +201,80 @@ def cmd_demo(args: argparse.Namespace) -> int:
         run_dir = out / runner
         if args.fresh and run_dir.exists():
             shutil.rmtree(run_dir)
-        cfg = PrepareConfig(out=str(run_dir), name="demo", shard_size=4, captioner=args.captioner,
-                            fps=None, max_short_side=None, frame_short_side=256)
+        cfg = PrepareConfig(
+            out=str(run_dir),
+            name="demo",
+            shard_size=4,
+            captioner=args.captioner,
+            fps=None,
+            max_short_side=None,
+            frame_short_side=256,
+        )
         log.info("running prepare on %s -> %s", runner, run_dir)
         summary = prepare(manifest, cfg, EngineOptions(runner=runner, workers=2), progress=True)
         print(f"[{runner}] " + format_summary(summary, str(run_dir)))
         results[runner] = {
-            s["key"]: (s["jpg"], s["txt"], s.get("caption.txt"), json.dumps(s["json"], sort_keys=True))
+            s["key"]: (
+                s["jpg"],
+                s["txt"],
+                s.get("caption.txt"),
+                json.dumps(s["json"], sort_keys=True),
+            )
             for s in iter_samples(str(run_dir))
         }
     if len(results) > 1:
         first, *rest = results.values()
         same = all(r == first for r in rest)
-        print(f"engines agree on every sample (keys, jpg, txt, caption, json): {'yes' if same else 'NO'}")
+        print(
+            f"engines agree on every sample (keys, jpg, txt, caption, json): {'yes' if same else 'NO'}"
+        )
         if not same:
             return 1
     some = next(iter(results.values()))
     for key, (_, txt, cap, _) in list(some.items())[:3]:
         print(f"  {key}: subtitle {txt!r}\n  {' ' * len(key)}  caption  {cap!r}")
-    print(f"read them with: python -c \"import webdataset as wds; "
-          f"print(next(iter(wds.WebDataset('{out}/{args.runners.split(',')[0]}/shards/demo-000000.tar').decode('pil'))).keys())\"")
+    print(
+        f'read them with: python -c "import webdataset as wds; '
+        f"print(next(iter(wds.WebDataset('{out}/{args.runners.split(',')[0]}/shards/demo-000000.tar').decode('pil'))).keys())\""
+    )
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "prepare", help="manifest -> clips, middle frames, captions -> WebDataset shards",
+        "prepare",
+        help="manifest -> clips, middle frames, captions -> WebDataset shards",
         description="Cut each row's span into a clip, take the clip's exact middle frame, caption "
-                    "it, and write WebDataset shards. Bad rows are recorded in errors.jsonl; "
-                    "the run goes on.",
-        epilog=PREPARE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "it, and write WebDataset shards. Bad rows are recorded in errors.jsonl; "
+        "the run goes on.",
+        epilog=PREPARE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("manifest", help="CSV, TSV, JSONL or Parquet manifest (path or fsspec URI), or a folder of videos")
+    p.add_argument(
+        "manifest",
+        help="CSV, TSV, JSONL or Parquet manifest (path or fsspec URI), or a folder of videos",
+    )
     add_prepare_options(p)
     p.set_defaults(func=cmd_prepare, accepts_extra=True)
 
     d = sub.add_parser(
-        "demo", help="build a sample corpus with ffmpeg and prepare it on Beam and Ray",
+        "demo",
+        help="build a sample corpus with ffmpeg and prepare it on Beam and Ray",
         description="Generates videos from ffmpeg's test sources (several codecs, sizes, spans, "
-                    "and rows that must fail), runs prepare with each engine and checks they agree.",
-        epilog="example:\n  clipvip demo --out demo_out", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "and rows that must fail), runs prepare with each engine and checks they agree.",
+        epilog="example:\n  clipvip demo --out demo_out",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    d.add_argument("--out", default="demo_out", help="folder for the corpus and the runs (default: demo_out)")
-    d.add_argument("--runners", default="beam,ray", help="comma-separated engines (default: beam,ray)")
-    d.add_argument("--captioner", default="random-tiny", help="captioner spec (default: random-tiny)")
-    d.add_argument("--fresh", action="store_true", help="delete earlier demo runs first (default: resume them)")
+    d.add_argument(
+        "--out", default="demo_out", help="folder for the corpus and the runs (default: demo_out)"
+    )
+    d.add_argument(
+        "--runners", default="beam,ray", help="comma-separated engines (default: beam,ray)"
+    )
+    d.add_argument(
+        "--captioner", default="random-tiny", help="captioner spec (default: random-tiny)"
+    )
+    d.add_argument(
+        "--fresh", action="store_true", help="delete earlier demo runs first (default: resume them)"
+    )
     d.set_defaults(func=cmd_demo)

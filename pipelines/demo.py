@@ -16,11 +16,43 @@ from pipelines.manifest import write_manifest
 
 # (file, lavfi source, size, fps, seconds, video codec args, audio?)
 SOURCES: list[tuple[str, str, str, int, float, list[str], bool]] = [
-    ("testsrc2_720p.mp4", "testsrc2", "1280x720", 30, 12.0, ["-c:v", "libx264", "-g", "60", "-pix_fmt", "yuv420p"], True),
+    (
+        "testsrc2_720p.mp4",
+        "testsrc2",
+        "1280x720",
+        30,
+        12.0,
+        ["-c:v", "libx264", "-g", "60", "-pix_fmt", "yuv420p"],
+        True,
+    ),
     ("smptebars_480p.avi", "smptebars", "640x480", 25, 8.0, ["-c:v", "mpeg4", "-q:v", "5"], False),
-    ("mandelbrot.webm", "mandelbrot", "480x360", 24, 6.0, ["-c:v", "libvpx-vp9", "-b:v", "300k", "-deadline", "realtime", "-cpu-used", "8"], False),
-    ("life.mkv", "life=ratio=0.2:death_color=#C83232:life_color=#00ff00:mold=10", "320x240", 15, 5.0, ["-c:v", "libx264", "-pix_fmt", "yuv420p"], False),
-    ("rgbtestsrc.mp4", "rgbtestsrc", "320x240", 25, 10.0, ["-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p"], True),
+    (
+        "mandelbrot.webm",
+        "mandelbrot",
+        "480x360",
+        24,
+        6.0,
+        ["-c:v", "libvpx-vp9", "-b:v", "300k", "-deadline", "realtime", "-cpu-used", "8"],
+        False,
+    ),
+    (
+        "life.mkv",
+        "life=ratio=0.2:death_color=#C83232:life_color=#00ff00:mold=10",
+        "320x240",
+        15,
+        5.0,
+        ["-c:v", "libx264", "-pix_fmt", "yuv420p"],
+        False,
+    ),
+    (
+        "rgbtestsrc.mp4",
+        "rgbtestsrc",
+        "320x240",
+        25,
+        10.0,
+        ["-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p"],
+        True,
+    ),
 ]
 
 SUBTITLES = {
@@ -36,8 +68,16 @@ SUBTITLES = {
 }
 
 
-def _make_video(folder: Path, name: str, source: str, size: str, fps: int, seconds: float,
-                codec: list[str], audio: bool) -> None:
+def _make_video(
+    folder: Path,
+    name: str,
+    source: str,
+    size: str,
+    fps: int,
+    seconds: float,
+    codec: list[str],
+    audio: bool,
+) -> None:
     path = folder / name
     if path.exists() and path.stat().st_size > 0:
         return
@@ -64,18 +104,56 @@ def build_corpus(folder: str) -> str:
     t2 = str(root / "testsrc2_720p.mp4")
     lines = SUBTITLES["testsrc2_720p.mp4"]
     rows += [
-        {"key": "testsrc2_a", "video": t2, "start": 0.0, "end": 4.0, "text": lines[0], "dataset": "demo"},
-        {"key": "testsrc2_b", "video": t2, "start": 4.5, "end": 9.25, "text": lines[1], "dataset": "demo"},
+        {
+            "key": "testsrc2_a",
+            "video": t2,
+            "start": 0.0,
+            "end": 4.0,
+            "text": lines[0],
+            "dataset": "demo",
+        },
+        {
+            "key": "testsrc2_b",
+            "video": t2,
+            "start": 4.5,
+            "end": 9.25,
+            "text": lines[1],
+            "dataset": "demo",
+        },
         {"key": "testsrc2_whole", "video": t2, "text": lines[2], "dataset": "demo"},
     ]
     for name in ("smptebars_480p.avi", "mandelbrot.webm", "life.mkv"):
         rows.append({"video": str(root / name), "text": SUBTITLES[name][0], "dataset": "demo"})
     rgb = str(root / "rgbtestsrc.mp4")
     rows += [
-        {"key": "rgb_keyframe_span", "video": rgb, "start": 2.0, "end": 5.0, "text": SUBTITLES["rgbtestsrc.mp4"][0], "dataset": "demo"},
-        {"key": "broken_file", "video": str(broken), "text": "this file is not a video", "dataset": "demo"},
-        {"key": "missing_file", "video": str(root / "no_such_video.mp4"), "text": "nobody uploaded this one", "dataset": "demo"},
-        {"key": "span_past_end", "video": rgb, "start": 30.0, "end": 35.0, "text": "too late", "dataset": "demo"},
+        {
+            "key": "rgb_keyframe_span",
+            "video": rgb,
+            "start": 2.0,
+            "end": 5.0,
+            "text": SUBTITLES["rgbtestsrc.mp4"][0],
+            "dataset": "demo",
+        },
+        {
+            "key": "broken_file",
+            "video": str(broken),
+            "text": "this file is not a video",
+            "dataset": "demo",
+        },
+        {
+            "key": "missing_file",
+            "video": str(root / "no_such_video.mp4"),
+            "text": "nobody uploaded this one",
+            "dataset": "demo",
+        },
+        {
+            "key": "span_past_end",
+            "video": rgb,
+            "start": 30.0,
+            "end": 35.0,
+            "text": "too late",
+            "dataset": "demo",
+        },
     ]
     manifest = root / "manifest.jsonl"
     write_manifest(rows, str(manifest))

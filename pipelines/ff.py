@@ -63,7 +63,17 @@ def run_tool(cmd: Sequence[str], limits: Limits, stdin: bytes | None = None) -> 
 def ffprobe_json(path: str, limits: Limits, extra: Sequence[str] = ()) -> dict:
     """ffprobe's format and streams as a dict."""
     out = run_tool(
-        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", *extra, path],
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+            *extra,
+            path,
+        ],
         limits,
     )
     try:

@@ -59,7 +59,9 @@ def _csv_rows(uri: str, delimiter: str) -> Iterator[RawRow]:
         raise ManifestError(f"{uri}:1: unreadable CSV header: {exc}") from None
     header = [h.strip() for h in header]
     if "video" not in header:
-        raise ManifestError(f"{uri}:1: the header has no 'video' column (found: {', '.join(header)})")
+        raise ManifestError(
+            f"{uri}:1: the header has no 'video' column (found: {', '.join(header)})"
+        )
     while True:
         try:
             fields = next(reader)
@@ -105,17 +107,23 @@ def _parquet_rows(uri: str) -> Iterator[RawRow]:
         raise ManifestError(f"{uri}: not a readable Parquet file ({exc})") from None
     if "video" not in table.column_names:
         raise ManifestError(f"{uri}: no 'video' column (found: {', '.join(table.column_names)})")
-    for i, row in enumerate(table.to_pylist(), start=1):
-        yield i, row
+    yield from enumerate(table.to_pylist(), start=1)
 
 
 def _folder_rows(root: str) -> Iterator[RawRow]:
     folder = Path(root)
-    videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    videos = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()
+    )
     if not videos:
-        raise ManifestError(f"{root}: folder holds no videos ({', '.join(sorted(VIDEO_EXTENSIONS))})")
+        raise ManifestError(
+            f"{root}: folder holds no videos ({', '.join(sorted(VIDEO_EXTENSIONS))})"
+        )
     for i, video in enumerate(videos, start=1):
-        row: dict[str, Any] = {"video": str(video), "key": str(video.relative_to(folder).with_suffix(""))}
+        row: dict[str, Any] = {
+            "video": str(video),
+            "key": str(video.relative_to(folder).with_suffix("")),
+        }
         for ext in TEXT_EXTENSIONS:
             side = video.with_suffix(ext)
             if side.is_file():
@@ -138,7 +146,9 @@ def raw_rows(uri: str) -> Iterator[RawRow]:
         return _csv_rows(uri, "\t")
     if lower.endswith(".csv"):
         return _csv_rows(uri, ",")
-    raise ManifestError(f"{uri}: unknown manifest type (use .csv, .tsv, .jsonl, .parquet or a folder)")
+    raise ManifestError(
+        f"{uri}: unknown manifest type (use .csv, .tsv, .jsonl, .parquet or a folder)"
+    )
 
 
 def _number(row: dict[str, Any], name: str) -> float | None:
@@ -175,13 +185,20 @@ def _text(value: Any) -> str | None:
 def to_clip(row_index: int, line: int, raw: dict[str, Any] | str, allow_empty_text: bool) -> Clip:
     """One raw manifest row -> a ``Clip`` (failed at stage ``manifest`` when the row is bad)."""
     if isinstance(raw, str):
-        return Clip(key=f"row-{row_index:09d}", row=row_index, video="").fail(STAGE, f"line {line}: {raw}")
+        return Clip(key=f"row-{row_index:09d}", row=row_index, video="").fail(
+            STAGE, f"line {line}: {raw}"
+        )
     video = raw.get("video")
     video = video if isinstance(video, str) else ("" if video is None else str(video))
     given = raw.get("key")
     given = None if given is None or str(given).strip() == "" else str(given)
-    clip = Clip(key="", row=row_index, video=video.strip(), source_key=given,
-                dataset=None if raw.get("dataset") is None else str(raw.get("dataset")))
+    clip = Clip(
+        key="",
+        row=row_index,
+        video=video.strip(),
+        source_key=given,
+        dataset=None if raw.get("dataset") is None else str(raw.get("dataset")),
+    )
     try:
         clip.start, clip.end = _number(raw, "start"), _number(raw, "end")
         clip.key = safe_key(given) if given else derive_key(clip.video, clip.start, clip.end)
@@ -207,7 +224,9 @@ def read_manifest(uri: str, allow_empty_text: bool = False) -> list[Clip]:
         clip = to_clip(row_index, line, raw, allow_empty_text)
         if clip.key in first_row:
             earlier = first_row[clip.key]
-            clip.fail(STAGE, f"line {line}: duplicate key {clip.key!r} (first used by row {earlier})")
+            clip.fail(
+                STAGE, f"line {line}: duplicate key {clip.key!r} (first used by row {earlier})"
+            )
             clip.key = f"{clip.key}-dup{row_index}"
         else:
             first_row[clip.key] = row_index

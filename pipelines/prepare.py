@@ -25,7 +25,9 @@ class EngineOptions:
     beam_args: Sequence[str] = ()
 
 
-def prepare(manifest: str, cfg: PrepareConfig, engine: EngineOptions, progress: bool = True) -> dict[str, Any]:
+def prepare(
+    manifest: str, cfg: PrepareConfig, engine: EngineOptions, progress: bool = True
+) -> dict[str, Any]:
     """Turn ``manifest`` into shards under ``cfg.out``; return the merged ``stats.json``."""
     if engine.runner not in RUNNERS:
         raise ValueError(f"unknown runner {engine.runner!r}; choose one of {', '.join(RUNNERS)}")
@@ -33,7 +35,11 @@ def prepare(manifest: str, cfg: PrepareConfig, engine: EngineOptions, progress: 
     plan = T.plan(manifest, cfg)
     log.info(
         "%d rows in %d tasks; %d already done, %d to run on %s",
-        plan.total_rows, plan.num_tasks, plan.done_tasks, len(plan.tasks), engine.runner,
+        plan.total_rows,
+        plan.num_tasks,
+        plan.done_tasks,
+        len(plan.tasks),
+        engine.runner,
     )
     tracker = RunProgress(cfg.out, plan.total_rows) if progress else None
     if tracker:
@@ -60,7 +66,10 @@ def _run_engine(plan: T.Plan, engine: EngineOptions) -> None:
 
         args = list(engine.beam_args)
         if engine.workers and not any(a.startswith("--direct_num_workers") for a in args):
-            args += [f"--direct_num_workers={engine.workers}", "--direct_running_mode=multi_processing"]
+            args += [
+                f"--direct_num_workers={engine.workers}",
+                "--direct_running_mode=multi_processing",
+            ]
         beam.run(plan, args)
     else:
         from pipelines import ray as ray_engine
@@ -75,15 +84,24 @@ def format_summary(summary: dict[str, Any], out: str) -> str:
         f"prepared {summary['samples']} samples from {summary['rows']} rows "
         f"in {summary.get('seconds', 0):.1f} s ({rate:.2f} rows/s, runner {summary.get('runner')})",
         f"  failed: {summary['failed']}"
-        + (f" ({', '.join(f'{k}: {v}' for k, v in summary['failed_by_stage'].items())})" if summary["failed"] else ""),
+        + (
+            f" ({', '.join(f'{k}: {v}' for k, v in summary['failed_by_stage'].items())})"
+            if summary["failed"]
+            else ""
+        ),
         f"  shards: {summary['shards']} ({summary['bytes'] / 1e6:.1f} MB) in {out}/shards",
         f"  index:  {out}/index.json   stats: {out}/stats.json   errors: {out}/errors.jsonl",
     ]
     if summary.get("resumed_tasks"):
         lines.append(f"  resumed: {summary['resumed_tasks']} tasks were already done and skipped")
     if not summary.get("complete", True):
-        lines.append(f"  INCOMPLETE: {summary['tasks_done']}/{summary['tasks']} tasks done; rerun to resume")
+        lines.append(
+            f"  INCOMPLETE: {summary['tasks_done']}/{summary['tasks']} tasks done; rerun to resume"
+        )
     stage_s = summary.get("seconds_by_stage") or {}
     if stage_s:
-        lines.append("  time by stage (summed over workers): " + ", ".join(f"{k} {v:.1f}s" for k, v in stage_s.items()))
+        lines.append(
+            "  time by stage (summed over workers): "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in stage_s.items())
+        )
     return "\n".join(lines)

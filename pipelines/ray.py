@@ -55,7 +55,9 @@ def init(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(_node_ip_address="127.0.0.1", num_cpus=num_cpus, **kwargs)
 
 
-def run(plan: T.Plan, address: str | None = None, pool_size: int = 1, num_cpus: int | None = None) -> None:
+def run(
+    plan: T.Plan, address: str | None = None, pool_size: int = 1, num_cpus: int | None = None
+) -> None:
     if not plan.tasks:
         return
     init(address, num_cpus)
@@ -68,7 +70,9 @@ def run(plan: T.Plan, address: str | None = None, pool_size: int = 1, num_cpus: 
     ds = ds.map(_process, fn_kwargs={"cfg": cfg}, num_cpus=CPU_PER_TASK)
     if cfg.captioner != "none":
         ds = ds.map_batches(
-            CaptionActor, fn_constructor_kwargs={"cfg": cfg}, batch_size=1,
+            CaptionActor,
+            fn_constructor_kwargs={"cfg": cfg},
+            batch_size=1,
             concurrency=max(1, int(min(pool_size, gpus)) if gpus else pool_size),
             **caption_resources,
         )

@@ -37,8 +37,16 @@ STATS_FILE = "stats.json"
 ERRORS_FILE = "errors.jsonl"
 # Settings that change the samples; a rerun into the same folder must use the same ones.
 SAMPLE_SETTINGS = (
-    "name", "shard_size", "shard_bytes", "fps", "max_short_side", "frame_short_side",
-    "jpeg_quality", "captioner", "caption_max_words", "allow_empty_text",
+    "name",
+    "shard_size",
+    "shard_bytes",
+    "fps",
+    "max_short_side",
+    "frame_short_side",
+    "jpeg_quality",
+    "captioner",
+    "caption_max_words",
+    "allow_empty_text",
 )
 
 
@@ -104,7 +112,12 @@ def plan(manifest: str, cfg: PrepareConfig) -> Plan:
     tasks = [Task(i // size, clips[i : i + size]) for i in range(0, len(clips), size)]
     done = set(store.list(STATS_DIR))
     pending = [t for t in tasks if f"{t.index:06d}.json" not in done]
-    run = {"manifest": manifest, "fingerprint": fingerprint, "rows": len(clips), "tasks": len(tasks)}
+    run = {
+        "manifest": manifest,
+        "fingerprint": fingerprint,
+        "rows": len(clips),
+        "tasks": len(tasks),
+    }
     store.put_bytes(RUN_FILE, (json.dumps(run, indent=2) + "\n").encode())
     store.put_bytes(CONFIG_FILE, (cfg.to_json() + "\n").encode())
     store.remove("_tmp")  # scratch left by a killed run: never visible under a final name
@@ -142,7 +155,9 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
     store = Store(cfg.out)
     t0 = time.perf_counter()
     good = [c for c in task.clips if c.ok]
-    shards = write_shards((to_sample(c) for c in good), store, ShardSpec(cfg.name, task.index, cfg.shard_bytes))
+    shards = write_shards(
+        (to_sample(c) for c in good), store, ShardSpec(cfg.name, task.index, cfg.shard_bytes)
+    )
     seconds: Counter[str] = Counter()
     for clip in task.clips:
         seconds.update(clip.timings)

@@ -27,7 +27,9 @@ def load_index(root: str) -> dict[str, Any]:
     """Read ``ROOT/index.json``; a clear error when the folder holds no prepared run."""
     store = Store(root)
     if not store.exists(INDEX):
-        raise FileNotFoundError(f"{root!r} has no {INDEX}: is it the --out folder of `clipvip prepare`?")
+        raise FileNotFoundError(
+            f"{root!r} has no {INDEX}: is it the --out folder of `clipvip prepare`?"
+        )
     return json.loads(store.read_text(INDEX))
 
 

@@ -56,7 +56,7 @@ class _Part:
     def __init__(self, scratch: str) -> None:
         fd, self.path = tempfile.mkstemp(prefix=".shard.", suffix=".tar.tmp", dir=scratch)
         self.file = os.fdopen(fd, "wb")
-        self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.USTAR_FORMAT)
+        self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115 - open across add() calls
         self.nsamples = 0
         self.nbytes = 0
 

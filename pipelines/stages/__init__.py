@@ -13,4 +13,12 @@ from pipelines.stages.probe import probe
 
 CPU_STAGES = (("probe", probe), ("clip", cut_clip), ("middle_frame", middle_frame))
 
-__all__ = ["CPU_STAGES", "StageError", "apply", "caption_clips", "cut_clip", "middle_frame", "probe"]
+__all__ = [
+    "CPU_STAGES",
+    "StageError",
+    "apply",
+    "caption_clips",
+    "cut_clip",
+    "middle_frame",
+    "probe",
+]

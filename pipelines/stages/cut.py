@@ -1,6 +1,7 @@
 """Stage 2, clip: cut the row's span out of the source video into an mp4 (bytes).
 
-Stream copy when the span allows it: the whole video, or a span that starts on a keyframe, of an
+Stream copy when the span allows it: the whole video, or a span that starts on a keyframe (the end
+of a copied span may keep the few B-frames of its last packets), of an
 H.264/HEVC stream, with no resize or frame-rate change asked for. Otherwise re-encode with
 libx264 (frame-accurate seek). Output is fragmented MP4 written to a pipe, so no temp file per
 clip; ``-fflags +bitexact`` and no copied metadata keep the bytes reproducible.
@@ -30,7 +31,9 @@ def _starts_on_keyframe(path: str, start: float) -> bool:
             for packet in container.demux(stream):
                 if packet.pts is None:
                     continue
-                return packet.is_keyframe and abs(float(packet.pts * stream.time_base) - start) < 1e-3
+                return (
+                    packet.is_keyframe and abs(float(packet.pts * stream.time_base) - start) < 1e-3
+                )
     except (av.FFmpegError, IndexError):
         return False
     return False
@@ -61,8 +64,14 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
     )
     input_args = {} if whole else {"ss": f"{start:.6f}"}
     output_args: dict = {
-        "format": "mp4", "movflags": MOVFLAGS, "an": None, "sn": None, "dn": None,
-        "map_metadata": "-1", "fflags": "+bitexact", "map": "0:v:0",
+        "format": "mp4",
+        "movflags": MOVFLAGS,
+        "an": None,
+        "sn": None,
+        "dn": None,
+        "map_metadata": "-1",
+        "fflags": "+bitexact",
+        "map": "0:v:0",
     }
     if not whole:
         output_args["t"] = f"{end - start:.6f}"
@@ -72,20 +81,31 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
         filters = [f for f in (scale, f"fps={cfg.fps:g}" if resample else None) if f]
         if filters:
             output_args["vf"] = ",".join(filters)
-        output_args.update({
-            "c:v": "libx264", "preset": "veryfast", "crf": "23", "pix_fmt": "yuv420p",
-            "flags:v": "+bitexact",
-        })
-    cmd = ffmpeg.input(path, **input_args).output("pipe:1", **output_args).global_args(
-        "-nostdin", "-v", "error"
-    ).compile()
+        output_args.update(
+            {
+                "c:v": "libx264",
+                "preset": "veryfast",
+                "crf": "23",
+                "pix_fmt": "yuv420p",
+                "flags:v": "+bitexact",
+            }
+        )
+    cmd = (
+        ffmpeg.input(path, **input_args)
+        .output("pipe:1", **output_args)
+        .global_args("-nostdin", "-v", "error")
+        .compile()
+    )
     data = run_tool(cmd, cfg.limits)
     if len(data) < 100:
         raise StageError("ffmpeg produced an empty clip (no decodable frames in the span)")
     clip.mp4 = data
     clip.clip_info = {
-        "start": round(start, 6), "end": round(end, 6), "duration": round(end - start, 6),
-        "mode": "stream-copy" if copy else "re-encode", "bytes": len(data),
+        "start": round(start, 6),
+        "end": round(end, 6),
+        "duration": round(end - start, 6),
+        "mode": "stream-copy" if copy else "re-encode",
+        "bytes": len(data),
         "fps": info.fps if not resample else cfg.fps,
     }
     return clip

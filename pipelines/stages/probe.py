@@ -26,8 +26,19 @@ def _rate(text: str | None) -> float:
 def _count_frames(path: str, cfg: PrepareConfig) -> int:
     """Count the video packets when the container states no duration (e.g. live WebM)."""
     out = run_tool(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets",
-         "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", path],
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_packets",
+            "-show_entries",
+            "stream=nb_read_packets",
+            "-of",
+            "csv=p=0",
+            path,
+        ],
         cfg.limits,
     )
     try:
@@ -43,7 +54,8 @@ def probe(clip: Clip, cfg: PrepareConfig) -> Clip:
     streams = meta.get("streams", [])
     fmt = meta.get("format", {})
     video = [
-        s for s in streams
+        s
+        for s in streams
         if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")
     ]
     audio = [s for s in streams if s.get("codec_type") == "audio"]
@@ -53,7 +65,8 @@ def probe(clip: Clip, cfg: PrepareConfig) -> Clip:
     vs = video[0]
     format_name = fmt.get("format_name", "")
     if format_name in STILL_FORMATS or (
-        vs.get("codec_name") in {"mjpeg", "png", "webp", "bmp"} and int(vs.get("nb_frames") or 1) <= 1
+        vs.get("codec_name") in {"mjpeg", "png", "webp", "bmp"}
+        and int(vs.get("nb_frames") or 1) <= 1
     ):
         raise StageError(f"a still image ({vs.get('codec_name')} in {format_name}), not a video")
     width, height = int(vs.get("width") or 0), int(vs.get("height") or 0)
@@ -72,10 +85,15 @@ def probe(clip: Clip, cfg: PrepareConfig) -> Clip:
     if fps <= 0:
         raise StageError("video states no frame rate")
     clip.info = VideoInfo(
-        duration=round(duration, 6), fps=round(fps, 6), width=width, height=height,
+        duration=round(duration, 6),
+        fps=round(fps, 6),
+        width=width,
+        height=height,
         video_codec=vs.get("codec_name", "unknown"),
         audio_codec=audio[0].get("codec_name") if audio else None,
-        format_name=format_name, num_frames=num_frames, duration_source=source,
+        format_name=format_name,
+        num_frames=num_frames,
+        duration_source=source,
     )
     _check_span(clip, duration)
     return clip

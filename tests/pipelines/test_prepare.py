@@ -1,0 +1,223 @@
+"""End to end: manifest -> shards on the real engines, with hostile rows, resume and SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import webdataset as wds
+
+from pipelines.config import PrepareConfig
+from pipelines.prepare import EngineOptions, prepare
+from pipelines.tasks import RunMismatch
+from shards import iter_samples
+
+
+@pytest.fixture(scope="module")
+def manifest(videos, tmp_path_factory) -> Path:
+    """Good rows of several codecs and spans, and every kind of bad row."""
+    d = tmp_path_factory.mktemp("manifest")
+    good = [
+        {"key": "bars_whole", "video": str(videos["h264"]), "text": "colour bars with a tone"},
+        {
+            "key": "test_span",
+            "video": str(videos["h264_long"]),
+            "start": 1.0,
+            "end": 3.5,
+            "text": "um so here",
+        },
+        {
+            "key": "orig.id/with:odd chars",
+            "video": str(videos["h264_long"]),
+            "start": 4.0,
+            "text": "tail",
+        },
+        {"video": str(videos["mpeg4_avi"]), "text": "rgb in an avi", "dataset": "demo"},
+        {"video": str(videos["vp9_webm"]), "start": 0.5, "end": 2.5, "text": "fractal zoom"},
+        {"key": "nodur", "video": str(videos["no_duration"]), "text": "live stream layout"},
+    ]
+    bad = [
+        {"key": "../../escape", "video": str(videos["corrupt"]), "text": "corrupt"},
+        {"key": "empty_file", "video": str(videos["empty"]), "text": "zero bytes"},
+        {"key": "audio", "video": str(videos["audio_only"]), "text": "only sound"},
+        {"key": "missing", "video": str(d / "nope.mp4"), "text": "missing"},
+        {
+            "key": "late",
+            "video": str(videos["h264"]),
+            "start": 50,
+            "end": 60,
+            "text": "past the end",
+        },
+        {"key": "notext", "video": str(videos["h264"]), "text": ""},
+        {"key": "bars_whole", "video": str(videos["h264"]), "text": "duplicate key"},
+        {"key": "image", "video": str(videos["jpeg_as_mp4"]), "text": "a jpeg named mp4"},
+    ]
+    lines = [json.dumps(r).encode() for r in good + bad]
+    lines.insert(
+        3, b'{"key": "latin", "video": "%s", "text": "caf\xe9"}' % str(videos["h264"]).encode()
+    )
+    lines.insert(5, b"{this line is broken")
+    path = d / "manifest.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+ROWS, GOOD = 16, 6
+
+
+def _run(manifest, out, runner="local", **cfg):
+    config = PrepareConfig(
+        out=str(out), name="t", shard_size=cfg.pop("shard_size", 4), frame_short_side=96, **cfg
+    )
+    return prepare(
+        str(manifest),
+        config,
+        EngineOptions(runner=runner, workers=cfg.pop("workers", None)),
+        progress=False,
+    )
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "shards").glob("*.tar"))}
+
+
+def _fields(out: Path) -> dict[str, tuple]:
+    return {
+        s["key"]: (
+            s["mp4"],
+            s["jpg"],
+            s["txt"],
+            s.get("caption.txt"),
+            json.dumps(s["json"], sort_keys=True),
+        )
+        for s in iter_samples(str(out))
+    }
+
+
+@pytest.fixture(scope="module")
+def clean_run(manifest, tmp_path_factory):
+    out = tmp_path_factory.mktemp("clean") / "run"
+    summary = _run(manifest, out)
+    return out, summary
+
+
+def test_every_row_is_a_sample_or_a_recorded_failure(clean_run):
+    out, summary = clean_run
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    samples = list(iter_samples(str(out)))
+    assert summary["rows"] == ROWS and summary["complete"]
+    assert len(samples) == GOOD and len(errors) == ROWS - GOOD
+    assert summary["samples"] + summary["failed"] == ROWS
+    rows = sorted([s["json"]["row"] for s in samples] + [e["row"] for e in errors])
+    assert rows == list(range(ROWS)), "each input row exactly once"
+    reasons = {e["key"]: (e["stage"], e["reason"]) for e in errors}
+    assert reasons["latin"][1].endswith("text is not valid UTF-8")
+    assert "unreadable JSON line" in next(r for s, r in reasons.values() if "JSON" in r)
+    assert reasons["audio"] == ("probe", "no video stream (audio-only file)")
+    assert reasons["missing"][1].startswith("file not found")
+    assert "duplicate key 'bars_whole'" in reasons["bars_whole-dup14"][1]
+    escape = next(k for k in reasons if k.startswith("escape-"))
+    assert reasons[escape][0] == "probe" and "/" not in escape and "." not in escape
+    assert set(summary["failed_by_stage"]) == {"manifest", "probe"}
+
+
+def test_samples_hold_all_fields_and_open_with_plain_webdataset(clean_run):
+    out, _ = clean_run
+    index = json.loads((out / "index.json").read_text())
+    urls = [str(out / s["url"]) for s in index["shardlist"]]
+    assert sum(s["nsamples"] for s in index["shardlist"]) == GOOD
+    samples = list(wds.WebDataset(urls, shardshuffle=False).decode("pil"))
+    assert len(samples) == GOOD
+    for s in samples:
+        assert {"mp4", "jpg", "txt", "caption.txt", "json"} <= set(s)
+        assert s["jpg"].size[1] == 96 or s["jpg"].size[0] == 96
+        assert 0 < len(s["caption.txt"].split()) <= 16
+        meta = s["json"]
+        assert meta["middle_frame"]["index"] == meta["clip"]["num_frames"] // 2
+        assert meta["caption_model"] == "random-tiny" and meta["source"]["duration"] > 0
+    odd = next(s for s in samples if s["json"]["source_key"] == "orig.id/with:odd chars")
+    assert "." not in odd["__key__"] and odd["json"]["span"] == [4.0, None]
+
+
+def test_rerun_skips_finished_tasks_and_changes_nothing(clean_run, manifest):
+    out, first = clean_run
+    before = _files(out)
+    again = _run(manifest, out)
+    assert again["resumed_tasks"] == first["tasks"]
+    assert _files(out) == before
+    assert (again["samples"], again["failed"]) == (first["samples"], first["failed"])
+
+
+def test_another_manifest_into_the_same_folder_is_refused(clean_run, tmp_path, videos):
+    out, _ = clean_run
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"video": str(videos["h264"]), "text": "x"}) + "\n")
+    with pytest.raises(RunMismatch, match="another manifest"):
+        _run(other, out)
+
+
+def test_run_killed_with_sigkill_resumes_to_exactly_the_clean_samples(
+    clean_run, manifest, tmp_path
+):
+    clean_out, _ = clean_run
+    out = tmp_path / "killed"
+    cmd = [
+        sys.executable,
+        "-m",
+        "clipvip",
+        "prepare",
+        str(manifest),
+        "--out",
+        str(out),
+        "--name",
+        "t",
+        "--shard-size",
+        "4",
+        "--frame-short-side",
+        "96",
+        "--runner",
+        "local",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while (
+        not list((out / "stats").glob("*.json"))
+        and proc.poll() is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-run: one task done, the next in flight
+    proc.wait()
+    assert not (out / "stats.json").exists(), "the kill must land before the run finished"
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "resumed" in done.stdout
+    assert _files(out) == _files(clean_out), "byte-identical shards, each sample exactly once"
+    assert len((out / "errors.jsonl").read_text().splitlines()) == ROWS - GOOD
+
+
+def test_no_captioner_means_no_caption_field(videos, tmp_path):
+    m = tmp_path / "m.csv"
+    m.write_text(f"video,text\n{videos['h264']},bars\n")
+    _run(m, tmp_path / "out", captioner="none")
+    (sample,) = iter_samples(str(tmp_path / "out"))
+    assert "caption.txt" not in sample and sample["json"]["caption_model"] is None
+
+
+@pytest.mark.slow
+def test_beam_and_ray_write_the_same_samples(clean_run, manifest, tmp_path):
+    clean_out, _ = clean_run
+    beam = _run(manifest, tmp_path / "beam", runner="beam")
+    ray_summary = _run(manifest, tmp_path / "ray", runner="ray")
+    assert beam["samples"] == ray_summary["samples"] == GOOD
+    reference = _fields(clean_out)
+    assert _fields(tmp_path / "beam") == reference
+    assert _fields(tmp_path / "ray") == reference
+    assert _files(tmp_path / "beam") == _files(tmp_path / "ray") == _files(clean_out)

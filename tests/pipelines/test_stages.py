@@ -1,0 +1,187 @@
+import io
+import subprocess
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines.config import PrepareConfig
+from pipelines.record import Clip
+from pipelines.stages import CPU_STAGES, apply
+from pipelines.stages.middle_frame import decode_middle_frame
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def run_cpu_stages(video, start=None, end=None, **cfg) -> Clip:
+    clip = Clip(key="k", row=0, video=str(video), start=start, end=end, text="t")
+    config = PrepareConfig(**cfg)
+    for name, stage in CPU_STAGES:
+        apply(name, stage, clip, config)
+    return clip
+
+
+def ffmpeg_exact_frame_yuv(data: bytes, index: int, tmp_path) -> np.ndarray:
+    """Frame ``index`` (presentation order) decoded by the ffmpeg CLI, as raw yuv420p bytes."""
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(data)
+    out = subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-vf",
+            rf"select=eq(n\,{index})",
+            "-fps_mode",
+            "passthrough",
+            "-frames:v",
+            "1",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "rawvideo",
+            "pipe:1",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
+    return np.frombuffer(out, np.uint8)
+
+
+def test_probe_reads_duration_size_and_codecs(videos):
+    clip = run_cpu_stages(videos["h264"])
+    assert clip.ok, clip.error
+    info = clip.info
+    assert (info.width, info.height, info.video_codec, info.audio_codec) == (
+        160,
+        120,
+        "h264",
+        "aac",
+    )
+    assert info.duration == pytest.approx(4.0, abs=0.1) and info.fps == 25
+
+
+def test_whole_h264_video_is_stream_copied_and_spans_are_reencoded(videos):
+    whole = run_cpu_stages(videos["h264_long"])
+    span = run_cpu_stages(videos["h264_long"], start=1.3, end=3.7)
+    assert whole.clip_info["mode"] == "stream-copy" and whole.clip_info["num_frames"] == 150
+    assert span.clip_info["mode"] == "re-encode"
+    assert 59 <= span.clip_info["num_frames"] <= 60, "2.4 s at 25 fps, frame-accurate cut"
+
+
+def test_span_starting_on_a_keyframe_is_stream_copied(videos):
+    clip = run_cpu_stages(
+        videos["h264_long"], start=2.0, end=4.0
+    )  # -g 25 at 25 fps: keyframe each second
+    assert clip.ok and clip.clip_info["mode"] == "stream-copy"
+    # The start is exact (a keyframe); a copied end may keep the B-frames of the last packets.
+    assert 50 <= clip.clip_info["num_frames"] <= 52
+
+
+def test_fps_and_short_side_options_reencode(videos):
+    clip = run_cpu_stages(videos["h264_long"], fps=3, max_short_side=60)
+    assert clip.ok, clip.error
+    assert (clip.clip_info["width"], clip.clip_info["height"]) == (80, 60)
+    assert clip.clip_info["num_frames"] == 18  # 6 s at 3 fps
+
+
+@pytest.mark.parametrize("name", ["h264_long", "mpeg4_avi", "vp9_webm"])
+def test_middle_frame_is_exactly_ffmpegs_frame_n_over_2(videos, name, tmp_path):
+    clip = run_cpu_stages(videos[name], start=0.4, end=2.9, frame_short_side=None)
+    assert clip.ok, clip.error
+    n = clip.clip_info["num_frames"]
+    assert clip.frame_index == n // 2
+    frame, index, count, _ = decode_middle_frame(clip.mp4)
+    ours = np.concatenate(
+        [np.frombuffer(p, np.uint8) for p in (frame.to_ndarray().ravel().tobytes(),)]
+    )
+    theirs = ffmpeg_exact_frame_yuv(clip.mp4, index, tmp_path)
+    assert count == n and ours.size == theirs.size
+    assert np.array_equal(ours, theirs), "pixel-exact equality with ffmpeg's decode of frame N//2"
+    assert clip.frame_time == pytest.approx(index / clip.clip_info["fps"], abs=1e-3)
+
+
+def test_middle_frame_is_not_the_nearest_keyframe(videos, tmp_path):
+    clip = run_cpu_stages(videos["h264_long"], start=0.4, end=3.0, frame_short_side=None)
+    frame, index, _, _ = decode_middle_frame(clip.mp4)  # re-encoded: the only keyframe is frame 0
+    assert index == 32 and not frame.key_frame
+    keyframe = ffmpeg_exact_frame_yuv(clip.mp4, 0, tmp_path)
+    assert not np.array_equal(frame.to_ndarray().ravel(), keyframe)
+
+
+def test_jpeg_is_downscaled_to_the_configured_short_side(videos):
+    clip = run_cpu_stages(videos["h264"], frame_short_side=60)
+    assert Image.open(io.BytesIO(clip.jpg)).size == (80, 60)
+
+
+def test_video_whose_container_states_no_duration_still_works(videos):
+    clip = run_cpu_stages(videos["no_duration"])
+    assert clip.ok, clip.error
+    assert clip.info.duration_source == "counted"
+    assert clip.info.num_frames == 30 and clip.info.duration == pytest.approx(2.5)
+    assert clip.clip_info["num_frames"] == 30 and clip.frame_index == 15
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not (SHARED / "videos").is_dir(), reason="../shared/data not present")
+def test_real_no_duration_webm_from_moviepy(tmp_path):
+    clip = run_cpu_stages(SHARED / "videos" / "moviepy_no_duration.webm")
+    assert clip.ok, clip.error
+    assert clip.info.duration_source == "counted" and clip.clip_info["num_frames"] == 74
+    assert clip.frame_index == 37
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not (SHARED / "videos").is_dir(), reason="../shared/data not present")
+def test_real_clip_middle_frame_matches_ffmpeg(tmp_path):
+    clip = run_cpu_stages(
+        SHARED / "videos" / "moviepy_chaplin.mp4", start=2.0, end=7.5, frame_short_side=None
+    )
+    assert clip.ok, clip.error
+    frame, index, _, _ = decode_middle_frame(clip.mp4)
+    assert np.array_equal(
+        frame.to_ndarray().ravel(), ffmpeg_exact_frame_yuv(clip.mp4, index, tmp_path)
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "start", "end", "stage", "reason"),
+    [
+        ("empty", None, None, "probe", "empty file (0 bytes)"),
+        ("corrupt", None, None, "probe", "ffprobe failed"),
+        ("audio_only", None, None, "probe", "no video stream (audio-only file)"),
+        ("jpeg_as_mp4", None, None, "probe", "a still image"),
+        ("h264", 10.0, 12.0, "probe", "past the video's end"),
+        ("h264", 2.0, 1.0, "probe", "empty or negative span"),
+    ],
+)
+def test_bad_inputs_fail_with_stage_and_reason(videos, name, start, end, stage, reason):
+    clip = run_cpu_stages(videos[name], start=start, end=end)
+    assert clip.error is not None and clip.error.stage == stage
+    assert reason in clip.error.reason
+    assert clip.mp4 is None and clip.jpg is None
+
+
+def test_truncated_video_fails_or_yields_a_decodable_clip(videos):
+    clip = run_cpu_stages(videos["truncated"])
+    if clip.ok:  # ffmpeg may salvage the first frames; then they must really decode
+        with av.open(io.BytesIO(clip.mp4)) as c:
+            assert sum(1 for _ in c.decode(video=0)) == clip.clip_info["num_frames"]
+    else:
+        assert clip.error.stage in {"probe", "clip", "middle_frame"}
+
+
+def test_missing_file_and_path_outside_input_root(videos, tmp_path):
+    missing = run_cpu_stages(tmp_path / "nope.mp4")
+    assert missing.error.reason.startswith("file not found")
+    outside = run_cpu_stages(videos["h264"], extra={"input_root": str(tmp_path)})
+    assert "outside the allowed input root" in outside.error.reason
+
+
+def test_tool_timeout_fails_the_row_with_a_reason(videos):
+    clip = run_cpu_stages(videos["h264_long"], start=0.5, end=5.5, tool_timeout_s=0.001)
+    assert clip.error is not None and "timed out" in clip.error.reason

@@ -1,0 +1,81 @@
+import io
+import tarfile
+
+import pytest
+import webdataset as wds
+from PIL import Image
+
+from shards import Sample, ShardSpec, Store, iter_samples, write_shards
+from shards.index import make_index
+
+
+def _jpg(color) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 6), color).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _samples(n: int):
+    return [
+        Sample(
+            f"clip_{i:03d}",
+            {
+                "txt": f"text {i}".encode(),
+                "jpg": _jpg((i * 40, 0, 0)),
+                "json": b'{"i": %d}' % i,
+                "caption.txt": b"a caption",
+                "mp4": b"\x00" * 100,
+            },
+        )
+        for i in range(n)
+    ]
+
+
+def test_same_samples_give_byte_identical_tars(tmp_path):
+    a = write_shards(_samples(3), Store(str(tmp_path / "a")), ShardSpec("x", 0))
+    b = write_shards(_samples(3), Store(str(tmp_path / "b")), ShardSpec("x", 0))
+    assert (tmp_path / "a" / a[0].url).read_bytes() == (tmp_path / "b" / b[0].url).read_bytes()
+
+
+def test_members_are_adjacent_sorted_with_fixed_metadata(tmp_path):
+    (info,) = write_shards(_samples(2), Store(str(tmp_path)), ShardSpec("x", 7))
+    assert info.url == "shards/x-000007.tar" and info.nsamples == 2
+    with tarfile.open(tmp_path / info.url) as tar:
+        members = tar.getmembers()
+    names = [m.name for m in members]
+    assert names[:5] == [f"clip_000.{e}" for e in ("caption.txt", "jpg", "json", "mp4", "txt")]
+    assert names[5:] == [f"clip_001.{e}" for e in ("caption.txt", "jpg", "json", "mp4", "txt")]
+    assert {(m.mtime, m.uid, m.gid, m.mode) for m in members} == {(0, 0, 0, 0o644)}
+
+
+def test_byte_cap_starts_new_parts_and_leaves_no_temp_files(tmp_path):
+    infos = write_shards(_samples(5), Store(str(tmp_path)), ShardSpec("x", 1, max_bytes=2000))
+    assert [i.url for i in infos][:2] == ["shards/x-000001.tar", "shards/x-000001-1.tar"]
+    assert sum(i.nsamples for i in infos) == 5
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".tar"]
+    assert leftovers == []
+
+
+def test_plain_webdataset_reads_the_shards(tmp_path):
+    infos = write_shards(_samples(3), Store(str(tmp_path)), ShardSpec("x", 0))
+    ds = wds.WebDataset([str(tmp_path / i.url) for i in infos], shardshuffle=False).decode("pil")
+    samples = list(ds)
+    assert [s["__key__"] for s in samples] == ["clip_000", "clip_001", "clip_002"]
+    assert isinstance(samples[1]["jpg"], Image.Image) and samples[1]["txt"] == "text 1"
+    assert samples[2]["caption.txt"] == "a caption" and samples[2]["json"] == {"i": 2}
+
+
+def test_index_and_reader_iterate_a_run_folder(tmp_path):
+    store = Store(str(tmp_path))
+    infos = write_shards(_samples(4), store, ShardSpec("x", 0, max_bytes=3000))
+    index = make_index([{"url": i.url, "nsamples": i.nsamples} for i in infos], "x")
+    store.put_bytes("index.json", __import__("json").dumps(index).encode())
+    assert index["__kind__"] == "wids-shard-index-v1"
+    keys = [s["key"] for s in iter_samples(str(tmp_path))]
+    assert keys == [f"clip_{i:03d}" for i in range(4)]
+
+
+@pytest.mark.parametrize("key", ["a.b", "../x", "a/b", ""])
+def test_unsafe_keys_are_refused(key):
+    with pytest.raises(ValueError, match="unsafe sample key"):
+        Sample(key, {"txt": b""})
