@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import fields
 from typing import Any
 
-from pipelines.adapters import activitynet, didemo, hdvila, msrvtt, video2dataset, webvid
+from pipelines.adapters import activitynet, clips, didemo, hdvila, msrvtt, video2dataset, webvid
 from pipelines.adapters.base import AdapterOptions, AdapterReport, Row, VideoFolder
 from pipelines.adapters.output import write_manifest_jsonl, write_manifest_parquet
 from pipelines.manifest import ManifestError
@@ -25,6 +25,7 @@ _READERS: dict[str, Reader] = {
     "didemo": didemo.read,
     "activitynet": activitynet.read,
     "video2dataset": video2dataset.read,
+    "clips": clips.read,
 }
 FORMATS: tuple[str, ...] = tuple(_READERS)
 
@@ -37,6 +38,7 @@ _OPTIONS: dict[str, set[str]] = {
     "didemo": {"mode"},
     "activitynet": {"mode"},
     "video2dataset": {"extract_dir", "text_from"},
+    "clips": {"subtitles", "min_overlap_s"},
 }
 
 __all__ = [

@@ -23,10 +23,12 @@ examples:
   clipvip manifest activitynet val_1.json --videos anet/ --mode paragraph --out anet.parquet
   # shards video2dataset already downloaded; payloads are extracted next to the manifest
   clipvip manifest video2dataset shards/00000.tar shards/00001.tar --out v2d.parquet
+  # your own clip list (video,start,end) + whole-video subtitles named after each video's stem
+  clipvip manifest clips my_clips.csv --subtitles subs/ --out clips.parquet
   # then
   clipvip prepare hdvila.parquet --out data/hdvila
 
-formats: hdvila, webvid, msrvtt, didemo, activitynet, video2dataset (see docs/adapters.md).
+formats: hdvila, webvid, msrvtt, didemo, activitynet, video2dataset, clips (docs/adapters.md).
 outputs: the manifest (--out; .parquet, or .jsonl to read it by eye) with columns
 video,start,end,text,key,dataset plus metadata columns (sentences, source_id, url, ...), and
 OUT.report.json: rows read, kept, dropped with reasons, first missing videos.
@@ -130,7 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--subtitles",
         default=None,
         metavar="PATH",
-        help="hdvila: a folder of per-video ID.vtt/ID.en.vtt/ID.srt/ID.json files or "
+        help="hdvila, clips: a folder of per-video ID.vtt/ID.en.vtt/ID.srt/ID.json files or "
         "one transcript JSON {ID: [{text, start, duration}]}; each clip's text is "
         "the cues inside its span (e.g. --subtitles subs/)",
     )
@@ -139,7 +141,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         metavar="S",
-        help="hdvila: a cue counts for a clip when it overlaps the span by more than "
+        help="hdvila, clips: a cue counts for a clip when it overlaps the span by more than "
         "S seconds (default: 0, any overlap; e.g. --min-overlap 0.2)",
     )
     p.add_argument(

@@ -14,7 +14,6 @@ text and is counted in ``empty_text``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 from pipelines.adapters.base import (
     AdapterOptions,
@@ -22,59 +21,12 @@ from pipelines.adapters.base import (
     Row,
     VideoFolder,
     iter_jsonl,
-    load_json,
     make_row,
     require,
 )
+from pipelines.adapters.subtitle_source import SubtitleSource
 from pipelines.manifest import ManifestError
-from pipelines.subtitles import (
-    Cue,
-    SubtitleError,
-    clip_text,
-    dedupe_rolling,
-    load_subtitle_file,
-    load_transcript_map,
-    parse_time,
-)
-
-SUBTITLE_EXTENSIONS = (".vtt", ".srt", ".json")
-
-
-class SubtitleSource:
-    """Whole-video cues by video id, from a folder of files or one transcript JSON."""
-
-    def __init__(self, where: str | None) -> None:
-        self.where = where
-        self._files: dict[str, str] = {}
-        self._map: dict[str, list[Cue]] | None = None
-        if where is None:
-            return
-        path = Path(where)
-        if path.is_dir():
-            for f in sorted(path.rglob("*")):
-                if f.is_file() and f.suffix.lower() in SUBTITLE_EXTENSIONS:
-                    # ID.vtt, ID.en.vtt, ID.en-US.srt: the id is everything before the first dot
-                    self._files.setdefault(f.name.split(".", 1)[0], str(f))
-        elif path.is_file():
-            try:
-                self._map = load_transcript_map(load_json(where))
-            except SubtitleError as exc:
-                raise ManifestError(f"{where}: {exc}") from None
-        else:
-            raise ManifestError(f"{where}: --subtitles is neither a folder nor a file")
-
-    def cues(self, video_id: str) -> list[Cue] | None:
-        """De-duplicated cues of the video, or None when it has no subtitles."""
-        if self._map is not None:
-            raw = self._map.get(video_id)
-        elif video_id in self._files:
-            try:
-                raw = load_subtitle_file(self._files[video_id])
-            except SubtitleError as exc:
-                raise ManifestError(f"{self._files[video_id]}: {exc}") from None
-        else:
-            raw = None
-        return None if raw is None else dedupe_rolling(raw)
+from pipelines.subtitles import SubtitleError, clip_text, parse_time
 
 
 def read(

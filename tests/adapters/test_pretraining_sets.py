@@ -152,3 +152,28 @@ def test_unknown_format_and_option_are_one_line_errors():
         build_manifest("webvid", ["x"], None, paragraph=True)
     with pytest.raises(ManifestError, match="webvid: option.s. mode do not apply to this format"):
         build_manifest("webvid", ["x"], None, mode="paragraph")
+
+
+def test_own_clip_list_gets_text_from_whole_video_subtitles(tmp_path, video_folder):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "cooking.vtt").write_text(VTT)
+    (tmp_path / "clips.csv").write_text(
+        "video,start,end,text,key\n"
+        "cooking.mp4,0,4.5,old text,c1\n"
+        "cooking.mp4,9,30,,c2\n"
+        "other.mp4,0,2,kept as is,c3\n"
+        "cooking.mp4,zero,2,,c4\n"
+    )
+    videos = str(video_folder(tmp_path / "v", ["cooking.mp4", "other.mp4"]))
+    rows, report = build_manifest(
+        "clips", [str(tmp_path / "clips.csv")], videos, subtitles=str(subs)
+    )
+    assert [(r["key"], r["text"]) for r in rows] == [
+        ("c1", "welcome to my kitchen today we bake bread"),
+        ("c2", ""),
+        ("c3", "kept as is"),
+    ]
+    assert rows[0]["original_text"] == "old text" and rows[0]["video"] == f"{videos}/cooking.mp4"
+    assert dict(report.dropped) == {"bad row: start is not a number": 1}
+    assert report.empty_text == 1
