@@ -1,0 +1,40 @@
+import pytest
+
+from clipvip.cli import build_parser, main
+
+
+def _subcommands():
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return sorted(action.choices)
+
+
+@pytest.mark.parametrize("command", _subcommands())
+def test_every_command_has_help_with_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "example" in text.lower(), f"`clipvip {command} --help` shows no example"
+    options = [
+        a
+        for a in build_parser()._subparsers._group_actions[0].choices[command]._actions
+        if a.option_strings and a.dest != "help"
+    ]
+    undocumented = [a.option_strings[0] for a in options if not (a.help or "").strip()]
+    assert undocumented == [], f"options without help: {undocumented}"
+
+
+def test_prepare_help_teaches_the_outputs(capsys):
+    with pytest.raises(SystemExit):
+        main(["prepare", "--help"])
+    text = capsys.readouterr().out
+    for word in (
+        "--captioner",
+        "--shard-size",
+        "--runner",
+        "errors.jsonl",
+        "index.json",
+        "resumes",
+    ):
+        assert word in text
