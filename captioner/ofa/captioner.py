@@ -1,0 +1,158 @@
+"""``ofa:PATH`` and ``ofa:random-tiny``: OFA-Caption behind the ``Captioner`` interface.
+
+Images are resized to the checkpoint's square resolution (bicubic) and normalised to [-1, 1] on
+the CPU, one by one (fixed size: a batch needs no padding), then encoded and beam-searched in one
+batch with the prompt `` what does the image describe?``. bf16 autocast on CUDA, float32 on CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from captioner.base import Captioner, clean_caption
+from captioner.ofa.checkpoint import check_and_load, read_state_dict, save_checkpoint
+from captioner.ofa.config import OFAConfig, load_config
+from captioner.ofa.generate import BeamConfig, StepTimes, beam_search
+from captioner.ofa.model import OFAModel, init_random
+from captioner.ofa.tokenizer import OFATokenizer, load_tokenizer, write_tiny_bpe
+
+PROMPT = " what does the image describe?"
+log = logging.getLogger(__name__)
+
+# The random test model: real OFA code paths, tiny widths, a 64-pixel image (4 x 4 patches).
+RANDOM_TINY = OFAConfig(
+    d_model=32,
+    encoder_layers=2,
+    decoder_layers=2,
+    encoder_attention_heads=2,
+    decoder_attention_heads=2,
+    encoder_ffn_dim=64,
+    decoder_ffn_dim=64,
+    resnet_type="resnet-tiny",
+    image_size=64,
+    num_codes=16,
+    num_bins=10,
+    token_bucket_size=32,
+    image_bucket_size=8,
+    max_position_embeddings=64,
+)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def preprocess(image: Image.Image, cfg: OFAConfig) -> torch.Tensor:
+    """(3, S, S) float tensor: RGB, bicubic square resize, ``(x - mean) / std``."""
+    size = cfg.image_size
+    rgb = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    x = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean = torch.tensor(cfg.image_mean)[:, None, None]
+    std = torch.tensor(cfg.image_std)[:, None, None]
+    return (x - mean) / std
+
+
+class OFACaptioner(Captioner):
+    """Beam-search captions from an OFA model; see ``captioner.ofa.generate`` for the search."""
+
+    def __init__(
+        self,
+        model: OFAModel,
+        tokenizer: OFATokenizer,
+        name: str,
+        max_words: int = 16,
+        beam: BeamConfig | None = None,
+        device: str | None = None,
+        prompt: str = PROMPT,
+    ) -> None:
+        self.device = pick_device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.max_words = max_words
+        beam = beam or BeamConfig()
+        self.beam = replace(
+            beam, banned_ids=tuple(sorted({*beam.banned_ids, *tokenizer.non_text_ids}))
+        )
+        self.prompt_ids = torch.tensor(tokenizer.encode(prompt), dtype=torch.long)
+        self.timer: StepTimes | None = None  # set to a StepTimes to profile (benchmarks)
+
+    @classmethod
+    def from_dir(cls, path: str, max_words: int = 16, device: str | None = None) -> OFACaptioner:
+        folder = Path(path)
+        cfg = load_config(folder)
+        tokenizer = load_tokenizer(folder, cfg)
+        model = OFAModel(cfg)
+        check_and_load(model, read_state_dict(folder))
+        log.info(
+            "loaded OFA from %s (%d params)", folder, sum(p.numel() for p in model.parameters())
+        )
+        return cls(model, tokenizer, f"ofa:{folder.name}", max_words, device=device)
+
+    def pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return torch.stack([preprocess(im, self.model.config) for im in images])
+
+    @torch.inference_mode()
+    def caption_pixels(self, pixels: torch.Tensor) -> list[str]:
+        """Captions for already preprocessed ``(B, 3, S, S)`` pixels (decode on CPU workers)."""
+        pixels = pixels.to(self.device, non_blocking=True)
+        input_ids = self.prompt_ids.to(self.device).expand(pixels.size(0), -1)
+        on_gpu = self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on_gpu):
+            ids = beam_search(self.model, input_ids, pixels, self.beam, timer=self.timer)
+        return [clean_caption(self.tokenizer.decode(seq), self.max_words) for seq in ids]
+
+    def caption(self, images: Sequence[Image.Image]) -> list[str]:
+        if not images:
+            return []
+        return self.caption_pixels(self.pixels(images))
+
+
+def build_random_tiny(
+    seed: int = 0, folder: str | Path | None = None
+) -> tuple[OFAModel, OFATokenizer]:
+    """The seeded tiny OFA and its tiny BPE tokenizer (written to ``folder`` or a temp dir)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(folder) if folder else Path(tmp)
+        write_tiny_bpe(target)
+        bpe = len(__import__("json").loads((target / "vocab.json").read_text()))
+        cfg = replace(RANDOM_TINY, vocab_size=bpe + RANDOM_TINY.num_codes + RANDOM_TINY.num_bins)
+        tokenizer = load_tokenizer(target, cfg)
+    model = init_random(OFAModel(cfg), seed).eval()
+    return model, tokenizer
+
+
+def word_only_bans(tokenizer: OFATokenizer) -> tuple[int, ...]:
+    """Ids of every token except whole lowercase words (``Ġword``) and ``</s>``.
+
+    Random weights favour single bytes; banning them makes the tiny model's captions word salad
+    instead of byte salad, so demo output reads like a caption. Only the random model uses it.
+    """
+    vocab = tokenizer.core.get_vocab(with_added_tokens=True)
+    keep = {i for tok, i in vocab.items() if tok.startswith("Ġ") and tok[1:].isalpha()}
+    keep.add(tokenizer.eos_token_id)
+    return tuple(sorted(set(vocab.values()) - keep))
+
+
+def random_tiny_captioner(max_words: int = 16, device: str | None = None) -> OFACaptioner:
+    model, tokenizer = build_random_tiny()
+    beam = BeamConfig(banned_ids=word_only_bans(tokenizer))
+    return OFACaptioner(model, tokenizer, "ofa:random-tiny", max_words, beam=beam, device=device)
+
+
+def save_random_tiny(folder: str | Path, seed: int = 0) -> Path:
+    """Write the tiny model as an official-layout folder (what ``ofa:PATH`` loads)."""
+    model, _ = build_random_tiny(seed, folder)
+    save_checkpoint(model, folder)
+    return Path(folder)
