@@ -1,0 +1,96 @@
+"""The domain-gap measurement: NMI of k-means over embeddings, as CLIP-ViP computes it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis.encoders import TfidfEncoder, embed
+from analysis.gap import GapConfig, domain_gap_nmi, draw_order, measure, needed_indices, plan_pairs
+
+
+@pytest.fixture(scope="module")
+def vectors(animals, kitchen):
+    """Unit TF-IDF vectors of two corpora that share no word, and halves of one of them."""
+    enc = TfidfEncoder(dim=64)
+    enc.fit(animals + kitchen)
+    return {"animals": embed(enc, animals), "kitchen": embed(enc, kitchen)}
+
+
+def lookup(vectors):
+    return lambda name, idx: vectors[name][idx]
+
+
+def test_disjoint_vocabularies_give_nmi_near_one(vectors):
+    assert domain_gap_nmi(vectors["animals"][:200], vectors["kitchen"][:200], seed=0) > 0.95
+
+
+def test_two_samples_of_one_corpus_give_nmi_near_zero(vectors):
+    rng = np.random.default_rng(0)
+    x = vectors["animals"][rng.permutation(400)]
+    assert domain_gap_nmi(x[:200], x[200:], seed=0) < 0.05
+
+
+def test_the_gap_is_symmetric_in_the_pair(vectors):
+    sizes = {"animals": 400, "kitchen": 400}
+    cfg = GapConfig(samples=150, seeds=(0, 1, 2), n_init=2)
+    ab = measure(sizes, lookup(vectors), cfg, references=["kitchen"]).pairs[0]
+    ba = measure(sizes, lookup(vectors), cfg, references=["animals"]).pairs[0]
+    assert (ab.source, ab.reference) == ("animals", "kitchen")
+    assert (ba.source, ba.reference) == ("kitchen", "animals")
+    assert ab.nmi == ba.nmi
+
+
+def test_one_seed_gives_the_same_numbers_every_run(vectors):
+    mixed = {
+        "a": np.concatenate([vectors["animals"][:300], vectors["kitchen"][:100]]),
+        "b": np.concatenate([vectors["animals"][300:], vectors["kitchen"][100:]]),
+    }
+    sizes = {"a": 400, "b": 400}
+    cfg = GapConfig(samples=100, seeds=(7,), n_init=2)
+    first = measure(sizes, lookup(mixed), cfg).pairs[0].nmi
+    again = measure(sizes, lookup(mixed), cfg).pairs[0].nmi
+    other = measure(sizes, lookup(mixed), GapConfig(samples=100, seeds=(8,), n_init=2)).pairs[0].nmi
+    assert first == again
+    assert first != other  # a fresh draw, not the same sentences again
+
+
+def test_draws_are_without_replacement_and_per_source():
+    order = draw_order(50, seed=3, name="msrvtt")
+    assert sorted(order.tolist()) == list(range(50))
+    assert not np.array_equal(order, draw_order(50, seed=3, name="coco"))
+    used = needed_indices({"big": 1000, "small": 30}, GapConfig(samples=100, seeds=(0, 1)))
+    assert len(used["small"]) == 30 and 100 < len(used["big"]) <= 200
+
+
+def test_a_small_source_gives_a_warning_and_equal_smaller_counts(vectors):
+    sizes = {"animals": 400, "kitchen": 40}
+    result = measure(sizes, lookup(vectors), GapConfig(samples=100, seeds=(0,), n_init=2))
+    assert result.pairs[0].n == 40
+    assert any("kitchen: only 40" in w for w in result.warnings)
+
+
+def test_all_sources_together_use_k_equal_to_the_number_of_sources(vectors, animals):
+    three = {**vectors, "animals_too": vectors["animals"][::-1].copy()}
+    result = measure(
+        {"animals": 400, "kitchen": 400, "animals_too": 400},
+        lookup(three),
+        GapConfig(samples=100, seeds=(0, 1), n_init=2),
+    )
+    assert len(result.pairs) == 3  # no --reference: every pair once
+    assert result.overall is not None and result.overall.reference == "animals,animals_too,kitchen"
+    # kitchen stands apart, the two animal samples do not: 2 of 3 groups separable
+    assert 0.4 < result.overall.nmi_mean < 0.8
+    assert result.pair("kitchen", "animals").nmi_mean > 0.9
+    assert result.pair("animals", "animals_too").nmi_mean < 0.1
+
+
+def test_table_layout_rows_are_sources_and_columns_references():
+    rows, cols, pairs = plan_pairs(["a", "b", "msr", "didemo"], ["msr", "didemo"])
+    assert rows == ["a", "b"] and cols == ["msr", "didemo"]
+    assert pairs == [("a", "msr"), ("a", "didemo"), ("b", "msr"), ("b", "didemo")]
+
+
+def test_an_unknown_reference_is_an_error(vectors):
+    with pytest.raises(ValueError, match="coco"):
+        measure({"animals": 400, "kitchen": 400}, lookup(vectors), GapConfig(), references=["coco"])

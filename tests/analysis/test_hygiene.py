@@ -1,0 +1,27 @@
+"""Subtitle markup, sound tags, empties and repeats are cleaned and counted."""
+
+from __future__ import annotations
+
+from analysis.hygiene import TextHygiene, clean_sentences, strip_markup
+
+
+def test_strip_markup_removes_vtt_word_timing_tags_and_sound_tags():
+    raw = "this<00:05:04.199><c> will</c><c.colorE5E5E5><00:05:04.379><c> happen</c></c> [Music]"
+    assert strip_markup(raw) == "this will happen"
+    assert strip_markup("00:00:01,000 --> 00:00:02,000") == ""
+    assert strip_markup("<i>hello</i>  (applause) there") == "hello there"
+
+
+def test_clean_sentences_drops_and_counts_empty_and_duplicate_lines():
+    texts = ["[Music]", "good morning", "good morning", "", "Good Morning", "  "]
+    kept, stats = clean_sentences(texts, TextHygiene())
+    assert kept == ["good morning", "Good Morning"]
+    assert (stats.total, stats.empty, stats.duplicates, stats.kept) == (6, 3, 1, 2)
+
+
+def test_lowercase_and_keep_options():
+    texts = ["Good Morning [Music]", "good morning [Music]"]
+    kept, stats = clean_sentences(texts, TextHygiene(lowercase=True))
+    assert kept == ["good morning"] and stats.duplicates == 1
+    kept, _ = clean_sentences(texts, TextHygiene(strip_markup=False, drop_duplicates=False))
+    assert kept == texts

@@ -1,0 +1,110 @@
+"""Every kind of source reads to sentences; every bad source is an error that names it."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from analysis.sources import SourceError, SourceSpec, read_source
+
+
+def read(arg: str) -> list[str]:
+    return read_source(SourceSpec.parse(arg))
+
+
+@pytest.mark.parametrize(
+    "arg, expected",
+    [
+        ("msr=a/b.csv:sentence", SourceSpec("msr", "a/b.csv", "sentence")),
+        ("msr=a/b.csv", SourceSpec("msr", "a/b.csv", None)),
+        ("x=s3://bucket/b.csv", SourceSpec("x", "s3://bucket/b.csv", None)),
+        ("x=s3://bucket/b.parquet:text", SourceSpec("x", "s3://bucket/b.parquet", "text")),
+        ("caps=runs/hd:caption.txt", SourceSpec("caps", "runs/hd", "caption.txt")),
+    ],
+)
+def test_source_spec_parsing(arg, expected):
+    assert SourceSpec.parse(arg) == expected
+
+
+def test_bad_source_spec_says_what_is_expected():
+    with pytest.raises(SourceError, match="NAME=PATH"):
+        SourceSpec.parse("just/a/path.txt")
+
+
+def test_text_csv_jsonl_parquet_sources(tmp_path):
+    (tmp_path / "a.txt").write_text("one sentence\nanother one\n")
+    (tmp_path / "a.csv").write_text('id,sentence\n1,"a man, talking"\n2,a dog\n')
+    (tmp_path / "a.jsonl").write_text('{"text": "first"}\n\n{"text": "second", "x": 1}\n')
+    pq.write_table(pa.table({"caption": ["p one", "p two"], "n": [1, 2]}), tmp_path / "a.parquet")
+    assert read(f"t={tmp_path / 'a.txt'}") == ["one sentence", "another one"]
+    assert read(f"c={tmp_path / 'a.csv'}:sentence") == ["a man, talking", "a dog"]
+    assert read(f"c={tmp_path / 'a.csv'}") == ["a man, talking", "a dog"]  # default column
+    assert read(f"j={tmp_path / 'a.jsonl'}:text") == ["first", "second"]
+    assert read(f"p={tmp_path / 'a.parquet'}") == ["p one", "p two"]
+
+
+def test_dataset_json_layouts(tmp_path):
+    coco = {"images": [], "annotations": [{"image_id": 1, "caption": "A cat on a mat."}]}
+    anet = {
+        "v_1": {"duration": 3.0, "timestamps": [[0, 1]], "sentences": [" A man walks.", "He sits."]}
+    }
+    yt = {
+        "vid": [
+            {"text": "[Music]", "start": 0.5, "duration": 2},
+            {"text": "hello", "start": 3, "duration": 1},
+        ]
+    }
+    for name, data in {"coco": coco, "anet": anet, "yt": yt, "list": ["x", "y"]}.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(data))
+    assert read(f"c={tmp_path / 'coco.json'}") == ["A cat on a mat."]
+    assert read(f"a={tmp_path / 'anet.json'}") == [" A man walks.", "He sits."]
+    assert read(f"y={tmp_path / 'yt.json'}") == ["[Music]", "hello"]
+    assert read(f"l={tmp_path / 'list.json'}") == ["x", "y"]
+
+
+def test_subtitle_file_gives_one_sentence_a_cue(tmp_path):
+    (tmp_path / "s.srt").write_text(
+        "1\n00:00:01,000 --> 00:00:02,000\nhello\nthere\n\n2\n00:00:03,000 --> 00:00:04,000\n[Music]\n"
+    )
+    assert read(f"s={tmp_path / 's.srt'}") == ["hello there", "[Music]"]
+
+
+def test_shard_source_reads_subtitles_or_captions(demo_run):
+    subs = read(f"s={demo_run}:txt")
+    caps = read(f"c={demo_run}:caption.txt")
+    default = read(f"d={demo_run}")
+    assert len(subs) == len(caps) == 7 and default == subs
+    assert "so um today we're gonna look at this test pattern [Music]" in subs
+    assert subs != caps
+    tar = sorted((demo_run / "shards").glob("*.tar"))[0]
+    assert 0 < len(read(f"one={tar}:caption")) < 7
+
+
+@pytest.mark.parametrize(
+    "content, arg_suffix, message",
+    [
+        (None, "", "no such file"),
+        (b"id,text\n1,x\n", ":sentence", "no column 'sentence'; columns: id, text"),
+        (b"id,other\n1,x\n", "", "say which column"),
+        (b"\n  \n", "", "empty"),
+        (b"caf\xe9 au lait\n", "", "not UTF-8 text"),
+    ],
+)
+def test_bad_sources_give_a_clear_error_naming_the_source(tmp_path, content, arg_suffix, message):
+    path = tmp_path / ("corpus.csv" if b"," in (content or b"") else "corpus.txt")
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SourceError) as err:
+        read(f"mycorpus={path}{arg_suffix}")
+    assert "source 'mycorpus'" in str(err.value) and message in str(err.value)
+
+
+def test_shards_without_the_field_and_unknown_fields_are_errors(demo_run, tmp_path):
+    with pytest.raises(SourceError, match="no text field 'audio'"):
+        read(f"s={demo_run}:audio")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(SourceError, match="not a prepared run"):
+        read(f"s={tmp_path / 'plain'}")
