@@ -1,0 +1,187 @@
+"""Convert an official fairseq OFA checkpoint (``caption_large_best_clean.pt``) to our folder.
+
+The fairseq layers name NormFormer's extra norms and the cross-attention differently from the
+public Hugging Face port; everything else keeps its name. The architecture is read off the
+tensor shapes (width, layers, heads, FFN, ResNet depth), so no fairseq import is needed. The
+tokenizer files must come from an official OFA (or ``facebook/bart-large``) Hugging Face folder:
+fairseq's own ``encoder.json``/``dict.txt`` pair numbers BPE tokens differently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from captioner.ofa.checkpoint import check_and_load, save_checkpoint
+from captioner.ofa.config import BART_VOCAB, NUM_BINS, RESNET_LAYERS, OFAConfig
+from captioner.ofa.model import OFAModel
+from captioner.ofa.tokenizer import load_tokenizer
+
+log = logging.getLogger(__name__)
+
+# fairseq layer attribute -> public port attribute.
+RENAMES = (
+    (re.compile(r"^(encoder\.layers\.\d+)\.attn_ln\."), r"\1.self_attn_mid_layer_norm."),
+    (re.compile(r"^(decoder\.layers\.\d+)\.self_attn_ln\."), r"\1.self_attn_mid_layer_norm."),
+    (re.compile(r"^(decoder\.layers\.\d+)\.cross_attn_ln\."), r"\1.cross_attn_mid_layer_norm."),
+    (re.compile(r"^(decoder\.layers\.\d+)\.encoder_attn\."), r"\1.cross_attn."),
+    (
+        re.compile(r"^(decoder\.layers\.\d+)\.encoder_attn_layer_norm\."),
+        r"\1.cross_attn_layer_norm.",
+    ),
+    (re.compile(r"^((?:en|de)coder\.layers\.\d+)\.ffn_layernorm\."), r"\1.ffn_layer_norm."),
+)
+
+
+def rename_fairseq_key(key: str) -> str:
+    for pattern, repl in RENAMES:
+        key = pattern.sub(repl, key)
+    return key
+
+
+def read_fairseq(path: str | Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """The ``model`` state dict of a fairseq checkpoint.
+
+    fairseq pickles its training config (an ``argparse.Namespace`` or omegaconf object) beside
+    the weights, which ``weights_only=True`` refuses; ``trust_pickle`` allows a full load for a
+    file you downloaded from the official source yourself.
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError or others for unknown globals
+        if not trust_pickle:
+            raise ValueError(
+                f"{path} holds more than tensors (fairseq pickles its config), so a weights-only "
+                f"load refused it ({type(err).__name__}). If the file comes from the official "
+                "OFA release, rerun with --trust-pickle."
+            ) from err
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} has no 'model' state dict")
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def infer_config(state: dict[str, torch.Tensor], image_size: int) -> OFAConfig:
+    """Architecture from tensor shapes (what a fairseq ``.pt`` records without its args)."""
+    vocab, d = state["encoder.embed_tokens.weight"].shape
+
+    def count(prefix: str) -> int:
+        return len({k[len(prefix) :].split(".")[0] for k in state if k.startswith(prefix)})
+
+    depths = tuple(count(f"encoder.embed_images.layer{i}.") for i in (1, 2, 3))
+    resnet = {v: k for k, v in RESNET_LAYERS.items()}.get(depths)
+    if resnet is None:
+        raise ValueError(f"unknown OFA visual stem with stage depths {depths}")
+    num_codes = vocab - BART_VOCAB - NUM_BINS
+    return replace(
+        OFAConfig(),
+        vocab_size=vocab,
+        d_model=d,
+        encoder_layers=count("encoder.layers."),
+        decoder_layers=count("decoder.layers."),
+        encoder_attention_heads=state["encoder.layers.0.self_attn.c_attn"].numel(),
+        decoder_attention_heads=state["decoder.layers.0.self_attn.c_attn"].numel(),
+        encoder_ffn_dim=state["encoder.layers.0.fc1.weight"].shape[0],
+        decoder_ffn_dim=state["decoder.layers.0.fc1.weight"].shape[0],
+        resnet_type=resnet,
+        image_size=image_size,
+        num_codes=num_codes,
+        max_position_embeddings=state["encoder.embed_positions.weight"].shape[0] - 2,
+        token_bucket_size=(state["encoder.token_rel_pos_table_list.0.weight"].shape[0] + 1) // 2,
+    )
+
+
+def convert_fairseq(
+    pt_path: str | Path,
+    out: str | Path,
+    tokenizer_dir: str | Path,
+    image_size: int = 480,
+    trust_pickle: bool = False,
+    config: OFAConfig | None = None,
+) -> Path:
+    """Write ``out`` (config.json, model.safetensors, vocab.json, merges.txt); return it.
+
+    The converted weights go through the same strict check as any other load, so a fairseq
+    file with tensors we do not map is refused, not half-loaded.
+    """
+    state = {rename_fairseq_key(k): v for k, v in read_fairseq(pt_path, trust_pickle).items()}
+    cfg = config or infer_config(state, image_size)
+    model = OFAModel(cfg)
+    check_and_load(model, state)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copyfile(Path(tokenizer_dir) / name, out / name)
+    load_tokenizer(out, cfg)  # vocab size and special ids must agree with the weights
+    save_checkpoint(model, out)
+    log.info("converted %s -> %s (%s, %d px)", pt_path, out, cfg.resnet_type, cfg.image_size)
+    return out
+
+
+EXAMPLES = """\
+examples:
+  # the CLIP-ViP captioner: OFA-Large fine-tuned for captioning (fairseq release)
+  clipvip ofa-convert caption_large_best_clean.pt --out models/ofa-caption-large \\
+      --tokenizer-from models/OFA-large --trust-pickle
+  # then caption with it
+  clipvip prepare clips.csv --out data/run --captioner ofa:models/ofa-caption-large
+
+--tokenizer-from needs vocab.json and merges.txt from an official OFA Hugging Face folder (or
+facebook/bart-large); nothing is downloaded.
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "ofa-convert",
+        help="convert a fairseq OFA checkpoint (.pt) to an ofa:PATH folder",
+        description=(
+            "Convert an official fairseq OFA checkpoint into the Hugging Face-style folder "
+            "that --captioner ofa:PATH loads (config.json, model.safetensors, vocab.json, "
+            "merges.txt), with strict checking of every tensor name and shape."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", help="fairseq .pt file, e.g. caption_large_best_clean.pt")
+    p.add_argument("--out", required=True, help="output folder, e.g. models/ofa-caption-large")
+    p.add_argument(
+        "--tokenizer-from",
+        required=True,
+        metavar="DIR",
+        help="folder with BART's vocab.json and merges.txt, e.g. a local OFA-large HF folder",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=480,
+        help="caption resolution recorded in config.json (default 480: large/huge; base 384, "
+        "tiny/medium 256)",
+    )
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow a full (code-executing) unpickle when weights_only refuses the file; only "
+        "for files from the official OFA release, e.g. --trust-pickle",
+    )
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from clipvip.cli import UserError
+
+    try:
+        out = convert_fairseq(
+            args.checkpoint, args.out, args.tokenizer_from, args.image_size, args.trust_pickle
+        )
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        raise UserError(str(err)) from err
+    print(f"wrote {out}: use --captioner ofa:{out}")
+    return 0
