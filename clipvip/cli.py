@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from clipvip import __version__
 
 # Packages that contribute sub-commands, in the order --help lists them.
-COMMAND_MODULES = ["pipelines.cli", "pipelines.adapters.cli", "analysis.cli", "trainer.cli", "captioner.ofa.convert"]
+COMMAND_MODULES = [
+    "pipelines.cli",
+    "pipelines.adapters.cli",
+    "analysis.cli",
+    "trainer.cli",
+    "captioner.ofa.convert",
+]
 
 
 class UserError(Exception):
