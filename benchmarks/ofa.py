@@ -1,0 +1,168 @@
+"""OFA captioning throughput: images/s per batch size, time split, and the FLOP floor.
+
+    python -m benchmarks.ofa                      # CPU, ofa:random-tiny shapes, batch 1..64
+    python -m benchmarks.ofa --size large --device cuda --batches 16,32,64,128
+
+Random weights (the weights do not change the speed; every caption runs the full token budget
+only if no beam finishes, so captions from random weights are a fair, slightly pessimistic
+load). The floor: matmul FLOPs of the encoder once plus ``max_new_tokens`` decoder steps for
+``beam`` hypotheses, at the device's peak rate (``--peak-tflops``); we report the measured
+fraction of that floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from captioner.ofa.captioner import OFACaptioner, build_random_tiny
+from captioner.ofa.config import SIZES, OFAConfig
+from captioner.ofa.generate import BeamConfig, StepTimes
+from captioner.ofa.model import OFAModel, init_random
+from captioner.ofa.resnet import OUT_CHANNELS
+from captioner.ofa.tokenizer import OFATokenizer
+
+
+def conv_flops(cfg: OFAConfig) -> float:
+    """Multiply-adds x 2 of the ResNet stem at ``cfg.image_size`` (from the module shapes)."""
+    from captioner.ofa.config import RESNET_LAYERS
+    from captioner.ofa.resnet import ResNetStem
+
+    stem = ResNetStem(RESNET_LAYERS[cfg.resnet_type]).to("meta")
+    total, size = 0.0, cfg.image_size
+    hooks = []
+
+    def hook(mod, inp, out):
+        nonlocal total
+        k = mod.weight[0].numel()
+        total += 2.0 * k * out.numel()
+
+    for mod in stem.modules():
+        if isinstance(mod, torch.nn.Conv2d):
+            hooks.append(mod.register_forward_hook(hook))
+    stem(torch.empty(1, 3, size, size, device="meta"))
+    for h in hooks:
+        h.remove()
+    return total
+
+
+def flop_floor(cfg: OFAConfig, prompt_len: int, beam: int, steps: int) -> float:
+    """FLOPs per image: stem + encoder once, ``steps`` decoder steps for ``beam`` hypotheses."""
+    d = cfg.d_model
+    patches = (cfg.image_size // 16) ** 2
+    n = patches + prompt_len
+    enc_layer = 2 * n * (4 * d * d + 2 * d * cfg.encoder_ffn_dim) + 4 * n * n * d
+    encoder = conv_flops(cfg) + 2 * patches * OUT_CHANNELS * d + cfg.encoder_layers * enc_layer
+    dec = 0.0
+    for t in range(1, steps + 1):
+        # self (4 d^2) + cross q/out (2 d^2) + FFN + attention over t and n keys + logits
+        per_tok = 2 * (6 * d * d + 2 * d * cfg.decoder_ffn_dim) + 4 * (t + n) * d
+        dec += cfg.decoder_layers * per_tok + 2 * d * cfg.vocab_size
+    cross_kv = cfg.decoder_layers * 2 * n * 2 * d * d  # once per image, shared by beams
+    return encoder + cross_kv + beam * dec
+
+
+def make_captioner(size: str, device: str) -> OFACaptioner:
+    if size == "random-tiny":
+        model, tok = build_random_tiny()
+        return OFACaptioner(model, tok, "bench", device=device)
+    # Real shapes, random weights; the tiny BPE stands in (only the prompt needs encoding).
+    _, tiny_tok = build_random_tiny()
+    cfg = SIZES[size]
+    with torch.device(device if device != "cpu" else "cpu"):
+        model = init_random(OFAModel(cfg), seed=0, std=0.02)
+    return OFACaptioner(model, _Prompt(tiny_tok), f"bench-{size}", device=device)
+
+
+class _Prompt(OFATokenizer):
+    """The tiny tokenizer, used only to encode the prompt for a full-size random model."""
+
+    def __init__(self, tok: OFATokenizer) -> None:
+        super().__init__(tok.core)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--size",
+        default="random-tiny",
+        choices=["random-tiny", *SIZES],
+        help="model shapes, e.g. --size large (default: random-tiny)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--batches", default="1,2,4,8,16,32,64", help="batch sizes, e.g. 1,8,64")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per batch size (default 3)")
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="device peak for the floor, e.g. 989 for H100 bf16 dense (default: "
+        "measured from a large matmul)",
+    )
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    cap = make_captioner(args.size, args.device)
+    cfg = cap.model.config
+    beam = BeamConfig()
+    cap.beam = BeamConfig(banned_ids=cap.beam.banned_ids)
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else measured_peak(args.device)
+    floor = flop_floor(cfg, cap.prompt_ids.numel(), beam.beam_size, beam.max_new_tokens)
+    print(
+        f"device={args.device} size={args.size} image={cfg.image_size}px "
+        f"threads={torch.get_num_threads()} peak={peak / 1e12:.2f} TFLOP/s "
+        f"floor={floor / 1e9:.2f} GFLOP/image"
+    )
+    rng = np.random.default_rng(0)
+    print("batch  images/s  floor_images/s  fraction  encoder%  decoder%  bookkeeping%  mem_GiB")
+    for b in [int(x) for x in args.batches.split(",")]:
+        images = [
+            Image.fromarray(
+                rng.integers(0, 255, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
+            )
+            for _ in range(b)
+        ]
+        pixels = cap.pixels(images)
+        cap.caption_pixels(pixels[:1])  # warm-up
+        if args.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        cap.timer = StepTimes()
+        t0 = time.perf_counter()
+        for _ in range(args.repeats):
+            cap.caption_pixels(pixels)
+        wall = time.perf_counter() - t0
+        timer, cap.timer = cap.timer, None
+        parts = timer.encoder + timer.decoder + timer.bookkeeping
+        rate = b * args.repeats / wall
+        floor_rate = peak / floor
+        mem = torch.cuda.max_memory_allocated() / 2**30 if args.device.startswith("cuda") else 0
+        print(
+            f"{b:5d}  {rate:8.1f}  {floor_rate:14.1f}  {rate / floor_rate:8.3f}  "
+            f"{100 * timer.encoder / parts:8.1f}  {100 * timer.decoder / parts:8.1f}  "
+            f"{100 * timer.bookkeeping / parts:12.1f}  {mem:7.2f}"
+        )
+
+
+def measured_peak(device: str) -> float:
+    """FLOP/s of a large matmul in the dtype captioning uses (bf16 on GPU, fp32 on CPU)."""
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    n = 4096 if device.startswith("cuda") else 1024
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    a @ a
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0, reps = time.perf_counter(), 5
+    for _ in range(reps):
+        a @ a
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+if __name__ == "__main__":
+    main()
