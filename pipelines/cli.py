@@ -16,6 +16,8 @@ PREPARE_EXAMPLES = """\
 examples:
   # a CSV/JSONL/Parquet manifest with columns video,start,end,text[,key,dataset]
   clipvip prepare clips.csv --out data/hdvila --fps 3 --max-short-side 320
+  # a dataset in its release format (see `clipvip manifest --help`), e.g. MSR-VTT 1k-A
+  clipvip prepare MSRVTT_JSFUSION_test.csv --format msrvtt --videos msrvtt/videos --out data/msrvtt
   # a folder of videos with same-stem .txt/.srt/.vtt files, captions from a local BLIP
   clipvip prepare videos/ --out data/mine --captioner hf:/models/blip-base
   # on a Ray cluster, 4 caption actors (one GPU each when the cluster has GPUs)
@@ -174,6 +176,34 @@ def _engine(args: argparse.Namespace):
     )
 
 
+def _manifest_from_sources(args: argparse.Namespace) -> str:
+    """The manifest to prepare: the one given, or one built by a dataset adapter (``--format``)."""
+    from clipvip.cli import UserError
+
+    if args.format is None:
+        if len(args.manifest) != 1:
+            raise UserError("give one manifest, or several release files with --format FORMAT")
+        return args.manifest[0]
+    from pipelines.adapters import build_manifest, write_manifest_parquet
+    from pipelines.adapters.cli import adapter_options
+    from shards.store import Store
+
+    store = Store(args.out)
+    extract = args.extract_dir
+    if args.format == "video2dataset" and extract is None:
+        extract = store.path("inputs/videos") if store.local else None
+    rows, report = build_manifest(
+        args.format, args.manifest, args.videos, **adapter_options(args, extract)
+    )
+    log.info("%s adapter: %s", args.format, report.summary())
+    local = Path(store.scratch_dir()) / "manifest.parquet"
+    write_manifest_parquet(rows, local)
+    store.put_file("inputs/manifest.parquet", str(local))
+    report_json = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    store.put_bytes("inputs/manifest.report.json", report_json.encode("utf-8"))
+    return store.url("inputs/manifest.parquet")
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from clipvip.cli import UserError
     from pipelines.prepare import format_summary, prepare
@@ -183,7 +213,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             f"unrecognized arguments: {' '.join(args.extra)} (only --runner beam passes options on)"
         )
     cfg = config_from_args(args)
-    summary = prepare(args.manifest, cfg, _engine(args), progress=not args.no_progress)
+    manifest = _manifest_from_sources(args)
+    summary = prepare(manifest, cfg, _engine(args), progress=not args.no_progress)
     print(format_summary(summary, args.out))
     return 0 if summary["complete"] else 1
 
@@ -241,6 +272,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from pipelines.adapters import FORMATS
+    from pipelines.adapters.cli import add_adapter_options
+
     p = sub.add_parser(
         "prepare",
         help="manifest -> clips, middle frames, captions -> WebDataset shards",
@@ -252,9 +286,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "manifest",
-        help="CSV, TSV, JSONL or Parquet manifest (path or fsspec URI), or a folder of videos",
+        nargs="+",
+        metavar="MANIFEST",
+        help="CSV, TSV, JSONL or Parquet manifest (path or fsspec URI), or a folder of videos; "
+        "with --format, a dataset's release files",
+    )
+    p.add_argument(
+        "--format",
+        default=None,
+        choices=FORMATS,
+        metavar="FORMAT",
+        help=f"read MANIFEST as a dataset release ({', '.join(FORMATS)}) through its adapter; "
+        "the manifest built is kept as OUT/inputs/manifest.parquet",
     )
     add_prepare_options(p)
+    add_adapter_options(p)
     p.set_defaults(func=cmd_prepare, accepts_extra=True)
 
     d = sub.add_parser(

@@ -20,11 +20,12 @@ import fsspec
 
 from pipelines.keys import derive_key, safe_key
 from pipelines.record import Clip
-from pipelines.subtitles import cues_text, parse_cues
+from pipelines.subtitles import cues_text, dedupe_rolling, parse_cues
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ts"}
 TEXT_EXTENSIONS = (".txt", ".srt", ".vtt")
 STAGE = "manifest"
+COLUMNS = {"video", "start", "end", "text", "key", "dataset"}
 
 
 class ManifestError(ValueError):
@@ -128,7 +129,9 @@ def _folder_rows(root: str) -> Iterator[RawRow]:
             side = video.with_suffix(ext)
             if side.is_file():
                 text = side.read_bytes().decode("utf-8", "surrogateescape")
-                row["text"] = text.strip() if ext == ".txt" else cues_text(parse_cues(text))
+                row["text"] = (
+                    text.strip() if ext == ".txt" else cues_text(dedupe_rolling(parse_cues(text)))
+                )
                 break
         yield i, row
 
@@ -182,6 +185,25 @@ def _text(value: Any) -> str | None:
     return text
 
 
+def _json_safe(value: Any) -> Any:
+    """Other manifest columns (e.g. MSR-VTT's 20 sentences) as plain JSON values for the sample."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return (
+            value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            if isinstance(value, str)
+            else value
+        )
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _json_safe(value.tolist())
+    return str(value)
+
+
 def to_clip(row_index: int, line: int, raw: dict[str, Any] | str, allow_empty_text: bool) -> Clip:
     """One raw manifest row -> a ``Clip`` (failed at stage ``manifest`` when the row is bad)."""
     if isinstance(raw, str):
@@ -198,6 +220,7 @@ def to_clip(row_index: int, line: int, raw: dict[str, Any] | str, allow_empty_te
         video=video.strip(),
         source_key=given,
         dataset=None if raw.get("dataset") is None else str(raw.get("dataset")),
+        extra={k: _json_safe(v) for k, v in sorted(raw.items()) if k not in COLUMNS},
     )
     try:
         clip.start, clip.end = _number(raw, "start"), _number(raw, "end")

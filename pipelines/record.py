@@ -57,6 +57,7 @@ class Clip:
     frame_time: float | None = None
     caption: str | None = None
     caption_model: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # the manifest's other columns
     timings: dict[str, float] = field(default_factory=dict)
     error: Failure | None = None
 
@@ -85,6 +86,7 @@ class Clip:
             "clip": self.clip_info,
             "middle_frame": {"index": self.frame_index, "time": self.frame_time},
             "caption_model": self.caption_model,
+            "extra": self.extra,
         }
 
     def failure_row(self) -> dict[str, Any]:

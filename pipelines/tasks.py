@@ -215,4 +215,6 @@ def finalize(cfg: PrepareConfig) -> dict[str, Any]:
     store.put_bytes(STATS_FILE, (json.dumps(summary, indent=2) + "\n").encode())
     lines = "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures)
     store.put_bytes(ERRORS_FILE, lines.encode("utf-8"))
+    if summary["complete"]:
+        store.remove("_tmp")
     return summary

@@ -35,6 +35,21 @@ OUT.report.json: rows read, kept, dropped with reasons, first missing videos.
 """
 
 
+def adapter_options(args: argparse.Namespace, extract_dir: str | None) -> dict:
+    """The ``build_manifest`` options the parser from ``add_adapter_options`` collected."""
+    return {
+        "mode": args.mode,
+        "per_sentence": args.per_sentence,
+        "subtitles": args.subtitles,
+        "extract_dir": extract_dir,
+        "text_from": args.text_from,
+        "check_videos": not args.no_check_videos,
+        "video_ext": args.video_ext,
+        "dataset": args.dataset,
+        "min_overlap_s": args.min_overlap,
+    }
+
+
 def cmd_manifest(args: argparse.Namespace) -> int:
     from clipvip.cli import UserError
     from pipelines.adapters import build_manifest, write_manifest_jsonl, write_manifest_parquet
@@ -46,18 +61,7 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     if args.format == "video2dataset" and extract_dir is None:
         extract_dir = str(out.with_name(f"{out.stem}_videos"))
     rows, report = build_manifest(
-        args.format,
-        args.sources,
-        args.videos,
-        mode=args.mode,
-        per_sentence=args.per_sentence,
-        subtitles=args.subtitles,
-        extract_dir=extract_dir,
-        text_from=args.text_from,
-        check_videos=not args.no_check_videos,
-        video_ext=args.video_ext,
-        dataset=args.dataset,
-        min_overlap_s=args.min_overlap,
+        args.format, args.sources, args.videos, **adapter_options(args, extract_dir)
     )
     if args.format == "video2dataset":
         log.info("video payloads extracted to %s (%d new files)", extract_dir, report.extracted)
@@ -105,7 +109,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="manifest to write, .parquet or .jsonl (e.g. --out msrvtt.parquet); the "
         "report goes to OUT.report.json",
     )
-    p.add_argument(
+    add_adapter_options(p)
+    p.set_defaults(func=cmd_manifest)
+
+
+def add_adapter_options(p: argparse.ArgumentParser) -> None:
+    """Options of the dataset adapters, shared by ``manifest`` and ``prepare --format``."""
+    g = p.add_argument_group("dataset adapter (docs/adapters.md)")
+    g.add_argument(
         "--videos",
         default=None,
         metavar="DIR",
@@ -113,7 +124,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ".webm, ... in any sub-folder (e.g. --videos /data/msrvtt/videos). "
         "Required except for webvid (falls back to contentUrl) and video2dataset",
     )
-    p.add_argument(
+    g.add_argument(
         "--mode",
         choices=("clip", "paragraph"),
         default="clip",
@@ -121,14 +132,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "paragraph = one row per whole video, descriptions joined (CLIP-ViP's "
         "evaluation) (default: clip; e.g. --mode paragraph)",
     )
-    p.add_argument(
+    g.add_argument(
         "--per-sentence",
         action="store_true",
         help="msrvtt: one row per sentence (key VIDEO-sNN) instead of one per video "
         "whose text is the first sentence (all sentences are always in the "
         "'sentences' column)",
     )
-    p.add_argument(
+    g.add_argument(
         "--subtitles",
         default=None,
         metavar="PATH",
@@ -136,7 +147,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "one transcript JSON {ID: [{text, start, duration}]}; each clip's text is "
         "the cues inside its span (e.g. --subtitles subs/)",
     )
-    p.add_argument(
+    g.add_argument(
         "--min-overlap",
         type=float,
         default=0.0,
@@ -144,34 +155,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="hdvila, clips: a cue counts for a clip when it overlaps the span by more than "
         "S seconds (default: 0, any overlap; e.g. --min-overlap 0.2)",
     )
-    p.add_argument(
+    g.add_argument(
         "--extract-dir",
         default=None,
         metavar="DIR",
         help="video2dataset: where the shards' video payloads are written as files "
         "(default: OUT_STEM_videos/ next to --out; e.g. --extract-dir /data/v2d)",
     )
-    p.add_argument(
+    g.add_argument(
         "--text-from",
         choices=("txt", "subtitles"),
         default="txt",
         help="video2dataset: text from KEY.txt, or from the subtitles in KEY.json "
         "(clip_subtitles inside the clip span) (default: txt)",
     )
-    p.add_argument(
+    g.add_argument(
         "--no-check-videos",
         action="store_true",
         help="do not list --videos; build DIR/ID.EXT unchecked (for huge remote "
         "folders; missing files then fail in prepare instead)",
     )
-    p.add_argument(
+    g.add_argument(
         "--video-ext",
         default="mp4",
         help="extension used with --no-check-videos (default: mp4; e.g. --video-ext webm)",
     )
-    p.add_argument(
+    g.add_argument(
         "--dataset",
         default=None,
         help="value of the dataset column (default: the format name; e.g. --dataset msrvtt-1ka)",
     )
-    p.set_defaults(func=cmd_manifest)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
+from clipvip.cli import main
 from pipelines.config import PrepareConfig
 from pipelines.prepare import EngineOptions, prepare
 from pipelines.tasks import RunMismatch
@@ -221,3 +222,38 @@ def test_beam_and_ray_write_the_same_samples(clean_run, manifest, tmp_path):
     assert _fields(tmp_path / "beam") == reference
     assert _fields(tmp_path / "ray") == reference
     assert _files(tmp_path / "beam") == _files(tmp_path / "ray") == _files(clean_out)
+
+
+def test_prepare_format_runs_a_dataset_adapter_and_keeps_its_metadata(videos, tmp_path):
+    folder = tmp_path / "msrvtt_videos"
+    folder.mkdir()
+    (folder / "video7.mp4").write_bytes(videos["h264"].read_bytes())
+    (folder / "video9.mp4").write_bytes(videos["h264_long"].read_bytes())
+    csv = tmp_path / "MSRVTT_JSFUSION_test.csv"
+    csv.write_text(
+        "key,vid_key,video_id,sentence\nret0,msr7,video7,a test card with colour bars\n"
+        "ret1,msr9,video9,a moving test pattern\n"
+    )
+    out = tmp_path / "run"
+    code = main(
+        [
+            "prepare",
+            str(csv),
+            "--format",
+            "msrvtt",
+            "--videos",
+            str(folder),
+            "--out",
+            str(out),
+            "--runner",
+            "local",
+            "--captioner",
+            "none",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    samples = {s["txt"]: s["json"] for s in iter_samples(str(out))}
+    assert set(samples) == {"a test card with colour bars", "a moving test pattern"}
+    assert all(meta["extra"] for meta in samples.values()), "adapter columns reach the sample JSON"
+    assert (out / "inputs" / "manifest.parquet").is_file()

@@ -1,0 +1,40 @@
+"""Benchmark inputs made on the spot with ffmpeg (cached under the benchmark's work folder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.ff import Limits, run_tool
+
+
+def make_h264(
+    path: Path, seconds: float, size: str = "1280x720", rate: int = 30, gop: int = 250
+) -> Path:
+    """An H.264 MP4 of moving test patterns (x264 default GOP: a keyframe every 250 frames)."""
+    if not path.exists():
+        run_tool(
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc2=size={size}:rate={rate}",
+                "-t",
+                str(seconds),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                str(gop),
+                "-pix_fmt",
+                "yuv420p",
+                str(path),
+            ],
+            Limits(timeout_s=900, memory_mb=0),
+        )
+    return path
