@@ -121,8 +121,13 @@ def summary_line(result: GapResult, encoder: str, config: GapConfig, out: str) -
     return f"{line} -> {out}/gap.md"
 
 
-def run_gap(specs: list[SourceSpec], config: GapRunConfig) -> dict:
-    """Run the analysis and write ``gap.json``, ``gap.md``, ``gap.png``, ``gap_map.png``."""
+def run_gap(
+    specs: list[SourceSpec], config: GapRunConfig, encoder: TextEncoder | None = None
+) -> dict:
+    """Run the analysis and write ``gap.json``, ``gap.md``, ``gap.png``, ``gap_map.png``.
+
+    ``encoder``: an already loaded encoder (benchmarks, tests) instead of ``config.encoder``.
+    """
     t0 = time.perf_counter()
     out = Path(config.out)
     if len(specs) < 2:
@@ -133,7 +138,7 @@ def run_gap(specs: list[SourceSpec], config: GapRunConfig) -> dict:
     texts, info = load_sources(specs, config.hygiene)
     t_load = time.perf_counter()
 
-    encoder = load_encoder(config.encoder, config.device)
+    encoder = encoder or load_encoder(config.encoder, config.device)
     if encoder.cache_id is None:  # fitted encoders (tfidf) learn from the sentences measured
         used = needed_indices({n: len(t) for n, t in texts.items()}, config.gap)
         encoder.fit([texts[n][i] for n, idx in used.items() for i in idx])

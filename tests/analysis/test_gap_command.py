@@ -1,0 +1,150 @@
+"""``clipvip gap`` end to end: outputs, table layout, cache reuse, user errors, help."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clipvip.cli import build_parser, main
+
+
+@pytest.fixture()
+def corpora(tmp_path, animals, kitchen):
+    (tmp_path / "animals.txt").write_text("\n".join(animals) + "\n")
+    (tmp_path / "kitchen.txt").write_text("\n".join(kitchen) + "\n")
+    (tmp_path / "mixed.jsonl").write_text(
+        "\n".join(json.dumps({"text": t}) for t in animals[:150] + kitchen[:150]) + "\n"
+    )
+    return tmp_path
+
+
+def run_gap(corpora, out, *extra):
+    return main(
+        [
+            "gap",
+            "--source",
+            f"animals={corpora / 'animals.txt'}",
+            "--source",
+            f"kitchen={corpora / 'kitchen.txt'}",
+            "--source",
+            f"mixed={corpora / 'mixed.jsonl'}:text",
+            "--encoder",
+            "tfidf:32",
+            "--samples",
+            "120",
+            "--seeds",
+            "2",
+            "--n-init",
+            "2",
+            "--no-progress",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
+
+
+def test_gap_writes_json_table_heatmap_and_map(corpora, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_gap(corpora, out, "--reference", "kitchen") == 0
+    gap = json.loads((out / "gap.json").read_text())
+    assert [(p["source"], p["reference"]) for p in gap["pairs"]] == [
+        ("animals", "kitchen"),
+        ("mixed", "kitchen"),
+    ]
+    pair = {p["source"]: p for p in gap["pairs"]}
+    assert pair["animals"]["nmi_mean"] > 0.9 > pair["mixed"]["nmi_mean"]
+    assert pair["animals"]["n"] == 120 and len(pair["animals"]["nmi"]) == 2
+    assert gap["all_sources"]["n"] == 120 and gap["settings"]["seeds"] == [0, 1]
+    assert gap["sources"]["animals"]["kept"] == 400 and "scikit-learn" in gap["versions"]
+    md = (out / "gap.md").read_text()
+    assert "| source \\ reference | kitchen |" in md and "| animals | " in md and "| mixed | " in md
+    for name in ("gap.png", "gap_map.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    line = capsys.readouterr().out.strip()
+    assert (
+        line.startswith("domain gap (NMI, tfidf:32")
+        and "animals~kitchen" in line
+        and str(out) in line
+    )
+
+
+def test_every_pair_without_references_and_the_cache_is_reused(
+    corpora, tmp_path, tiny_clip_dir, caplog
+):
+    out = tmp_path / "clip"
+    args = [
+        "gap",
+        "--source",
+        f"a={corpora / 'animals.txt'}",
+        "--source",
+        f"k={corpora / 'kitchen.txt'}",
+        "--encoder",
+        f"clip:{tiny_clip_dir}",
+        "--device",
+        "cpu",
+        "--samples",
+        "40",
+        "--seeds",
+        "1",
+        "--map",
+        "none",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    first = json.loads((out / "gap.json").read_text())
+    assert len(list((out / "cache").glob("*.npz"))) == 2
+    caplog.clear()
+    with caplog.at_level("INFO", logger="clipvip"):
+        assert main(args) == 0
+    assert "embedded 80 sentences, 80 from the cache" in caplog.text
+    assert json.loads((out / "gap.json").read_text())["pairs"] == first["pairs"]
+    assert first["rows"] == first["columns"] == ["a", "k"] and len(first["pairs"]) == 1
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("broken=/no/such/file.txt", "source 'broken' (/no/such/file.txt): no such file"),
+        ("broken={dir}/mixed.jsonl:caption", "source 'broken'"),
+    ],
+)
+def test_a_bad_source_is_a_one_line_error_naming_it(corpora, tmp_path, capsys, source, message):
+    code = main(
+        [
+            "gap",
+            "--source",
+            f"ok={corpora / 'animals.txt'}",
+            "--source",
+            source.format(dir=corpora),
+            "--encoder",
+            "tfidf",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_unknown_reference_and_single_source_are_user_errors(corpora, tmp_path, capsys):
+    assert (
+        main(["gap", "--source", f"a={corpora / 'animals.txt'}", "--out", str(tmp_path / "o")]) == 2
+    )
+    assert "at least two --source" in capsys.readouterr().err
+    assert run_gap(corpora, tmp_path / "o", "--reference", "msrvtt") == 2
+    assert "--reference msrvtt is not a --source name" in capsys.readouterr().err
+
+
+def test_help_explains_every_option_with_examples():
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices
+    for name in ("gap", "report"):
+        text = sub[name].format_help()
+        assert "examples:" in text
+        for action in sub[name]._actions:
+            assert action.help, f"{name} {action.option_strings} has no help"
+    assert "clip:PATH" in sub["gap"].format_help()
