@@ -6,7 +6,9 @@ lists the known ones (never a silent fallback).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 from captioner.base import Captioner
 
@@ -48,3 +50,20 @@ def load_captioner(spec: str, max_words: int = 16, device: str | None = None) ->
         )
         raise ValueError(f"unknown captioner {spec!r}; known: {known}")
     return BACKENDS[prefix](arg, max_words, device)
+
+
+OFA_DIR_ENV = "CLIPVIP_OFA_DIR"
+OFA_DEFAULT_DIR = "~/.cache/clipvip/ofa-caption-large"
+
+
+def default_spec() -> str:
+    """``ofa:PATH`` when CLIP-ViP's captioner is on this machine, else the tiny random model.
+
+    PATH is ``$CLIPVIP_OFA_DIR`` or ``~/.cache/clipvip/ofa-caption-large`` (a converted
+    ``caption_large_best_clean``, see docs/ofa.md). Nothing is downloaded either way; the
+    random fallback is announced by ``prepare`` so nobody trains on word salad unknowingly.
+    """
+    for candidate in (os.environ.get(OFA_DIR_ENV), OFA_DEFAULT_DIR):
+        if candidate and (Path(candidate).expanduser() / "config.json").is_file():
+            return f"ofa:{Path(candidate).expanduser()}"
+    return "random-tiny"

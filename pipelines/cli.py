@@ -34,6 +34,8 @@ file per finished task). Rerunning the same command resumes: finished tasks are 
 
 
 def add_prepare_options(p: argparse.ArgumentParser) -> None:
+    from captioner.registry import default_spec
+
     d = PrepareConfig()
     g = p.add_argument_group("shards")
     g.add_argument(
@@ -106,10 +108,12 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("captions")
     g.add_argument(
         "--captioner",
-        default=d.captioner,
+        default=default_spec(),
         metavar="SPEC",
-        help="none | random-tiny (tiny random model, for tests) | hf:PATH (a local Hugging "
-        f"Face image-to-text model: BLIP, GIT, VisionEncoderDecoder) (default: {d.captioner})",
+        help="ofa:PATH (CLIP-ViP's OFA-Caption, converted: docs/ofa.md) | hf:PATH (a local Hugging "
+        "Face image-to-text model: BLIP, GIT, VisionEncoderDecoder) | ofa:random-tiny | "
+        "random-tiny (tiny random models, for tests) | none (default: ofa:$CLIPVIP_OFA_DIR or "
+        f"ofa:~/.cache/clipvip/ofa-caption-large when present, else random-tiny; now {default_spec()})",
     )
     g.add_argument(
         "--caption-max-words",
@@ -213,6 +217,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             f"unrecognized arguments: {' '.join(args.extra)} (only --runner beam passes options on)"
         )
     cfg = config_from_args(args)
+    if cfg.captioner == "random-tiny":
+        log.warning(
+            "captions come from a tiny RANDOM model (word salad): pass --captioner ofa:PATH or "
+            "hf:PATH, or set CLIPVIP_OFA_DIR (docs/ofa.md); --captioner none for no captions"
+        )
     manifest = _manifest_from_sources(args)
     summary = prepare(manifest, cfg, _engine(args), progress=not args.no_progress)
     print(format_summary(summary, args.out))

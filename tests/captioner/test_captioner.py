@@ -57,3 +57,13 @@ def test_unknown_specs_and_missing_folders_fail_clearly(tmp_path):
         load_captioner("blip2")
     with pytest.raises(FileNotFoundError, match="has no config.json"):
         load_captioner(f"hf:{tmp_path}")
+
+
+def test_default_captioner_is_ofa_when_its_folder_exists(tmp_path, monkeypatch):
+    from captioner.registry import default_spec
+
+    monkeypatch.setenv("CLIPVIP_OFA_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_spec() == "random-tiny"
+    (tmp_path / "config.json").write_text("{}")
+    assert default_spec() == f"ofa:{tmp_path}"
