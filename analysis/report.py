@@ -164,7 +164,7 @@ def _gap_section(folder: Path | None) -> str:
     return (
         "<h2>Domain gap</h2>"
         f"<p>NMI of k-means (k = 2) between each source and reference; encoder "
-        f"<code>{html.escape(str(st.get('encoder')))}</code>, {st.get('samples')} sentences, "
+        f"<code>{html.escape(str(st.get('encoder')))}</code>, up to {st.get('samples')} sentences a source, "
         f"{len(st.get('seeds', []))} draws. Near 1 = a large gap.</p>"
         f"<table><tr><th>source</th><th>reference</th><th>NMI</th><th>n</th></tr>{rows}</table>{imgs}"
     )
