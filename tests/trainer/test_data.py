@@ -1,0 +1,79 @@
+"""Frame sampling rules, decoding to CLIP pixels, and the CLI's help."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainer.data import Collate, DataConfig, make_loader, sample_frame_indices
+
+
+def test_eval_sampling_spans_the_whole_clip_evenly() -> None:
+    assert sample_frame_indices(23, 12, None) == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22]
+    assert sample_frame_indices(3, 5, None) == [0, 0, 1, 2, 2]  # repeats when N < T
+
+
+def test_train_sampling_jitters_start_and_end_within_n_over_11() -> None:
+    n = 110  # i = 10
+    starts, ends = set(), set()
+    for seed in range(200):
+        idx = sample_frame_indices(n, 12, random.Random(seed))
+        assert len(idx) == 12 and idx == sorted(idx)
+        starts.add(idx[0])
+        ends.add(idx[-1])
+    assert min(starts) == 0 and max(starts) == 10
+    assert min(ends) == 99 and max(ends) == 109
+
+
+def test_loader_yields_clip_normalised_pixels_and_tokens(
+    train_shards: Path, tiny_weights: Path
+) -> None:
+    from transformers import CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(str(tiny_weights), local_files_only=True)
+    cfg = DataConfig(num_frames=4, image_size=32, max_text_len=70, batch_size=8, num_workers=0)
+    batches = list(make_loader(str(train_shards), cfg, tok, train=False, split_by_node=False))
+    assert len(batches) == 1
+    b = batches[0]
+    assert b["video"].shape == (8, 4, 3, 32, 32) and b["frame"].shape == (8, 1, 3, 32, 32)
+    assert b["subtitle"]["input_ids"].shape == (8, 70) and b["caption"] is not None
+    red = b["keys"].index("red")
+    # a red clip: R channel high, G and B low after CLIP normalisation
+    means = b["video"][red].mean(dim=(0, 2, 3))
+    assert means[0] > 1.0 and means[1] < -1.0 and means[2] < -1.0
+    assert torch.allclose(b["video"][red, 0], b["frame"][red, 0], atol=0.15)
+
+
+def test_collate_drops_failed_samples_and_keeps_their_reason() -> None:
+    class Tok:
+        def __call__(self, texts, **kw):
+            return {
+                "input_ids": torch.zeros(len(texts), 4, dtype=torch.long),
+                "attention_mask": torch.ones(len(texts), 4, dtype=torch.long),
+            }
+
+    good = {
+        "key": "a",
+        "video": torch.zeros(2, 3, 8, 8),
+        "frame": torch.zeros(1, 3, 8, 8),
+        "subtitle": "x",
+        "caption": None,
+    }
+    batch = Collate(Tok(), 4)([good, {"key": "b", "error": "DecodeError: no frames"}])
+    assert batch["keys"] == ["a"] and batch["errors"] == [("b", "DecodeError: no frames")]
+    assert batch["caption"] is None  # a batch without captions: only loss 'vs' can use it
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_help_explains_every_option_with_examples(
+    command: str, capsys: pytest.CaptureFixture
+) -> None:
+    from clipvip.cli import main
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "examples:" in text and f"clipvip {command} --" in text

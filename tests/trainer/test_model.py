@@ -1,0 +1,116 @@
+"""The CLIP-ViP vision changes: proxy-guided attention, positions, checkpoint loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainer.model import (
+    ModelConfig,
+    dense_masked_attention,
+    load_clipvip,
+    load_official_checkpoint,
+    proxy_attention_mask,
+    proxy_guided_attention,
+)
+
+
+def test_mask_lets_proxies_see_all_and_patches_see_proxies_and_own_frame() -> None:
+    m, t, p = 4, 3, 2
+    mask = proxy_attention_mask(t, p, m)
+    assert mask.shape == (m + t * p, m + t * p) and mask.dtype == torch.bool
+    assert mask[:m].all()  # proxies attend to everything
+    assert mask[:, :m].all()  # everything attends to the proxies
+    for n in range(t):
+        rows = slice(m + n * p, m + (n + 1) * p)
+        for other in range(t):
+            cols = slice(m + other * p, m + (other + 1) * p)
+            assert bool(mask[rows, cols].all()) == (other == n)
+            assert bool(mask[rows, cols].any()) == (other == n)
+    # one patch row: 4 proxies + its own frame's 2 patches
+    assert int(mask[m + p].sum()) == m + p
+
+
+@pytest.mark.parametrize("frames,patches", [(1, 4), (3, 5), (12, 2)])
+def test_blockwise_attention_equals_dense_masked_attention(frames: int, patches: int) -> None:
+    g = torch.Generator().manual_seed(frames)
+    shape = (2, 3, 4 + frames * patches, 8)
+    q, k, v = (torch.randn(shape, generator=g) for _ in range(3))
+    block = proxy_guided_attention(q, k, v, num_proxies=4, num_frames=frames)
+    dense = dense_masked_attention(q, k, v, num_proxies=4, num_frames=frames)
+    torch.testing.assert_close(block, dense, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_weights: Path):
+    torch.manual_seed(0)
+    return load_clipvip(ModelConfig(), tiny_weights).eval()
+
+
+def _first_layer_output(model, video: torch.Tensor) -> torch.Tensor:
+    vision = model.clipmodel.vision_model
+    layer = vision.encoder.layers[0]
+    x = vision.pre_layrnorm(model.embed_video_tokens(video))
+    x = x + model._attention(layer.self_attn, layer.layer_norm1(x), 4, video.shape[1])
+    return x + layer.mlp(layer.layer_norm2(x))
+
+
+def test_patch_output_ignores_other_frames_when_proxies_are_fixed(model) -> None:
+    torch.manual_seed(1)
+    video = torch.randn(1, 3, 3, 32, 32)
+    changed = video.clone()
+    changed[:, 2] = torch.randn(1, 3, 32, 32)  # frame 2 only
+    with torch.no_grad():
+        a, b = _first_layer_output(model, video), _first_layer_output(model, changed)
+    p = 16  # (32 / 8) ** 2 patches per frame
+    frame0 = slice(4, 4 + p)
+    torch.testing.assert_close(a[:, frame0], b[:, frame0])  # frame 0 patches unchanged
+    assert not torch.allclose(a[:, :4], b[:, :4])  # proxies do see frame 2
+    assert not torch.allclose(a[:, 4 + 2 * p :], b[:, 4 + 2 * p :])
+
+
+def test_token_layout_proxies_share_position_zero_and_frames_get_temporal_entries(model) -> None:
+    emb = model.clipmodel.vision_model.embeddings
+    with torch.no_grad():
+        emb.temporal_embedding.copy_(torch.arange(12.0)[None, :, None].expand(1, 12, 32))
+        tokens = model.embed_video_tokens(torch.zeros(1, 12, 3, 32, 32))
+        emb.temporal_embedding.zero_()
+    pos = emb.position_embedding.weight
+    proxies = torch.cat([emb.class_embedding[None], emb.added_cls]) + pos[0]
+    torch.testing.assert_close(tokens[0, :4], proxies)
+    patch_bias = emb.patch_embedding(torch.zeros(1, 3, 32, 32)).flatten(2).transpose(1, 2)[0]
+    for t in (0, 5, 11):
+        got = tokens[0, 4 + t * 16 : 4 + (t + 1) * 16]
+        torch.testing.assert_close(got, patch_bias + pos[1:17] + float(t))
+    assert emb.added_cls.shape == (3, 32) and emb.temporal_embedding.shape == (1, 12, 32)
+
+
+def test_image_is_a_one_frame_video_and_embeddings_are_unit_vectors(model) -> None:
+    video = torch.randn(2, 5, 3, 32, 32)
+    with torch.no_grad():
+        v = model.encode_video(video)
+        f = model.encode_video(video[:, :1])
+    assert v.shape == f.shape == (2, 32)
+    torch.testing.assert_close(v.norm(dim=-1), torch.ones(2))
+
+
+def test_official_checkpoint_loads_without_missing_or_unexpected_keys(model, tmp_path) -> None:
+    # the official code saves VidCLIP.state_dict(): `clipmodel.` + HF CLIP names (plus the
+    # position_ids buffers older transformers persisted)
+    state = {k: v.clone() + 1.0 for k, v in model.state_dict().items()}
+    state["clipmodel.text_model.embeddings.position_ids"] = torch.arange(77)[None]
+    state["clipmodel.vision_model.embeddings.position_ids"] = torch.arange(17)[None]
+    assert "clipmodel.vision_model.embeddings.added_cls" in state
+    assert "clipmodel.vision_model.embeddings.temporal_embedding" in state
+    path = tmp_path / "clipvip_official.pt"
+    torch.save(state, path)
+    fresh = load_clipvip(ModelConfig(), Path(model.clipmodel.name_or_path))
+    load_official_checkpoint(fresh, str(path))
+    for key, value in fresh.state_dict().items():
+        torch.testing.assert_close(value, state[key])
+    del state["clipmodel.vision_model.embeddings.added_cls"]
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="missing keys"):
+        load_official_checkpoint(fresh, str(path))

@@ -1,0 +1,179 @@
+"""The trainer end to end on CPU: overfitting, exact resume, DDP equivalence, the decay rule."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from trainer.config import load_config
+from trainer.model import ModelConfig, load_clipvip
+from trainer.optim import no_decay_names
+from trainer.train import train
+
+HERE = Path(__file__).resolve().parent
+
+
+def _load_ddp_step():
+    spec = importlib.util.spec_from_file_location("ddp_step", HERE / "ddp_step.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _losses(run: Path) -> list[float]:
+    lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    return [x["loss"] for x in lines if "loss" in x]
+
+
+def test_tiny_model_overfits_eight_clips_and_evaluate_reports_r1_100(
+    train_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from clipvip.cli import main
+
+    run = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--config",
+            "tiny",
+            "--shards",
+            str(train_shards),
+            "--out",
+            str(run),
+            "--val-shards",
+            str(train_shards),
+            "--steps",
+            "50",
+            "--no-progress",
+            "--set",
+            "optim.lr=2e-3",
+            "--set",
+            "data.num_workers=0",
+            "--set",
+            "save_every=25",
+        ]
+    )
+    assert code == 0
+    losses = _losses(run)
+    assert losses[-1] < 0.1 * losses[0]
+    assert (run / "checkpoints" / "best" / "model.safetensors").exists()
+    assert (run / "tb").is_dir()
+    capsys.readouterr()
+    out_json = tmp_path / "eval.json"
+    code = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(run),
+            "--shards",
+            str(train_shards),
+            "--workers",
+            "0",
+            "--no-progress",
+            "--json",
+            str(out_json),
+        ]
+    )
+    assert code == 0
+    report = json.loads(out_json.read_text())
+    assert report["pairs"] == 8
+    assert report["t2v"]["R1"] == 100.0 and report["v2t"]["R1"] == 100.0
+    assert "t2v_dsl" in capsys.readouterr().out
+
+
+def test_resume_continues_bit_identically(train_shards: Path, tmp_path: Path) -> None:
+    overrides = {
+        "max_steps": 4,
+        "save_every": 2,
+        "log_every": 1,
+        "data.num_workers": 0,
+        "data.batch_size": 3,
+    }
+    cfg = load_config("tiny", overrides)
+    whole = tmp_path / "whole"
+    train(cfg, str(train_shards), whole, progress=False)
+    # the interrupted run: stop after step 2 (its checkpoint), then rerun the same command
+    part = tmp_path / "part"
+    train(cfg, str(train_shards), part, progress=False, stop_after=2)
+    assert not (part / "checkpoints" / "step-000004").exists()
+    train(cfg, str(train_shards), part, progress=False)
+    a = load_file(str(whole / "checkpoints" / "step-000004" / "model.safetensors"))
+    b = load_file(str(part / "checkpoints" / "step-000004" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert _losses(whole) == _losses(part)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_rank_gloo_ddp_matches_one_process_on_the_same_global_batch(
+    tiny_weights: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "ddp.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        str(HERE / "ddp_step.py"),
+        str(tiny_weights),
+        str(out),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = load_file(str(out))
+    single = _load_ddp_step().one_step(tiny_weights, rank=0, world=1)
+    assert float(ddp["loss"]) == pytest.approx(float(single["loss"]), rel=1e-5)
+    before = load_clipvip(ModelConfig(), tiny_weights).state_dict()
+    moved = 0
+    for key, value in single.items():
+        if key == "loss":
+            continue
+        torch.testing.assert_close(ddp[key], value, rtol=1e-4, atol=1e-6, msg=key)
+        moved += int(not torch.equal(value, before[key]))
+    assert moved > 10  # the step really changed the weights
+
+
+def test_no_weight_decay_on_biases_logit_scale_and_layernorm_weights(tiny_weights: Path) -> None:
+    model = load_clipvip(ModelConfig(), tiny_weights)
+    exempt = no_decay_names(model)
+    assert "clipmodel.logit_scale" in exempt
+    assert "clipmodel.vision_model.encoder.layers.0.self_attn.q_proj.bias" in exempt
+    assert "clipmodel.vision_model.pre_layrnorm.weight" in exempt
+    assert "clipmodel.text_model.final_layer_norm.weight" in exempt
+    assert "clipmodel.vision_model.encoder.layers.1.layer_norm2.weight" in exempt
+    decayed = {n for n, _ in model.named_parameters()} - exempt
+    assert "clipmodel.vision_model.encoder.layers.0.self_attn.q_proj.weight" in decayed
+    assert "clipmodel.vision_model.embeddings.temporal_embedding" in decayed
+    assert "clipmodel.visual_projection.weight" in decayed
+    layer_norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    assert all(
+        name in exempt
+        for name, p in model.named_parameters()
+        if any(p is ln.weight for ln in layer_norms)
+    )

@@ -1,0 +1,212 @@
+"""``clipvip train`` and ``clipvip evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("clipvip")
+
+TRAIN_EXAMPLES = """\
+examples:
+  # CPU smoke run: a random tiny CLIP, built on the spot, on the demo shards
+  clipvip demo --out demo_out
+  clipvip train --config tiny --shards demo_out/local --out runs/tiny --val-shards demo_out/local
+  # post-pretraining from a local copy of openai/clip-vit-base-patch32, 8 GPUs
+  torchrun --nproc_per_node 8 -m clipvip train --config pretrain_b32 \\
+      --weights models/clip-vit-base-patch32 --shards data/hdvila --out runs/vip_b32 \\
+      --val-shards data/msrvtt_val
+  # MSR-VTT fine-tuning from a post-pretrained CLIP-ViP checkpoint (official or ours)
+  clipvip train --config msrvtt_b32 --weights models/clip-vit-base-patch32 \\
+      --init runs/vip_b32/checkpoints/best/model.safetensors --shards data/msrvtt_train \\
+      --out runs/msrvtt_b32 --val-shards data/msrvtt_val
+  # any config value: --set KEY=JSON (dotted keys)
+  clipvip train --config tiny --shards demo_out/local --out runs/t2 --set optim.lr=1e-4 \\
+      --set data.batch_size=4 --set loss='"b"'
+
+named configs: tiny, pretrain_b32, pretrain_b16, msrvtt_b32, msrvtt_b16 (trainer/configs/*.json);
+--config also takes a path to a JSON file of the same shape.
+loss variants (Omnisource Cross-modal Learning): a = V-S + F-C, b = V-S + V-C,
+c = V-S + V-C + F-C, d = V-S,C + F-C (default), vs = V-S only (fine-tuning).
+
+outputs (in --out): config.json (resolved), checkpoints/step-NNNNNN/ (model.safetensors,
+train_state.safetensors + .json: optimizer, scheduler, data position), checkpoints/best/ (best
+on --val-shards), checkpoints/latest.txt, log.jsonl, tb/ (TensorBoard). Rerunning the same
+command resumes exactly from the latest checkpoint.
+"""
+
+EVAL_EXAMPLES = """\
+examples:
+  # the best (on validation) checkpoint of a run, on a test split prepared by `clipvip prepare`
+  clipvip evaluate --checkpoint runs/msrvtt_b32 --shards data/msrvtt_test
+  # the latest checkpoint instead, results also written as JSON
+  clipvip evaluate --checkpoint runs/tiny --which latest --shards demo_out/local \\
+      --json runs/tiny/eval.json
+
+Each sample is one (video, text) pair with the text in KEY.txt. Prints text->video and
+video->text R@1, R@5, R@10 (percent), median and mean rank, with and without Dual Softmax.
+"""
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    from clipvip.cli import UserError
+
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set wants KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value  # a bare string such as loss=b
+    return overrides
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from clipvip.cli import UserError
+    from trainer.config import load_config
+    from trainer.train import train
+
+    overrides = _parse_sets(args.set)
+    if args.weights:
+        overrides["model.weights"] = args.weights
+    if args.init:
+        overrides["model.init_checkpoint"] = args.init
+    if args.steps:
+        overrides["max_steps"] = args.steps
+    if args.loss:
+        overrides["loss"] = args.loss
+    try:
+        cfg = load_config(args.config, overrides)
+    except (ValueError, TypeError) as exc:
+        raise UserError(str(exc)) from exc
+    if not Path(args.shards).exists() and "://" not in args.shards:
+        raise UserError(f"--shards {args.shards} does not exist")
+    if args.val_shards is None:
+        log.warning("no --val-shards: the best checkpoint is not selected, only the latest kept")
+    summary = train(
+        cfg, args.shards, args.out, val_shards=args.val_shards, progress=not args.no_progress
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from trainer.data import make_loader
+    from trainer.evaluate import encode_pairs, format_report, retrieval_report
+    from trainer.train import load_trained
+
+    device = torch.device(args.device) if args.device else None
+    model, tokenizer, cfg, folder = load_trained(args.checkpoint, device, which=args.which)
+    if args.batch_size:
+        cfg.data.batch_size = args.batch_size
+    if args.workers is not None:
+        cfg.data.num_workers = args.workers
+    loader = make_loader(args.shards, cfg.data, tokenizer, train=False, split_by_node=False)
+    text, video, keys = encode_pairs(
+        model, loader, next(model.parameters()).device, progress=not args.no_progress
+    )
+    report = retrieval_report(text, video)
+    log.info("checkpoint %s on %s: %d pairs", folder, args.shards, len(keys))
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {"checkpoint": str(folder), "shards": args.shards, "pairs": len(keys), **report},
+                indent=2,
+            )
+            + "\n"
+        )
+        log.info("metrics written to %s", args.json)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train or fine-tune CLIP-ViP on prepared shards",
+        description="Post-pretrain or fine-tune CLIP-ViP (video proxies, proxy-guided attention, "
+        "omnisource loss) on shards written by `clipvip prepare`. Runs under torchrun "
+        "for DDP (NCCL on GPU, gloo on CPU).",
+        epilog=TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--config", default="tiny", help="named config or path to a JSON config (default: tiny)"
+    )
+    p.add_argument(
+        "--shards",
+        required=True,
+        help="training run folder of `clipvip prepare` (with index.json) or a .tar",
+    )
+    p.add_argument("--out", required=True, help="run folder: config, checkpoints, logs")
+    p.add_argument(
+        "--val-shards",
+        default=None,
+        help="validation split (never the test split) for choosing the best checkpoint",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        metavar="DIR",
+        help="local CLIP folder (config.json, model weights, vocab.json, merges.txt); "
+        "overrides the config's model.weights",
+    )
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="FILE",
+        help="start from a CLIP-ViP checkpoint: official .pt/.bin or our model.safetensors",
+    )
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides max_steps)")
+    p.add_argument(
+        "--loss",
+        choices=("a", "b", "c", "d", "vs"),
+        default=None,
+        help="omnisource loss variant (overrides the config's loss)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="override any config value, e.g. --set optim.lr=1e-5 (repeatable)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
+
+    e = sub.add_parser(
+        "evaluate",
+        help="text-video retrieval metrics of a trained run",
+        description="Encode every (video, text) pair of prepared shards with a trained run and "
+        "report retrieval metrics, with and without Dual Softmax.",
+        epilog=EVAL_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="RUN",
+        help="run folder of `clipvip train` (its config.json and checkpoints/)",
+    )
+    e.add_argument(
+        "--shards", required=True, help="evaluation split: a prepared run folder or .tar"
+    )
+    e.add_argument(
+        "--which",
+        choices=("best", "latest"),
+        default="best",
+        help="best-on-validation checkpoint, falling back to latest (default: best)",
+    )
+    e.add_argument("--batch-size", type=int, default=None, help="(default: the run's batch size)")
+    e.add_argument("--workers", type=int, default=None, help="data-loader workers (default: run's)")
+    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    e.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.set_defaults(func=run_evaluate)

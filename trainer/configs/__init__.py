@@ -1,0 +1,1 @@
+"""Named training configs as JSON data files (``load_config(NAME)``)."""

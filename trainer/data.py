@@ -1,0 +1,210 @@
+"""From shard samples to model inputs: decode the clip, sample T frames, CLIP pixels, tokens.
+
+The clip is decoded in-process with PyAV (no subprocess per sample) and resized by swscale
+while decoding, so a loader worker only ever holds T small frames. Everything random about a
+sample (the training frame window) is seeded by (seed, epoch, key), so a sample looks the same
+whichever worker or rank reads it, and a resumed run sees the same pixels as an unbroken one.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import numpy as np
+import torch
+from PIL import Image
+
+from shards import ClipShardDataset
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(slots=True)
+class DataConfig:
+    """How clips become tensors; defaults are CLIP-ViP's (12 frames, 224 px, 70 tokens)."""
+
+    num_frames: int = 12
+    image_size: int = 224
+    max_text_len: int = 70
+    batch_size: int = 32  # per rank, per micro-step
+    num_workers: int = 4
+    shuffle_buffer: int = 1000
+
+
+class DecodeError(RuntimeError):
+    """A sample whose clip could not be decoded; the loader skips and counts it."""
+
+
+def sample_frame_indices(
+    num_frames_in_clip: int, num_samples: int, rng: random.Random | None
+) -> list[int]:
+    """CLIP-ViP's frame sampling: ``num_samples`` evenly spaced indices into [0, N-1].
+
+    Training (``rng`` given) jitters the window: start in [0, i], end in [N-1-i, N-1] with
+    i = N // 11. Evaluation (``rng=None``) spans the whole clip. Indices repeat when N < T.
+    """
+    n = num_frames_in_clip
+    if n <= 0:
+        raise DecodeError("clip has no frames")
+    start, end = 0, n - 1
+    if rng is not None:
+        i = n // 11
+        start = rng.randint(0, i)
+        end = rng.randint(n - 1 - i, n - 1)
+    return [int(round(x)) for x in np.linspace(start, end, num_samples)]
+
+
+def _resized_size(width: int, height: int, short: int) -> tuple[int, int]:
+    if width <= height:
+        return short, max(short, round(height * short / width))
+    return max(short, round(width * short / height)), short
+
+
+def _center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return rgb[top : top + size, left : left + size]
+
+
+def decode_frames(
+    mp4: bytes,
+    indices: Sequence[int] | None,
+    size: int,
+    num_samples: int,
+    rng: random.Random | None,
+) -> np.ndarray:
+    """Decode the frames at the sampled indices: (T, size, size, 3) uint8, short side ``size``
+    (bicubic) then centre crop. ``indices=None`` samples them from the decoded frame count."""
+    try:
+        with av.open(io.BytesIO(mp4)) as container:
+            stream = container.streams.video[0]
+            count = stream.frames or sum(1 for p in container.demux(stream) if p.size)
+        if indices is None:
+            indices = sample_frame_indices(count, num_samples, rng)
+        wanted = sorted(set(indices))
+        got: dict[int, np.ndarray] = {}
+        with av.open(io.BytesIO(mp4)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for n, frame in enumerate(container.decode(stream)):
+                if n in wanted:
+                    w, h = _resized_size(frame.width, frame.height, size)
+                    rgb = frame.reformat(
+                        width=w, height=h, format="rgb24", interpolation="BICUBIC"
+                    ).to_ndarray()
+                    got[n] = _center_crop(rgb, size)
+                if n >= wanted[-1]:
+                    break
+    except (av.FFmpegError, IndexError) as exc:
+        raise DecodeError(f"cannot decode clip: {exc}") from exc
+    if not got:
+        raise DecodeError("no frame decoded")
+    last = max(got)  # the header may promise more frames than decode: use the last one
+    return np.stack([got.get(i, got[last]) for i in indices])
+
+
+def image_pixels(jpg: bytes, size: int) -> np.ndarray:
+    """The middle frame JPEG as (size, size, 3) uint8: short side bicubic, centre crop."""
+    img = Image.open(io.BytesIO(jpg)).convert("RGB")
+    w, h = _resized_size(img.width, img.height, size)
+    return _center_crop(np.asarray(img.resize((w, h), Image.Resampling.BICUBIC)), size)
+
+
+def normalize(rgb: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float with CLIP's mean and std."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).float().div_(255.0)
+    x = (x - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD)
+    return x.movedim(-1, -3).contiguous()
+
+
+class ClipTransform:
+    """A decoded shard sample -> video, middle frame, subtitle and caption (or None on failure)."""
+
+    def __init__(self, cfg: DataConfig, train: bool, seed: int = 0, epoch: int = 0) -> None:
+        self.cfg, self.train, self.seed, self.epoch = cfg, train, seed, epoch
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any] | None:
+        key = sample["key"]
+        rng = random.Random(f"{self.seed}:{self.epoch}:{key}") if self.train else None
+        try:
+            video = decode_frames(
+                sample["mp4"], None, self.cfg.image_size, self.cfg.num_frames, rng
+            )
+            frame = image_pixels(sample["jpg"], self.cfg.image_size)
+        except (DecodeError, KeyError, OSError) as exc:
+            return {"key": key, "error": f"{type(exc).__name__}: {exc}"}
+        return {
+            "key": key,
+            "video": normalize(video),  # (T, 3, S, S)
+            "frame": normalize(frame[None]),  # (1, 3, S, S)
+            "subtitle": sample.get("txt", ""),
+            "caption": sample.get("caption.txt"),
+        }
+
+
+class Collate:
+    """Stack pixels and tokenize texts (CLIP tokenizer, max length 70) for a batch."""
+
+    def __init__(self, tokenizer: Any, max_text_len: int) -> None:
+        self.tokenizer, self.max_text_len = tokenizer, max_text_len
+
+    def tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        out = self.tokenizer(
+            texts,
+            padding="max_length",
+            truncation=True,
+            max_length=self.max_text_len,
+            return_tensors="pt",
+        )
+        return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        good = [s for s in samples if "error" not in s]
+        batch: dict[str, Any] = {
+            "keys": [s["key"] for s in good],
+            "errors": [(s["key"], s["error"]) for s in samples if "error" in s],
+        }
+        if not good:
+            return batch
+        batch["video"] = torch.stack([s["video"] for s in good])  # (B, T, 3, S, S)
+        batch["frame"] = torch.stack([s["frame"] for s in good])  # (B, 1, 3, S, S)
+        batch["subtitle"] = self.tokens([s["subtitle"] for s in good])
+        captions = [s["caption"] for s in good]
+        batch["caption"] = None if any(c is None for c in captions) else self.tokens(captions)
+        return batch
+
+
+def make_loader(
+    source: str | Sequence[str],
+    cfg: DataConfig,
+    tokenizer: Any,
+    train: bool,
+    seed: int = 0,
+    epoch: int = 0,
+    split_by_node: bool = True,
+    num_workers: int | None = None,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over the shards: this rank's share, shuffled per epoch when training."""
+    dataset = ClipShardDataset(
+        source,
+        transform=ClipTransform(cfg, train=train, seed=seed, epoch=epoch),
+        shuffle=cfg.shuffle_buffer if train else 0,
+        split_by_node=split_by_node,
+        seed=seed + epoch,
+    )
+    workers = cfg.num_workers if num_workers is None else num_workers
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        num_workers=workers,
+        collate_fn=Collate(tokenizer, cfg.max_text_len),
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
+        prefetch_factor=4 if workers else None,
+    )

@@ -1,0 +1,62 @@
+"""AdamW parameter groups and the warmup-then-cosine schedule.
+
+Weight-decay rule: no decay on biases, on the logit scale (both as the official code) and on
+LayerNorm weights. The official code lists ``LayerNorm.weight`` too, but Hugging Face CLIP names
+its norms ``layer_norm1``/``pre_layrnorm``, so that pattern never matched and CLIP-ViP decayed its
+LayerNorm gains toward 0. A gain is a scale, not a feature detector: decaying it shrinks every
+residual branch instead of regularising a mapping, so we exempt it, found by module type rather
+than by name. Embedding tables (positions, temporal, proxies, class token) keep decay, as before.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from trainer.config import OptimConfig
+
+
+def no_decay_names(model: nn.Module) -> set[str]:
+    """Names of the parameters exempt from weight decay (see the module docstring)."""
+    names: set[str] = set()
+    for module_name, module in model.named_modules():
+        prefix = f"{module_name}." if module_name else ""
+        for pname, _ in module.named_parameters(recurse=False):
+            full = prefix + pname
+            if pname == "bias" or pname == "logit_scale" or isinstance(module, nn.LayerNorm):
+                names.add(full)
+    return names
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    exempt = no_decay_names(model)
+    decay, keep = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (keep if name in exempt else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": keep, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int):
+    """LR multiplier: linear 0 -> 1 over ``warmup_steps``, then cosine down to 0 at the end."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = max(1, round(cfg.warmup_ratio * total_steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total_steps))

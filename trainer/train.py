@@ -1,0 +1,466 @@
+"""The CLIP-ViP training loop: read it top to bottom.
+
+One process per device (``torchrun`` sets RANK/WORLD_SIZE; NCCL on GPU, gloo on CPU). Each rank
+streams its share of the shards, encodes its micro-batch, and the loss gathers features from all
+ranks, so the contrastive batch is global. DDP and autocast are set up here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+from transformers import CLIPTokenizer
+
+from shards import load_index
+from trainer.checkpoint import (
+    MODEL_FILE,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from trainer.config import TrainConfig
+from trainer.data import make_loader
+from trainer.evaluate import encode_pairs, format_report, retrieval_report, rsum
+from trainer.loss import clamp_logit_scale, omnisource_loss
+from trainer.model import ClipViP, load_clipvip
+from trainer.optim import build_optimizer, build_scheduler
+from trainer.tiny import build_tiny_clip
+
+log = logging.getLogger(__name__)
+FRAME_VARIANTS = ("a", "c", "d")
+
+
+@dataclass(slots=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Dist:
+    """Read torchrun's environment; start the process group (NCCL on GPU, else gloo)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank=rank, world=world, device=device)
+
+
+def _barrier(d: Dist) -> None:
+    if d.world > 1:
+        dist.barrier()
+
+
+def resolve_weights(cfg: TrainConfig, out: Path, d: Dist) -> Path:
+    """The local CLIP folder: the configured one, or a seeded random tiny CLIP in RUN/tiny_clip."""
+    if cfg.model.weights != "tiny":
+        path = Path(cfg.model.weights)
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(
+                f"CLIP weights folder {path} has no config.json; pass --weights DIR with a local "
+                "copy of the CLIP model (nothing is downloaded)"
+            )
+        return path
+    folder = out / "tiny_clip"
+    if d.main:
+        build_tiny_clip(folder, seed=cfg.seed, image_size=cfg.data.image_size)
+    _barrier(d)
+    return folder
+
+
+def build_model(cfg: TrainConfig, weights: Path, device: torch.device) -> ClipViP:
+    torch.manual_seed(cfg.seed)  # the new proxies are drawn identically on every rank
+    return load_clipvip(cfg.model, weights).to(device)
+
+
+def autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16/fp16 autocast on CUDA; CPU runs fp32 (exact, and what the tests pin down)."""
+    if device.type != "cuda" or cfg.precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value.to(device, non_blocking=True)
+        elif isinstance(value, dict):
+            out[key] = {k: v.to(device, non_blocking=True) for k, v in value.items()}
+        else:
+            out[key] = value
+    return out
+
+
+def batch_loss(
+    model: torch.nn.Module, batch: dict[str, Any], cfg: TrainConfig, device: torch.device
+) -> torch.Tensor:
+    """Forward one micro-batch and return the (globally gathered) omnisource loss."""
+    batch = _to(batch, device)
+    use_frame = cfg.loss in FRAME_VARIANTS
+    use_caption = cfg.loss != "vs"
+    if use_caption and batch.get("caption") is None:
+        raise ValueError(
+            f"loss {cfg.loss!r} needs captions but the shards have no caption.txt; "
+            "prepare them with a captioner or train with loss 'vs'"
+        )
+    with autocast(cfg, device):
+        feats = model(
+            batch["video"],
+            batch["subtitle"],
+            frame=batch["frame"] if use_frame else None,
+            caption=batch["caption"] if use_caption else None,
+        )
+    core = model.module if isinstance(model, DDP) else model
+    feats = {k: v.float() for k, v in feats.items()}
+    return omnisource_loss(
+        cfg.loss,
+        core.logit_scale,
+        feats["video"],
+        feats["subtitle"],
+        feats.get("frame"),
+        feats.get("caption"),
+    )
+
+
+def train_step(
+    model: torch.nn.Module,
+    micro_batches: list[dict[str, Any]],
+    cfg: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    device: torch.device,
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict[str, float]:
+    """One optimizer step over ``grad_accum`` micro-batches; returns loss and grad norm."""
+    core = model.module if isinstance(model, DDP) else model
+    clamp_logit_scale(core.logit_scale)
+    total = 0.0
+    for i, batch in enumerate(micro_batches):
+        last = i == len(micro_batches) - 1
+        sync = model.no_sync() if isinstance(model, DDP) and not last else contextlib.nullcontext()
+        with sync:
+            loss = batch_loss(model, batch, cfg, device) / len(micro_batches)
+            (scaler.scale(loss) if scaler else loss).backward()
+        total += float(loss.detach())
+    if scaler:
+        scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"loss": total, "grad_norm": float(grad_norm)}
+
+
+class BatchStream:
+    """Endless micro-batches by (epoch, position), resumable at any position.
+
+    An epoch is one pass over this rank's shards (shuffled with seed + epoch). With several
+    ranks an epoch is a fixed count of full batches per rank, so every rank takes the same
+    number of steps and the collectives never wait on a rank that ran out of data.
+    """
+
+    def __init__(
+        self,
+        make: Callable[[int], Iterable[dict[str, Any]]],
+        per_epoch: int | None,
+        batch_size: int,
+        full_batches: bool,
+        epoch: int = 0,
+        position: int = 0,
+    ) -> None:
+        self.make, self.per_epoch, self.batch_size = make, per_epoch, batch_size
+        self.full_batches = full_batches
+        self.epoch, self.position = epoch, position
+
+    def _one_epoch(self, epoch: int) -> Iterator[dict[str, Any]]:
+        count = 0
+        while True:
+            produced = 0
+            for batch in self.make(epoch):
+                if not batch["keys"] or (
+                    self.full_batches and len(batch["keys"]) < self.batch_size
+                ):
+                    continue
+                produced += 1
+                yield batch
+                count += 1
+                if self.per_epoch is not None and count >= self.per_epoch:
+                    return
+            if self.per_epoch is None:
+                return
+            if produced == 0:
+                raise ValueError(
+                    "this rank's shards yield no full batch; use fewer ranks, a "
+                    "smaller batch_size or more shards"
+                )
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while True:
+            skip = self.position
+            for i, batch in enumerate(self._one_epoch(self.epoch)):
+                if i < skip:
+                    continue  # resuming: these batches were consumed before the checkpoint
+                self.position = i + 1
+                yield batch
+            self.epoch, self.position = self.epoch + 1, 0
+
+
+def _total_samples(shards: str) -> int | None:
+    if shards.endswith(".tar"):
+        return None
+    return sum(s["nsamples"] for s in load_index(shards)["shardlist"])
+
+
+def plan_steps(cfg: TrainConfig, total_samples: int | None, world: int) -> tuple[int, int | None]:
+    """(optimizer steps, micro-batches per rank per epoch or None for 'until exhausted')."""
+    per_epoch = None
+    if total_samples is not None and world > 1:
+        per_epoch = max(1, total_samples // (world * cfg.data.batch_size))
+    if cfg.max_steps > 0:
+        return cfg.max_steps, per_epoch
+    if total_samples is None:
+        raise ValueError("set max_steps: the number of samples is unknown for a list of tars")
+    batches = per_epoch or math.ceil(total_samples / cfg.data.batch_size)
+    return max(1, math.ceil(cfg.epochs * batches / cfg.grad_accum)), per_epoch
+
+
+class RunLog:
+    """log.jsonl always; TensorBoard when available. Rank 0 only."""
+
+    def __init__(self, out: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.path = out / "log.jsonl"
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tb"))
+            except ImportError:
+                log.info("tensorboard is not installed; logging to %s only", self.path)
+
+    def write(self, step: int, values: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"step": step, **values}) + "\n")
+        if self.tb is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)):
+                    self.tb.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def validate(
+    model: ClipViP, cfg: TrainConfig, val_shards: str, tokenizer: Any, device: torch.device
+) -> dict[str, dict[str, float]]:
+    loader = make_loader(val_shards, cfg.data, tokenizer, train=False, split_by_node=False)
+    text, video, _ = encode_pairs(model, loader, device)
+    return retrieval_report(text, video)
+
+
+def train(
+    cfg: TrainConfig,
+    shards: str,
+    out: str | Path,
+    val_shards: str | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) the run in ``out``; return a summary. Rerunning resumes exactly.
+
+    ``stop_after`` ends the process after that step (checkpointed), as an interruption would:
+    the schedule still follows the full ``max_steps``.
+    """
+    d = setup_distributed()
+    out = Path(out)
+    ckpt_root = out / "checkpoints"
+    if d.main:
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        saved = out / "config.json"
+        resolved = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, as on disk
+        before = json.loads(saved.read_text("utf-8")) if saved.exists() else resolved
+        changed = sorted(k for k in set(before) | set(resolved) if before.get(k) != resolved.get(k))
+        if changed:
+            raise ValueError(
+                f"{saved} holds a different config ({', '.join(changed)} differ); "
+                "rerun with the same settings or use a new --out"
+            )
+        cfg.save(saved)
+    _barrier(d)
+    weights = resolve_weights(cfg, out, d)
+    tokenizer = CLIPTokenizer.from_pretrained(str(weights), local_files_only=True)
+    model = build_model(cfg, weights, d.device)
+    optimizer = build_optimizer(model, cfg.optim)
+    steps, per_epoch = plan_steps(cfg, _total_samples(shards), d.world)
+    scheduler = build_scheduler(optimizer, cfg.optim, steps)
+    step, epoch, position, best = 0, 0, 0, {"rsum": -1.0, "step": None}
+    resume = latest_checkpoint(ckpt_root)
+    if resume is not None:
+        meta = load_checkpoint(resume, model, optimizer, scheduler)
+        step, epoch, position = meta["step"], meta["epoch"], meta["positions"][d.rank]
+        best = meta.get("best", best)
+        log.info("resumed from %s (step %d, epoch %d)", resume, step, epoch)
+    ddp = (
+        DDP(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+        if d.world > 1
+        else model
+    )
+    scaler = (
+        torch.amp.GradScaler("cuda")
+        if d.device.type == "cuda" and cfg.precision == "fp16"
+        else None
+    )
+
+    def loader_for(ep: int) -> Iterable[dict[str, Any]]:
+        return make_loader(shards, cfg.data, tokenizer, train=True, seed=cfg.seed, epoch=ep)
+
+    stream = BatchStream(
+        loader_for,
+        per_epoch,
+        cfg.data.batch_size,
+        full_batches=d.world > 1,
+        epoch=epoch,
+        position=position,
+    )
+    run_log = RunLog(out, d.main)
+    bar = tqdm(total=steps, initial=step, unit="step", disable=not (progress and d.main))
+    batches = iter(stream)
+    errors = 0
+    t_last, samples_since = time.perf_counter(), 0
+    log.info(
+        "training %s for %d steps on %d rank(s), %s, loss %s; run folder %s",
+        cfg.name,
+        steps,
+        d.world,
+        d.device,
+        cfg.loss,
+        out,
+    )
+    while step < steps:
+        micro = [next(batches) for _ in range(cfg.grad_accum)]
+        errors += sum(len(b["errors"]) for b in micro)
+        result = train_step(ddp, micro, cfg, optimizer, scheduler, d.device, scaler)
+        step += 1
+        samples_since += sum(len(b["keys"]) for b in micro) * d.world
+        if step % cfg.log_every == 0 or step == steps:
+            elapsed = time.perf_counter() - t_last
+            rate = samples_since / max(elapsed, 1e-9)
+            t_last, samples_since = time.perf_counter(), 0
+            values = {
+                **result,
+                "lr": scheduler.get_last_lr()[0],
+                "logit_scale": float(model.logit_scale.detach().exp()),
+                "samples_per_s": rate,
+                "epoch": stream.epoch,
+                "skipped_samples": errors,
+            }
+            run_log.write(step, values)
+            bar.set_postfix(loss=f"{result['loss']:.3f}", samples_s=f"{rate:.1f}")
+        bar.update(1)
+        if step % cfg.save_every == 0 or step == steps:
+            if val_shards and d.main:
+                report = validate(model, cfg, val_shards, tokenizer, d.device)
+                score = rsum(report)
+                run_log.write(
+                    step, {f"val/{k}/{m}": v for k, r in report.items() for m, v in r.items()}
+                )
+                log.info(
+                    "validation at step %d (rsum %.1f):\n%s", step, score, format_report(report)
+                )
+                if score > best["rsum"]:
+                    best = {"rsum": score, "step": step}
+            positions = [0] * d.world
+            positions[d.rank] = stream.position
+            if d.world > 1:
+                gathered = [None] * d.world
+                dist.all_gather_object(gathered, stream.position)
+                positions = gathered
+            if d.main:
+                folder = save_checkpoint(
+                    ckpt_root,
+                    step,
+                    model,
+                    optimizer,
+                    scheduler,
+                    {"epoch": stream.epoch, "positions": positions, "best": best},
+                )
+                if best["step"] == step:
+                    shutil.copytree(folder, ckpt_root / "best", dirs_exist_ok=True)
+                prune_checkpoints(ckpt_root, keep_last=2, keep=set())
+            _barrier(d)
+        if stop_after is not None and step >= stop_after:
+            if step % cfg.save_every != 0:
+                raise ValueError("stop_after must fall on a checkpoint step (save_every)")
+            break
+    bar.close()
+    run_log.close()
+    summary = {
+        "steps": step,
+        "run": str(out),
+        "best": best,
+        "skipped_samples": errors,
+        "checkpoint": str(latest_checkpoint(ckpt_root) or ""),
+    }
+    if d.main:
+        log.info(
+            "done: %d steps; checkpoints in %s; logs in %s", step, ckpt_root, out / "log.jsonl"
+        )
+    return summary
+
+
+def load_trained(
+    run: str | Path, device: torch.device | None = None, which: str = "best"
+) -> tuple[ClipViP, Any, TrainConfig, Path]:
+    """Model, tokenizer, config and checkpoint folder of a run (``best`` if it has one)."""
+    from trainer.checkpoint import load_model_weights
+    from trainer.config import config_from_dict
+
+    run = Path(run)
+    cfg_path = run / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{run} has no config.json: is it the --out of `clipvip train`?")
+    cfg = config_from_dict(json.loads(cfg_path.read_text("utf-8")))
+    folder = run / "checkpoints" / "best"
+    if which != "best" or not (folder / MODEL_FILE).exists():
+        folder = latest_checkpoint(run / "checkpoints")
+    if folder is None:
+        raise FileNotFoundError(f"{run} has no checkpoint yet")
+    weights = run / "tiny_clip" if cfg.model.weights == "tiny" else Path(cfg.model.weights)
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_clipvip(cfg.model, weights)
+    load_model_weights(model, folder)
+    tokenizer = CLIPTokenizer.from_pretrained(str(weights), local_files_only=True)
+    return model.to(device), tokenizer, cfg, folder
