@@ -11,12 +11,25 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import fsspec
 import torch.utils.data
 import webdataset as wds
+from webdataset.gopen import gopen_schemes
 
 from shards.index import shard_urls
 
 Decoded = dict[str, Any]
+OBJECT_STORES = ("s3", "gs", "gcs", "az", "abfs", "abfss", "oss", "r2")
+
+
+def _gopen_fsspec(url: str, mode: str = "rb", bufsize: int = 8192, **_: Any):
+    """Let plain webdataset stream shards from object storage through fsspec (same credentials)."""
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs.open(path, mode, block_size=max(bufsize, 8 * 1024 * 1024))
+
+
+for _scheme in OBJECT_STORES:
+    gopen_schemes.setdefault(_scheme, _gopen_fsspec)
 
 
 def _decode(sample: dict[str, Any]) -> Decoded:

@@ -1,0 +1,99 @@
+"""Beam with worker processes, and object storage through a real S3 API (moto) on loopback."""
+
+import json
+import logging
+import socket
+
+import pytest
+
+from pipelines.config import PrepareConfig
+from pipelines.prepare import EngineOptions, prepare
+from shards import iter_samples
+
+
+def _manifest(tmp_path, rows):
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.slow
+def test_beam_with_two_worker_processes_writes_what_the_plain_loop_writes(videos, tmp_path):
+    rows = [
+        {"key": f"k{i}", "video": str(videos[v]), "text": v}
+        for i, v in enumerate(["h264", "h264_long", "mpeg4_avi", "vp9_webm", "corrupt"])
+    ]
+    m = _manifest(tmp_path, rows)
+    runs = {}
+    for name, engine in {
+        "loop": EngineOptions(runner="local"),
+        "beam2": EngineOptions(runner="beam", workers=2),
+    }.items():
+        cfg = PrepareConfig(out=str(tmp_path / name), shard_size=1, frame_short_side=64)
+        summary = prepare(str(m), cfg, engine, progress=False)
+        assert (summary["samples"], summary["failed"]) == (4, 1)
+        runs[name] = {p.name: p.read_bytes() for p in (tmp_path / name / "shards").glob("*.tar")}
+    assert runs["beam2"] == runs["loop"] and len(runs["loop"]) == 4
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    moto_server = pytest.importorskip("moto.server")
+    s3fs = pytest.importorskip("s3fs")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }.items():
+        monkeypatch.setenv(key, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint})
+    fs.mkdir("bucket")
+    yield fs
+    s3fs.S3FileSystem.clear_instance_cache()
+    server.stop()
+
+
+def test_videos_from_a_bucket_shards_to_a_bucket_and_resume_there(s3, videos, tmp_path):
+    s3.put_file(str(videos["h264"]), "bucket/videos/bars.mp4")
+    s3.put_file(str(videos["vp9_webm"]), "bucket/videos/mandel.webm")
+    rows = [
+        {
+            "key": "bars",
+            "video": "s3://bucket/videos/bars.mp4",
+            "start": 0.5,
+            "end": 2.5,
+            "text": "bars",
+        },
+        {"key": "mandel", "video": "s3://bucket/videos/mandel.webm", "text": "fractal"},
+        {"key": "gone", "video": "s3://bucket/videos/missing.mp4", "text": "never uploaded"},
+    ]
+    s3.pipe_file("bucket/in/m.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    cfg = PrepareConfig(out="s3://bucket/run", shard_size=2, frame_short_side=64, captioner="none")
+    first = prepare("s3://bucket/in/m.jsonl", cfg, EngineOptions(runner="local"), progress=False)
+    assert (first["samples"], first["failed"]) == (2, 1) and first["complete"]
+    listing = sorted(p.rsplit("/", 1)[-1] for p in s3.find("bucket/run"))
+    assert {
+        "index.json",
+        "stats.json",
+        "errors.jsonl",
+        "clips-000000.tar",
+        "000000.json",
+        "000001.json",
+    } <= set(listing)
+    assert not any(name.endswith(".tmp") for name in listing), (
+        "no scratch file ever lands in the bucket"
+    )
+    errors = s3.cat_file("bucket/run/errors.jsonl").decode()
+    assert "file not found: s3://bucket/videos/missing.mp4" in errors
+    assert {s["key"] for s in iter_samples("s3://bucket/run")} == {"bars", "mandel"}
+    again = prepare("s3://bucket/in/m.jsonl", cfg, EngineOptions(runner="local"), progress=False)
+    assert again["resumed_tasks"] == 2 and again["samples"] == 2
