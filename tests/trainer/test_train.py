@@ -154,7 +154,9 @@ def test_two_rank_gloo_ddp_matches_one_process_on_the_same_global_batch(
     for key, value in single.items():
         if key == "loss":
             continue
-        torch.testing.assert_close(ddp[key], value, rtol=1e-4, atol=1e-6, msg=key)
+        # AdamW divides by sqrt(v) + 1e-6: a gradient that is ~0 in exact arithmetic (key biases:
+        # softmax ignores a shift) turns float noise into ~1e-6 moves; 2e-5 is 2% of the lr.
+        torch.testing.assert_close(ddp[key], value, rtol=1e-4, atol=2e-5, msg=key)
         moved += int(not torch.equal(value, before[key]))
     assert moved > 10  # the step really changed the weights
 
