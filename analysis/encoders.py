@@ -202,13 +202,19 @@ def embed(
     progress: bool = False,
     desc: str = "embedding",
 ) -> np.ndarray:
-    """``(len(texts), encoder.dim)`` unit vectors, in batches, with an optional progress bar."""
+    """``(len(texts), encoder.dim)`` unit vectors, in batches, with an optional progress bar.
+
+    Batches are formed from length-sorted sentences (rows come back in the input order): a
+    transformer pads each batch to its longest sentence, so mixing a 40-word ASR line with
+    5-word captions wastes most of the compute.
+    """
     from tqdm.auto import tqdm
 
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     with tqdm(total=len(texts), desc=desc, unit="sent", disable=not progress, leave=False) as bar:
         for start in range(0, len(texts), batch_size):
-            batch = texts[start : start + batch_size]
-            out[start : start + len(batch)] = encoder.encode_batch(batch)
-            bar.update(len(batch))
+            rows = order[start : start + batch_size]
+            out[rows] = encoder.encode_batch([texts[i] for i in rows])
+            bar.update(len(rows))
     return normalize_rows(out)
