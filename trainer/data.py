@@ -116,11 +116,20 @@ def image_pixels(jpg: bytes, size: int) -> np.ndarray:
     return _center_crop(np.asarray(img.resize((w, h), Image.Resampling.BICUBIC)), size)
 
 
-def normalize(rgb: np.ndarray) -> torch.Tensor:
-    """(..., H, W, 3) uint8 -> (..., 3, H, W) float with CLIP's mean and std."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).float().div_(255.0)
-    x = (x - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD)
-    return x.movedim(-1, -3).contiguous()
+def to_chw(rgb: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) uint8. Pixels cross the loader as bytes (4x less
+    than float) and are normalised on the device by ``normalize_pixels``."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).movedim(-1, -3).contiguous()
+
+
+def normalize_pixels(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> float with CLIP's mean and std; float input is returned as is
+    (already normalised)."""
+    if x.dtype != torch.uint8:
+        return x
+    mean = torch.tensor(CLIP_MEAN, device=x.device).view(3, 1, 1) * 255.0
+    std = torch.tensor(CLIP_STD, device=x.device).view(3, 1, 1) * 255.0
+    return (x.float() - mean) / std
 
 
 class ClipTransform:
@@ -141,8 +150,8 @@ class ClipTransform:
             return {"key": key, "error": f"{type(exc).__name__}: {exc}"}
         return {
             "key": key,
-            "video": normalize(video),  # (T, 3, S, S)
-            "frame": normalize(frame[None]),  # (1, 3, S, S)
+            "video": to_chw(video),  # (T, 3, S, S) uint8
+            "frame": to_chw(frame[None]),  # (1, 3, S, S) uint8
             "subtitle": sample.get("txt", ""),
             "caption": sample.get("caption.txt"),
         }

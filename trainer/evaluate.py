@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from trainer.data import normalize_pixels
 from trainer.metrics import dual_softmax, retrieval_metrics
 from trainer.model import ClipViP
 
@@ -31,7 +32,8 @@ def encode_pairs(
     for batch in tqdm(batches, desc="encode", unit="batch", disable=not progress):
         if not batch["keys"]:
             continue
-        videos.append(model.encode_video(batch["video"].to(device)).float().cpu())
+        pixels = normalize_pixels(batch["video"].to(device))
+        videos.append(model.encode_video(pixels).float().cpu())
         tokens = {k: v.to(device) for k, v in batch["subtitle"].items()}
         texts.append(model.encode_text(**tokens).float().cpu())
         keys += batch["keys"]

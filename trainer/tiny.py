@@ -43,8 +43,34 @@ def write_tiny_tokenizer(folder: Path) -> int:
     return len(tokens)
 
 
-def build_tiny_clip(folder: str | Path, seed: int = 0, image_size: int = TINY_IMAGE) -> Path:
-    """Create (or reuse) a seeded random tiny CLIP + tokenizer in ``folder``; return the folder."""
+# name -> (text width, text layers, text heads, vision width, layers, heads, patch, image, proj)
+ARCHES = {
+    "tiny": (
+        TINY_WIDTH,
+        TINY_LAYERS,
+        TINY_HEADS,
+        TINY_WIDTH,
+        TINY_LAYERS,
+        TINY_HEADS,
+        TINY_PATCH,
+        TINY_IMAGE,
+        TINY_WIDTH,
+    ),
+    "b32": (512, 12, 8, 768, 12, 12, 32, 224, 512),  # ViT-B/32's shapes, random weights
+    "b16": (512, 12, 8, 768, 12, 12, 16, 224, 512),
+}
+
+
+def build_random_clip(
+    folder: str | Path, arch: str = "tiny", seed: int = 0, image_size: int | None = None
+) -> Path:
+    """Create (or reuse) a seeded random CLIP of ``arch`` + the tiny tokenizer in ``folder``.
+
+    ``b32``/``b16`` have the real models' shapes (for speed measurements without weights).
+    """
+    if arch not in ARCHES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHES)}")
+    tw, tl, th, vw, vl, vh, patch, image, proj = ARCHES[arch]
     out = Path(folder)
     if (out / "config.json").exists() and (out / "vocab.json").exists():
         return out
@@ -52,24 +78,33 @@ def build_tiny_clip(folder: str | Path, seed: int = 0, image_size: int = TINY_IM
     vocab_size = write_tiny_tokenizer(out)
     tokenizer = CLIPTokenizer(str(out / "vocab.json"), str(out / "merges.txt"))
     tokenizer.save_pretrained(str(out))
-    small = dict(
-        hidden_size=TINY_WIDTH,
-        intermediate_size=2 * TINY_WIDTH,
-        num_hidden_layers=TINY_LAYERS,
-        num_attention_heads=TINY_HEADS,
-    )
     config = CLIPConfig(
         text_config=dict(
-            small,
+            hidden_size=tw,
+            intermediate_size=4 * tw if arch != "tiny" else 2 * tw,
+            num_hidden_layers=tl,
+            num_attention_heads=th,
             vocab_size=vocab_size,
             max_position_embeddings=77,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         ),
-        vision_config=dict(small, image_size=image_size, patch_size=TINY_PATCH),
-        projection_dim=TINY_WIDTH,
+        vision_config=dict(
+            hidden_size=vw,
+            intermediate_size=4 * vw if arch != "tiny" else 2 * vw,
+            num_hidden_layers=vl,
+            num_attention_heads=vh,
+            image_size=image_size or image,
+            patch_size=patch,
+        ),
+        projection_dim=proj,
     )
     torch.manual_seed(seed)
     CLIPModel(config).save_pretrained(str(out), safe_serialization=True)
     return out
+
+
+def build_tiny_clip(folder: str | Path, seed: int = 0, image_size: int = TINY_IMAGE) -> Path:
+    """Create (or reuse) a seeded random tiny CLIP + tokenizer in ``folder``; return the folder."""
+    return build_random_clip(folder, "tiny", seed=seed, image_size=image_size)

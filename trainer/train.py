@@ -34,15 +34,17 @@ from trainer.checkpoint import (
     save_checkpoint,
 )
 from trainer.config import TrainConfig
-from trainer.data import make_loader
+from trainer.data import make_loader, normalize_pixels
 from trainer.evaluate import encode_pairs, format_report, retrieval_report, rsum
 from trainer.loss import clamp_logit_scale, omnisource_loss
 from trainer.model import ClipViP, load_clipvip
 from trainer.optim import build_optimizer, build_scheduler
-from trainer.tiny import build_tiny_clip
+from trainer.tiny import build_random_clip
 
 log = logging.getLogger(__name__)
 FRAME_VARIANTS = ("a", "c", "d")
+# model.weights values that build a seeded random CLIP in the run folder instead of reading one
+RANDOM_WEIGHTS = {"tiny": "tiny_clip", "random-b32": "random_b32", "random-b16": "random_b16"}
 
 
 @dataclass(slots=True)
@@ -75,8 +77,9 @@ def _barrier(d: Dist) -> None:
 
 
 def resolve_weights(cfg: TrainConfig, out: Path, d: Dist) -> Path:
-    """The local CLIP folder: the configured one, or a seeded random tiny CLIP in RUN/tiny_clip."""
-    if cfg.model.weights != "tiny":
+    """The local CLIP folder: the configured one, or a seeded random CLIP built in the run
+    folder for ``tiny`` (CPU smoke runs) and ``random-b32``/``random-b16`` (speed checks)."""
+    if cfg.model.weights not in RANDOM_WEIGHTS:
         path = Path(cfg.model.weights)
         if not (path / "config.json").exists():
             raise FileNotFoundError(
@@ -84,9 +87,11 @@ def resolve_weights(cfg: TrainConfig, out: Path, d: Dist) -> Path:
                 "copy of the CLIP model (nothing is downloaded)"
             )
         return path
-    folder = out / "tiny_clip"
+    folder = out / RANDOM_WEIGHTS[cfg.model.weights]
     if d.main:
-        build_tiny_clip(folder, seed=cfg.seed, image_size=cfg.data.image_size)
+        arch = cfg.model.weights.removeprefix("random-")
+        size = cfg.data.image_size if arch == "tiny" else None
+        build_random_clip(folder, arch, seed=cfg.seed, image_size=size)
     _barrier(d)
     return folder
 
@@ -121,6 +126,8 @@ def batch_loss(
 ) -> torch.Tensor:
     """Forward one micro-batch and return the (globally gathered) omnisource loss."""
     batch = _to(batch, device)
+    batch["video"] = normalize_pixels(batch["video"])
+    batch["frame"] = normalize_pixels(batch["frame"])
     use_frame = cfg.loss in FRAME_VARIANTS
     use_caption = cfg.loss != "vs"
     if use_caption and batch.get("caption") is None:
@@ -458,7 +465,8 @@ def load_trained(
         folder = latest_checkpoint(run / "checkpoints")
     if folder is None:
         raise FileNotFoundError(f"{run} has no checkpoint yet")
-    weights = run / "tiny_clip" if cfg.model.weights == "tiny" else Path(cfg.model.weights)
+    random = RANDOM_WEIGHTS.get(cfg.model.weights)
+    weights = run / random if random else Path(cfg.model.weights)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_clipvip(cfg.model, weights)
     load_model_weights(model, folder)
