@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,8 @@ def run_train(args: argparse.Namespace) -> int:
     summary = train(
         cfg, args.shards, args.out, val_shards=args.val_shards, progress=not args.no_progress
     )
-    print(json.dumps(summary, indent=2))
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary per torchrun job
+        print(json.dumps(summary, indent=2))
     return 0
 
 

@@ -74,20 +74,21 @@ def _center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
 
 def decode_frames(
     mp4: bytes,
-    indices: Sequence[int] | None,
     size: int,
     num_samples: int,
     rng: random.Random | None,
-) -> np.ndarray:
-    """Decode the frames at the sampled indices: (T, size, size, 3) uint8, short side ``size``
-    (bicubic) then centre crop. ``indices=None`` samples them from the decoded frame count."""
+    with_middle: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode the sampled frames: (T, size, size, 3) uint8, short side ``size`` (bicubic) then
+    centre crop; with ``with_middle`` also frame N // 2 (for shards without a ``jpg``)."""
     try:
         with av.open(io.BytesIO(mp4)) as container:
             stream = container.streams.video[0]
             count = stream.frames or sum(1 for p in container.demux(stream) if p.size)
-        if indices is None:
-            indices = sample_frame_indices(count, num_samples, rng)
-        wanted = sorted(set(indices))
+        indices = sample_frame_indices(count, num_samples, rng)
+        middle = count // 2
+        wanted = set(indices) | ({middle} if with_middle else set())
+        stop = max(wanted)
         got: dict[int, np.ndarray] = {}
         with av.open(io.BytesIO(mp4)) as container:
             stream = container.streams.video[0]
@@ -99,14 +100,15 @@ def decode_frames(
                         width=w, height=h, format="rgb24", interpolation="BICUBIC"
                     ).to_ndarray()
                     got[n] = _center_crop(rgb, size)
-                if n >= wanted[-1]:
+                if n >= stop:
                     break
-    except (av.FFmpegError, IndexError) as exc:
+    except (av.FFmpegError, IndexError, ValueError) as exc:
         raise DecodeError(f"cannot decode clip: {exc}") from exc
     if not got:
         raise DecodeError("no frame decoded")
     last = max(got)  # the header may promise more frames than decode: use the last one
-    return np.stack([got.get(i, got[last]) for i in indices])
+    frames = np.stack([got.get(i, got[last]) for i in indices])
+    return frames, (got.get(middle, got[last]) if with_middle else None)
 
 
 def image_pixels(jpg: bytes, size: int) -> np.ndarray:
@@ -142,10 +144,12 @@ class ClipTransform:
         key = sample["key"]
         rng = random.Random(f"{self.seed}:{self.epoch}:{key}") if self.train else None
         try:
-            video = decode_frames(
-                sample["mp4"], None, self.cfg.image_size, self.cfg.num_frames, rng
+            has_jpg = "jpg" in sample
+            video, middle = decode_frames(
+                sample["mp4"], self.cfg.image_size, self.cfg.num_frames, rng, not has_jpg
             )
-            frame = image_pixels(sample["jpg"], self.cfg.image_size)
+            # the shard's middle frame; shards made elsewhere (video2dataset) may lack it
+            frame = image_pixels(sample["jpg"], self.cfg.image_size) if has_jpg else middle
         except (DecodeError, KeyError, OSError) as exc:
             return {"key": key, "error": f"{type(exc).__name__}: {exc}"}
         return {

@@ -85,3 +85,25 @@ def test_help_explains_every_option_with_examples(
         main([command, "--help"])
     text = capsys.readouterr().out
     assert "examples:" in text and f"clipvip {command} --" in text
+
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+V2D_TAR = SHARED / "shards" / "video2dataset_return_all_test.tar"
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not V2D_TAR.is_file(), reason="../shared/data is not present")
+def test_video2dataset_shard_is_read_with_frames_from_the_clip(tiny_weights: Path) -> None:
+    """A real foreign shard: no .jpg (the middle frame is taken from the clip), and three 'mp4'
+    members that are JPEG images: PyAV reads them as 1-frame videos, so they become stills."""
+    from transformers import CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(str(tiny_weights), local_files_only=True)
+    cfg = DataConfig(num_frames=3, image_size=32, batch_size=6, num_workers=0)
+    loader = make_loader([str(V2D_TAR)], cfg, tok, train=True, split_by_node=False)
+    (b,) = list(loader)
+    assert len(b["keys"]) == 6 and b["errors"] == []
+    assert b["video"].shape == (6, 3, 3, 32, 32) and b["frame"].shape == (6, 1, 3, 32, 32)
+    still = [bool((v == v[0]).all()) for v in b["video"]]
+    assert sum(still) == 3  # the three JPEGs; the three YouTube clips move
+    assert b["caption"] is None  # no caption.txt: only loss 'vs' applies
