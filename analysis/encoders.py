@@ -71,7 +71,12 @@ class MiniLMEncoder(TextEncoder):
             path = str(get_model_path())
         if not os.path.isdir(path):
             raise EncoderError(f"encoder minilm: {path} is not a folder")
-        from sentence_transformers import SentenceTransformer
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EncoderError(
+                "encoder minilm needs sentence-transformers (pip install sentence-transformers)"
+            ) from exc
 
         self.device = device or default_device()
         self.model = SentenceTransformer(path, device=self.device, local_files_only=True)

@@ -148,3 +148,32 @@ def test_help_explains_every_option_with_examples():
         for action in sub[name]._actions:
             assert action.help, f"{name} {action.option_strings} has no help"
     assert "clip:PATH" in sub["gap"].format_help()
+
+
+def test_tsne_map_is_written(corpora, tmp_path):
+    out = tmp_path / "tsne"
+    assert (
+        main(
+            [
+                "gap",
+                "--source",
+                f"a={corpora / 'animals.txt'}",
+                "--source",
+                f"k={corpora / 'kitchen.txt'}",
+                "--encoder",
+                "tfidf:16",
+                "--samples",
+                "40",
+                "--seeds",
+                "1",
+                "--map",
+                "tsne",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert (out / "gap_map.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "gap.json").read_text())["settings"]["map"] == "tsne"
