@@ -88,6 +88,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="loader processes (default: 2)")
     p.add_argument("--batches", type=int, default=8, help="timed batches (default: 8)")
     p.add_argument("--out", default=None, help="scratch folder (default: a temporary one)")
+    p.add_argument("--loader-only", action="store_true", help="measure the loader alone")
     args = p.parse_args()
 
     overrides: dict = {"data.num_workers": args.workers}
@@ -107,6 +108,12 @@ def main() -> None:
         return make_loader(shards, cfg.data, tokenizer, train=True, seed=0, epoch=epoch)
 
     load_sps, batches = loader_rate(factory, args.batches)
+    if args.loader_only:
+        print(
+            f"data loader ({cfg.data.num_frames} frames at {cfg.data.image_size} px, "
+            f"{args.workers} workers): {load_sps:.1f} samples/s"
+        )
+        return
     train_sps = model_rate(cfg, weights, batches, device)
     print(
         f"config {cfg.name}: {cfg.data.num_frames} frames at {cfg.data.image_size} px, "
