@@ -270,6 +270,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         if not same:
             return 1
+    from analysis.report import ReportConfig, write_report
+
+    first_run = str(out / args.runners.split(",")[0])
+    print(
+        f"corpus report (contact sheet, histograms, failures): {write_report(ReportConfig(run=first_run))}"
+    )
     some = next(iter(results.values()))
     for key, (_, txt, cap, _) in list(some.items())[:3]:
         print(f"  {key}: subtitle {txt!r}\n  {' ' * len(key)}  caption  {cap!r}")

@@ -8,6 +8,7 @@ shards land while later tasks are still being cut.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,9 @@ def run(
     if not plan.tasks:
         return
     init(address, num_cpus)
+    # Ray Data logs a progress table per operator every few seconds; our bar already shows rows.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     cfg = plan.cfg
     gpus = ray.cluster_resources().get("GPU", 0)
     caption_resources = {"num_gpus": 1} if gpus else {"num_cpus": CPU_PER_CAPTIONER}
