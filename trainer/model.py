@@ -101,7 +101,13 @@ def proxy_guided_attention(
         ],
         dim=3,
     )
-    frames = F.scaled_dot_product_attention(qf, kf, vf, dropout_p=dropout_p)
+    # fold frames into the head axis: 4-D inputs keep SDPA's fused (flash/efficient) kernels
+    frames = F.scaled_dot_product_attention(
+        qf.reshape(b, h * t, p, d),
+        kf.reshape(b, h * t, m + p, d),
+        vf.reshape(b, h * t, m + p, d),
+        dropout_p=dropout_p,
+    )
     return torch.cat([proxies, frames.reshape(b, h, t * p, d)], dim=2)
 
 

@@ -179,3 +179,28 @@ def test_no_weight_decay_on_biases_logit_scale_and_layernorm_weights(tiny_weight
         for name, p in model.named_parameters()
         if any(p is ln.weight for ln in layer_norms)
     )
+
+
+def test_gradient_accumulation_averages_micro_batches(tiny_weights: Path) -> None:
+    """Two identical micro-batches accumulate to exactly the step of one: the loss is divided
+    by grad_accum, not summed."""
+    from transformers import CLIPTokenizer
+
+    from trainer.optim import build_optimizer, build_scheduler
+    from trainer.train import build_model, train_step
+
+    helper = _load_ddp_step()
+    tok = CLIPTokenizer.from_pretrained(str(tiny_weights), local_files_only=True)
+    batch = helper.global_batch(tok)
+    results = []
+    for micro in ([batch], [batch, batch]):
+        cfg = load_config("tiny", {"grad_accum": len(micro), "optim.warmup_ratio": 0.0})
+        model = build_model(cfg, tiny_weights, torch.device("cpu"))
+        optimizer = build_optimizer(model, cfg.optim)
+        scheduler = build_scheduler(optimizer, cfg.optim, 10)
+        out = train_step(model, micro, cfg, optimizer, scheduler, torch.device("cpu"))
+        results.append((out, model.state_dict()))
+    (one, a), (two, b) = results
+    assert two["loss"] == pytest.approx(one["loss"], rel=1e-6)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=2e-5, msg=key)
