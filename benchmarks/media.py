@@ -10,7 +10,7 @@ from pipelines.ff import Limits, run_tool
 def make_h264(
     path: Path, seconds: float, size: str = "1280x720", rate: int = 30, gop: int = 250
 ) -> Path:
-    """An H.264 MP4 of moving test patterns (x264 default GOP: a keyframe every 250 frames)."""
+    """An H.264 MP4 of moving test patterns with B-frames, as on YouTube (keyframe every 250)."""
     if not path.exists():
         run_tool(
             [

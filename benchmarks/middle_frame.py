@@ -9,6 +9,7 @@ All three write a JPEG of the frame. Run: ``python -m benchmarks.middle_frame [-
 from __future__ import annotations
 
 import argparse
+import io
 import subprocess
 import tempfile
 import time
@@ -16,13 +17,14 @@ from pathlib import Path
 
 from benchmarks.media import make_h264
 from pipelines.config import PrepareConfig
-from pipelines.record import Clip
-from pipelines.stages.middle_frame import decode_middle_frame, middle_frame
+from pipelines.stages.middle_frame import decode_middle_frame
 
 
 def ours(path: Path) -> None:
-    clip = Clip(key="k", row=0, video=str(path), mp4=path.read_bytes())
-    middle_frame(clip, PrepareConfig(frame_short_side=None))
+    """The stage's work on a file, like the baselines: exact frame N // 2, then a JPEG."""
+    frame, _, _, _ = decode_middle_frame(str(path))
+    buf = io.BytesIO()
+    frame.to_image().save(buf, format="JPEG", quality=PrepareConfig().jpeg_quality)
 
 
 def naive_full_decode(path: Path, index: int) -> None:

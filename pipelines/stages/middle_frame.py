@@ -22,9 +22,9 @@ from pipelines.record import Clip
 from pipelines.stages.base import StageError
 
 
-def decode_middle_frame(data: bytes) -> tuple[av.VideoFrame, int, int, Fraction]:
-    """(frame, index, N, time in seconds from the clip's first frame) of an encoded clip."""
-    with av.open(io.BytesIO(data)) as container:
+def decode_middle_frame(source: bytes | str) -> tuple[av.VideoFrame, int, int, Fraction]:
+    """(frame, index, N, time in seconds from the clip's first frame) of a clip's bytes or file."""
+    with av.open(io.BytesIO(source) if isinstance(source, bytes) else source) as container:
         if not container.streams.video:
             raise StageError("clip has no video stream")
         stream = container.streams.video[0]
