@@ -13,6 +13,8 @@ A source is one corpus of sentences. What PATH may be:
   subtitles, default) or ``caption.txt`` (the generated captions): one corpus measured before
   and after captioning.
 
+PATH is a local path or any fsspec URI (``s3://bucket/msrvtt.csv:sentence``; ``s3fs`` needed).
+
 Every failure to read a source raises ``SourceError`` whose message names the source, so a run
 over five corpora says which one is wrong.
 """
@@ -23,8 +25,10 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
+
+import fsspec
 
 TABLE_DEFAULT_COLUMNS = ("text", "sentence", "caption")
 SHARD_FIELDS = {
@@ -67,9 +71,15 @@ def _fail(spec: SourceSpec, why: str) -> SourceError:
     return SourceError(f"source {spec.name!r} ({spec.path}): {why}")
 
 
-def _read_text(spec: SourceSpec, path: Path) -> str:
+def _fs(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and in-filesystem path of a local path or any fsspec URI (s3://...)."""
+    return fsspec.core.url_to_fs(path)
+
+
+def _read_text(spec: SourceSpec, path: str) -> str:
+    fs, p = _fs(path)
     try:
-        data = path.read_bytes()
+        data = fs.cat_file(p)
     except OSError as exc:
         raise _fail(spec, f"cannot read: {exc.strerror or exc}") from exc
     try:
@@ -96,7 +106,7 @@ def _as_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _read_csv(spec: SourceSpec, path: Path, delimiter: str) -> list[str]:
+def _read_csv(spec: SourceSpec, path: str, delimiter: str) -> list[str]:
     reader = csv.DictReader(io.StringIO(_read_text(spec, path), newline=""), delimiter=delimiter)
     column = _pick_column(spec, [c.strip() for c in reader.fieldnames or []])
     try:
@@ -105,7 +115,7 @@ def _read_csv(spec: SourceSpec, path: Path, delimiter: str) -> list[str]:
         raise _fail(spec, f"unreadable CSV at line {reader.line_num}: {exc}") from None
 
 
-def _read_jsonl(spec: SourceSpec, path: Path) -> list[str]:
+def _read_jsonl(spec: SourceSpec, path: str) -> list[str]:
     rows: list[dict[str, Any]] = []
     for number, line in enumerate(_read_text(spec, path).splitlines(), 1):
         if not line.strip():
@@ -122,20 +132,22 @@ def _read_jsonl(spec: SourceSpec, path: Path) -> list[str]:
     return [_as_text(row.get(column)) for row in rows]
 
 
-def _read_parquet(spec: SourceSpec, path: Path) -> list[str]:
+def _read_parquet(spec: SourceSpec, path: str) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    fs, p = _fs(path)
     try:
-        schema = pq.read_schema(path)
-        column = _pick_column(spec, list(schema.names))
-        values = pq.read_table(path, columns=[column]).column(column).to_pylist()
+        with fs.open(p, "rb") as f:
+            column = _pick_column(spec, list(pq.read_schema(f).names))
+        with fs.open(p, "rb") as f:
+            values = pq.read_table(f, columns=[column]).column(column).to_pylist()
     except (pa.ArrowException, OSError) as exc:
         raise _fail(spec, f"unreadable Parquet: {exc}") from None
     return [_as_text(v) for v in values]
 
 
-def _read_json(spec: SourceSpec, path: Path) -> list[str]:
+def _read_json(spec: SourceSpec, path: str) -> list[str]:
     """The caption formats in which public datasets ship (see the module docstring)."""
     try:
         data = json.loads(_read_text(spec, path))
@@ -172,7 +184,7 @@ def _read_json(spec: SourceSpec, path: Path) -> list[str]:
     )
 
 
-def _read_subtitles(spec: SourceSpec, path: Path) -> list[str]:
+def _read_subtitles(spec: SourceSpec, path: str) -> list[str]:
     """One sentence per cue, markup kept (the hygiene step decides what to strip)."""
     lines = _read_text(spec, path).replace("\r\n", "\n").split("\n")
     out: list[str] = []
@@ -214,8 +226,9 @@ def _read_shards(spec: SourceSpec, path: str) -> list[str]:
 
 
 def is_shard_source(path: str) -> bool:
-    p = Path(path)
-    return path.endswith(".tar") or (p.is_dir() and (p / "index.json").is_file())
+    """A prepared run folder (it has ``index.json``) or a single shard ``.tar``."""
+    fs, p = _fs(path)
+    return path.endswith(".tar") or (fs.isdir(p) and fs.isfile(f"{p.rstrip('/')}/index.json"))
 
 
 def read_source(spec: SourceSpec) -> list[str]:
@@ -224,15 +237,16 @@ def read_source(spec: SourceSpec) -> list[str]:
     Raises ``SourceError`` naming the source when the file is missing, unreadable, not UTF-8,
     lacks the column, or holds no text at all.
     """
-    path = Path(spec.path)
-    if not path.exists():
+    path = spec.path
+    fs, p = _fs(path)
+    if not fs.exists(p):
         raise _fail(spec, "no such file or folder")
-    if is_shard_source(spec.path):
-        texts = _read_shards(spec, spec.path)
-    elif path.is_dir():
+    if is_shard_source(path):
+        texts = _read_shards(spec, path)
+    elif fs.isdir(p):
         raise _fail(spec, "a folder, but not a prepared run (no index.json)")
     else:
-        suffix = path.suffix.lower()
+        suffix = PurePosixPath(p).suffix.lower()
         if suffix == ".csv":
             texts = _read_csv(spec, path, ",")
         elif suffix == ".tsv":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -108,3 +110,17 @@ def test_shards_without_the_field_and_unknown_fields_are_errors(demo_run, tmp_pa
     (tmp_path / "plain").mkdir()
     with pytest.raises(SourceError, match="not a prepared run"):
         read(f"s={tmp_path / 'plain'}")
+
+
+def test_remote_sources_are_read_through_fsspec():
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/gap_test/a.txt", b"remote one\nremote two\n")
+    fs.pipe("/gap_test/b.csv", b"id,sentence\n1,a remote row\n")
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"text": ["pq row"]}), buf)
+    fs.pipe("/gap_test/c.parquet", buf.getvalue())
+    assert read("a=memory://gap_test/a.txt") == ["remote one", "remote two"]
+    assert read("b=memory://gap_test/b.csv:sentence") == ["a remote row"]
+    assert read("c=memory://gap_test/c.parquet:text") == ["pq row"]
+    with pytest.raises(SourceError, match="source 'd'.*no such file"):
+        read("d=memory://gap_test/missing.txt")
