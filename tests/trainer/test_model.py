@@ -114,3 +114,17 @@ def test_official_checkpoint_loads_without_missing_or_unexpected_keys(model, tmp
     torch.save(state, path)
     with pytest.raises(ValueError, match="missing keys"):
         load_official_checkpoint(fresh, str(path))
+
+
+def test_temporal_embedding_is_linearly_interpolated_when_t_differs_from_12(model) -> None:
+    emb = model.clipmodel.vision_model.embeddings
+    with torch.no_grad():
+        emb.temporal_embedding.copy_(torch.arange(12.0)[None, :, None].expand(1, 12, 32))
+        base = model.embed_video_tokens(torch.zeros(1, 1, 3, 32, 32))[0, 4]
+        four = model.embed_video_tokens(torch.zeros(1, 4, 3, 32, 32))
+        emb.temporal_embedding.zero_()
+        zero = model.embed_video_tokens(torch.zeros(1, 1, 3, 32, 32))[0, 4]
+    # 12 -> 1: the centre of entries 5 and 6; 12 -> 4: centres of 3-entry bins (1, 4, 7, 10)
+    torch.testing.assert_close(base - zero, torch.full((32,), 5.5))
+    for t, expected in enumerate((1.0, 4.0, 7.0, 10.0)):
+        torch.testing.assert_close(four[0, 4 + t * 16] - zero, torch.full((32,), expected))

@@ -204,3 +204,48 @@ def test_gradient_accumulation_averages_micro_batches(tiny_weights: Path) -> Non
     assert two["loss"] == pytest.approx(one["loss"], rel=1e-6)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=2e-5, msg=key)
+
+
+def test_torchrun_two_ranks_run_the_whole_loop_in_step(train_shards: Path, tmp_path: Path) -> None:
+    """`clipvip train` under torchrun with gloo: every rank takes the same number of full-batch
+    steps from its own shard, and the checkpoint records each rank's data position."""
+    run = tmp_path / "ddp_run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "clipvip",
+        "train",
+        "--config",
+        "tiny",
+        "--shards",
+        str(train_shards),
+        "--out",
+        str(run),
+        "--steps",
+        "3",
+        "--no-progress",
+        "--set",
+        "save_every=3",
+        "--set",
+        "data.batch_size=3",
+        "--set",
+        "data.num_workers=0",
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count('"steps": 3') == 1  # one summary, from rank 0
+    state = json.loads((run / "checkpoints" / "step-000003" / "train_state.json").read_text())
+    # 4 clips per rank, batches of 3: one full batch per epoch, the partial one dropped
+    assert state["positions"] == [1, 1] and state["epoch"] == 2
+    assert len(_losses(run)) >= 1
