@@ -106,6 +106,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     device = torch.device(args.device) if args.device else None
     model, tokenizer, cfg, folder = load_trained(args.checkpoint, device, which=args.which)
+    data_json = Path(args.checkpoint) / "data.json"
+    if data_json.exists():
+        seen = json.loads(data_json.read_text("utf-8"))
+        for role in ("shards", "val_shards"):
+            if seen.get(role) and Path(seen[role]).resolve() == Path(args.shards).resolve():
+                log.warning(
+                    "%s was this run's %s: the checkpoint was %s on it, so these numbers are "
+                    "optimistic; evaluate on a held-out test split",
+                    args.shards,
+                    "training set" if role == "shards" else "validation set",
+                    "trained" if role == "shards" else "selected",
+                )
     if args.batch_size:
         cfg.data.batch_size = args.batch_size
     if args.workers is not None:

@@ -9,6 +9,7 @@ whichever worker or rank reads it, and a resumed run sees the same pixels as an 
 from __future__ import annotations
 
 import io
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ import torch
 from PIL import Image
 
 from shards import ClipShardDataset
+
+# loader workers fork after the tokenizer exists: keep the Rust tokenizer single-threaded there
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -326,6 +326,9 @@ def train(
                 "rerun with the same settings or use a new --out"
             )
         cfg.save(saved)
+        # what the run trained and selected on, so `evaluate` can warn about a leaked split
+        data = {"shards": str(shards), "val_shards": str(val_shards) if val_shards else None}
+        (out / "data.json").write_text(json.dumps(data, indent=2) + "\n", "utf-8")
     _barrier(d)
     weights = resolve_weights(cfg, out, d)
     tokenizer = CLIPTokenizer.from_pretrained(str(weights), local_files_only=True)

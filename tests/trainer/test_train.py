@@ -36,7 +36,10 @@ def _losses(run: Path) -> list[float]:
 
 
 def test_tiny_model_overfits_eight_clips_and_evaluate_reports_r1_100(
-    train_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    train_shards: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from clipvip.cli import main
 
@@ -89,6 +92,8 @@ def test_tiny_model_overfits_eight_clips_and_evaluate_reports_r1_100(
     assert report["pairs"] == 8
     assert report["t2v"]["R1"] == 100.0 and report["v2t"]["R1"] == 100.0
     assert "t2v_dsl" in capsys.readouterr().out
+    # evaluating on the split the run trained and selected on is flagged
+    assert "optimistic" in caplog.text
 
 
 def test_resume_continues_bit_identically(train_shards: Path, tmp_path: Path) -> None:
