@@ -14,7 +14,7 @@ log = logging.getLogger("clipvip")
 TRAIN_EXAMPLES = """\
 examples:
   # CPU smoke run: a random tiny CLIP, built on the spot, on the demo shards
-  clipvip demo --out demo_out
+  clipvip demo --out demo_out --runners local
   clipvip train --config tiny --shards demo_out/local --out runs/tiny --val-shards demo_out/local
   # post-pretraining from a local copy of openai/clip-vit-base-patch32, 8 GPUs
   torchrun --nproc_per_node 8 -m clipvip train --config pretrain_b32 \\
