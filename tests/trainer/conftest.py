@@ -68,8 +68,6 @@ def _make_clip(path: Path, source: str) -> None:
         "yuv420p",
         "-g",
         "8",
-        "-bf",
-        "0",
         str(path),
     ]
     subprocess.run(cmd, check=True, timeout=60)
