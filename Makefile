@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYSTEM_PACKAGES := ffmpeg chromium
 
-.PHONY: install system venv demo test lint format bench clean
+.PHONY: install system venv demo test lint format bench train-demo clean
 
 install: system $(STAMP)
 
@@ -51,6 +51,15 @@ test: lint
 bench: install
 	$(BIN)/python -m benchmarks.middle_frame
 	$(BIN)/python -m benchmarks.prepare_workers
+	$(BIN)/python -m benchmarks.ofa
+	$(BIN)/python -m benchmarks.gap
+	$(BIN)/python -m benchmarks.train
+
+# Prepare the demo corpus, train the tiny CLIP-ViP on it, evaluate retrieval.
+train-demo: install
+	$(BIN)/clipvip demo --out demo_out --runners local
+	$(BIN)/clipvip train --config tiny --shards demo_out/local --val-shards demo_out/local --out runs/tiny
+	$(BIN)/clipvip evaluate --checkpoint runs/tiny --shards demo_out/local
 
 clean:
 	rm -rf demo_out .pytest_cache .ruff_cache
