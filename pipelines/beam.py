@@ -7,10 +7,12 @@ standard Beam option passes through, so the same command targets Flink, Spark or
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import apache_beam as beam
+import torch
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -27,6 +29,11 @@ class CaptionModelHandler(ModelHandler[T.Task, T.Task, Captioner | None]):
         self.cfg = cfg
 
     def load_model(self) -> Captioner | None:
+        # Several worker processes on one machine must share its cores: torch would otherwise
+        # start one thread per core in each (measured here: 2 workers captioned 13x slower).
+        workers = int(self.cfg.extra.get("local_workers") or 1)
+        if workers > 1 and not torch.cuda.is_available():
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
         return load_captioner(self.cfg.captioner, self.cfg.caption_max_words)
 
     def run_inference(

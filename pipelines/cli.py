@@ -92,6 +92,14 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
         help="refuse local video paths outside DIR (for manifests you did not write)",
     )
     g.add_argument(
+        "--ffmpeg-threads",
+        type=int,
+        default=d.ffmpeg_threads,
+        metavar="N",
+        help="threads per ffmpeg call; 1 scales best with one worker per core and gives the same "
+        f"bytes on every machine; 0 = ffmpeg's choice (default: {d.ffmpeg_threads})",
+    )
+    g.add_argument(
         "--tool-timeout",
         type=float,
         default=d.tool_timeout_s,
@@ -162,6 +170,7 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
         caption_max_words=args.caption_max_words,
         caption_batch_size=args.caption_batch_size,
         allow_empty_text=args.allow_empty_text,
+        ffmpeg_threads=args.ffmpeg_threads,
         tool_timeout_s=args.tool_timeout,
         tool_memory_mb=args.tool_memory_mb,
         extra={"input_root": args.input_root} if args.input_root else {},

@@ -31,6 +31,9 @@ class PrepareConfig:
     caption_max_words: int = 16
     caption_batch_size: int = 16
     allow_empty_text: bool = False
+    # One encoder thread per clip: scale with workers (one per core), and the same bytes on every
+    # machine (x264's output depends on its thread count).
+    ffmpeg_threads: int = 1
     tool_timeout_s: float = 300.0
     tool_memory_mb: int = 4096
     extra: dict[str, Any] = field(default_factory=dict)

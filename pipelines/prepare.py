@@ -70,6 +70,8 @@ def _run_engine(plan: T.Plan, engine: EngineOptions) -> None:
                 f"--direct_num_workers={engine.workers}",
                 "--direct_running_mode=multi_processing",
             ]
+        workers = [a.split("=", 1)[1] for a in args if a.startswith("--direct_num_workers=")]
+        plan.cfg.extra["local_workers"] = int(workers[-1]) if workers else 1
         beam.run(plan, args)
     else:
         from pipelines import ray as ray_engine

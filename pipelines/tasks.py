@@ -47,6 +47,7 @@ SAMPLE_SETTINGS = (
     "captioner",
     "caption_max_words",
     "allow_empty_text",
+    "ffmpeg_threads",
 )
 
 

@@ -62,7 +62,9 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
         and not resample
         and (whole or _starts_on_keyframe(path, start))
     )
-    input_args = {} if whole else {"ss": f"{start:.6f}"}
+    input_args = {"threads": str(cfg.ffmpeg_threads)}
+    if not whole:
+        input_args["ss"] = f"{start:.6f}"
     output_args: dict = {
         "format": "mp4",
         "movflags": MOVFLAGS,
@@ -88,6 +90,7 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
                 "crf": "23",
                 "pix_fmt": "yuv420p",
                 "flags:v": "+bitexact",
+                "threads": str(cfg.ffmpeg_threads),
             }
         )
     cmd = (
