@@ -56,7 +56,7 @@ def test_tiny_model_overfits_eight_clips_and_evaluate_reports_r1_100(
             "--val-shards",
             str(train_shards),
             "--steps",
-            "50",
+            "100",
             "--no-progress",
             "--set",
             "optim.lr=2e-3",
