@@ -13,8 +13,8 @@ from typing import Any
 
 import apache_beam as beam
 import torch
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.ml.inference.base import ModelHandler, RunInference
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 from captioner import Captioner, load_captioner
 from pipelines import tasks as T
@@ -24,16 +24,16 @@ from pipelines.config import PrepareConfig
 class CaptionModelHandler(ModelHandler[T.Task, T.Task, Captioner | None]):
     """RunInference model handler: one task per call, its images captioned in batches."""
 
-    def __init__(self, cfg: PrepareConfig) -> None:
+    def __init__(self, cfg: PrepareConfig, local_workers: int = 1) -> None:
         super().__init__()
         self.cfg = cfg
+        self.local_workers = local_workers
 
     def load_model(self) -> Captioner | None:
         # Several worker processes on one machine must share its cores: torch would otherwise
         # start one thread per core in each (measured here: 2 workers captioned 13x slower).
-        workers = int(self.cfg.extra.get("local_workers") or 1)
-        if workers > 1 and not torch.cuda.is_available():
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        if self.local_workers > 1 and not torch.cuda.is_available():
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.local_workers))
         return load_captioner(self.cfg.captioner, self.cfg.caption_max_words)
 
     def run_inference(
@@ -64,16 +64,17 @@ def run(plan: T.Plan, beam_args: Sequence[str] = ()) -> None:
     if not plan.tasks:
         return
     cfg = plan.cfg
-    with beam.Pipeline(options=default_options(beam_args)) as p:
+    options = default_options(beam_args)
+    direct = options.view_as(DirectOptions)
+    local_workers = 1
+    if direct.direct_running_mode == "multi_processing":
+        local_workers = direct.direct_num_workers or os.cpu_count() or 1  # 0 means one per core
+    with beam.Pipeline(options=options) as p:
         _ = (
             p
             | "Tasks" >> beam.Create(plan.tasks)
             | "Spread" >> beam.Reshuffle()
             | "ProbeClipFrame" >> beam.Map(T.process, cfg)
-            | "Caption" >> RunInference(CaptionModelHandler(cfg))
-            | "Write" >> beam.Map(_write, cfg)
+            | "Caption" >> RunInference(CaptionModelHandler(cfg, local_workers))
+            | "Write" >> beam.Map(T.write, cfg)
         )
-
-
-def _write(task: T.Task | PredictionResult, cfg: PrepareConfig) -> dict[str, Any]:
-    return T.write(task, cfg)

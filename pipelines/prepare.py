@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -41,14 +42,8 @@ def prepare(
         len(plan.tasks),
         engine.runner,
     )
-    tracker = RunProgress(cfg.out, plan.total_rows) if progress else None
-    if tracker:
-        tracker.__enter__()
-    try:
+    with RunProgress(cfg.out, plan.total_rows) if progress else contextlib.nullcontext():
         _run_engine(plan, engine)
-    finally:
-        if tracker:
-            tracker.__exit__(None, None, None)
     summary = T.finalize(cfg)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     summary["runner"] = engine.runner
@@ -70,8 +65,6 @@ def _run_engine(plan: T.Plan, engine: EngineOptions) -> None:
                 f"--direct_num_workers={engine.workers}",
                 "--direct_running_mode=multi_processing",
             ]
-        workers = [a.split("=", 1)[1] for a in args if a.startswith("--direct_num_workers=")]
-        plan.cfg.extra["local_workers"] = int(workers[-1]) if workers else 1
         beam.run(plan, args)
     else:
         from pipelines import ray as ray_engine

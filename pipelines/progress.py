@@ -17,11 +17,10 @@ from shards.store import Store
 
 
 class RunProgress:
-    """``with RunProgress(out, total_rows, done_rows): engine.run(...)``."""
+    """``with RunProgress(out, total_rows): engine.run(...)``."""
 
     def __init__(self, out: str, total_rows: int, interval: float = 0.5) -> None:
         self.store = Store(out)
-        self.total = total_rows
         self.seen: set[str] = set()
         self.interval = interval
         self.failed: Counter[str] = Counter()

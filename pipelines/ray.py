@@ -68,6 +68,8 @@ def run(
     cfg = plan.cfg
     gpus = ray.cluster_resources().get("GPU", 0)
     caption_resources = {"num_gpus": 1} if gpus else {"num_cpus": CPU_PER_CAPTIONER}
+    # One model per GPU: never more actors than GPUs when there are GPUs.
+    actors = max(1, min(pool_size, int(gpus))) if gpus else max(1, pool_size)
     ds = ray.data.from_items(
         [{"task": t.to_bytes()} for t in plan.tasks], override_num_blocks=len(plan.tasks)
     )
@@ -77,7 +79,7 @@ def run(
             CaptionActor,
             fn_constructor_kwargs={"cfg": cfg},
             batch_size=1,
-            concurrency=max(1, int(min(pool_size, gpus)) if gpus else pool_size),
+            concurrency=actors,
             **caption_resources,
         )
     ds = ds.map(_write, fn_kwargs={"cfg": cfg}, num_cpus=0.25)

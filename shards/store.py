@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 
 class Store:
@@ -20,7 +21,7 @@ class Store:
     def __init__(self, root: str) -> None:
         self.root = root.rstrip("/") or "/"
         self.fs, self._base = fsspec.core.url_to_fs(self.root)
-        self.local = self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol
+        self.local = isinstance(self.fs, LocalFileSystem)
         if self.local:
             Path(self._base).mkdir(parents=True, exist_ok=True)
 
