@@ -19,10 +19,11 @@ from shards.store import Store
 class RunProgress:
     """``with RunProgress(out, total_rows): engine.run(...)``."""
 
-    def __init__(self, out: str, total_rows: int, interval: float = 0.5) -> None:
+    def __init__(self, out: str, total_rows: int, interval: float | None = None) -> None:
         self.store = Store(out)
         self.seen: set[str] = set()
-        self.interval = interval
+        # Each poll lists stats/: cheap on a disk, a paid request on an object store.
+        self.interval = interval or (0.5 if self.store.local else 5.0)
         self.failed: Counter[str] = Counter()
         self._stop = threading.Event()
         self._bar = tqdm(total=total_rows, unit="row", desc="prepare", dynamic_ncols=True)
