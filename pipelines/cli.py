@@ -22,7 +22,10 @@ examples:
   clipvip prepare videos/ --out data/mine --captioner hf:/models/blip-base
   # on a Ray cluster, 4 caption actors (one GPU each when the cluster has GPUs)
   clipvip prepare s3://bucket/clips.parquet --out s3://bucket/shards --runner ray \\
-      --ray-address auto --caption-pool 4
+      --ray-address auto --caption-pool 4 --caption-batch-size 64
+  # captioning only on nodes started with: ray start --address HEAD:6379 --resources '{"captioner": 1}'
+  clipvip prepare clips.parquet --out s3://bucket/shards --runner ray --ray-address HEAD:6379 \
+      --caption-resource captioner=1 --caption-gpus 0
   # Beam options pass through: e.g. 2 local worker processes, or another runner
   clipvip prepare clips.jsonl --out out --runner beam --direct_num_workers=2 \\
       --direct_running_mode=multi_processing
@@ -152,7 +155,28 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--ray-address", default=None, help="Ray cluster address (default: start a local Ray)"
     )
-    g.add_argument("--caption-pool", type=int, default=1, help="Ray caption actors (default: 1)")
+    g.add_argument(
+        "--caption-pool",
+        type=int,
+        default=1,
+        metavar="N",
+        help="Ray: caption actors, one model each; with GPUs at most one per GPU (default: 1)",
+    )
+    g.add_argument(
+        "--caption-gpus",
+        type=float,
+        default=None,
+        metavar="G",
+        help="Ray: GPUs per caption actor (default: 1 when the cluster has GPUs, else none)",
+    )
+    g.add_argument(
+        "--caption-resource",
+        action="append",
+        default=[],
+        metavar="NAME=AMOUNT",
+        help="Ray: a custom resource each caption actor asks for, so actors land only on nodes "
+        "started with it (ray start --resources '{\"captioner\": 1}'); repeatable",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -185,8 +209,27 @@ def _engine(args: argparse.Namespace):
         workers=args.workers,
         ray_address=args.ray_address,
         caption_pool=args.caption_pool,
+        caption_gpus=args.caption_gpus,
+        caption_resources=parse_resources(args.caption_resource),
         beam_args=args.extra,
     )
+
+
+def parse_resources(items: list[str]) -> dict[str, float]:
+    """``["captioner=1", "big_mem"]`` -> ``{"captioner": 1.0, "big_mem": 1.0}``."""
+    from clipvip.cli import UserError
+
+    out: dict[str, float] = {}
+    for item in items:
+        name, _, amount = item.partition("=")
+        try:
+            value = float(amount) if amount else 1.0
+        except ValueError:
+            value = -1.0
+        if not name or value <= 0:
+            raise UserError(f"--caption-resource wants NAME=AMOUNT with AMOUNT > 0, got {item!r}")
+        out[name] = value
+    return out
 
 
 def _manifest_from_sources(args: argparse.Namespace) -> str:

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines import tasks as T
@@ -22,7 +22,9 @@ class EngineOptions:
     runner: str = "beam"
     workers: int | None = None  # Beam: direct_num_workers; Ray: local CPUs
     ray_address: str | None = None
-    caption_pool: int = 1
+    caption_pool: int = 1  # Ray: caption actors
+    caption_gpus: float | None = None  # Ray: GPUs per caption actor (None: 1 if the cluster has)
+    caption_resources: dict[str, float] = field(default_factory=dict)  # Ray: custom, per actor
     beam_args: Sequence[str] = ()
 
 
@@ -43,15 +45,18 @@ def prepare(
         engine.runner,
     )
     with RunProgress(cfg.out, plan.total_rows) if progress else contextlib.nullcontext():
-        _run_engine(plan, engine)
+        placement = _run_engine(plan, engine)
     summary = T.finalize(cfg)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     summary["runner"] = engine.runner
     summary["resumed_tasks"] = plan.done_tasks
+    if placement:
+        summary["placement"] = placement
     return summary
 
 
-def _run_engine(plan: T.Plan, engine: EngineOptions) -> None:
+def _run_engine(plan: T.Plan, engine: EngineOptions) -> dict[str, Any] | None:
+    """Hand the plan to the engine; Ray says where the tasks ran (node id -> tasks)."""
     if engine.runner == "local":
         from pipelines import local
 
@@ -69,7 +74,17 @@ def _run_engine(plan: T.Plan, engine: EngineOptions) -> None:
     else:
         from pipelines import ray as ray_engine
 
-        ray_engine.run(plan, engine.ray_address, engine.caption_pool, engine.workers)
+        return ray_engine.run(
+            plan,
+            ray_engine.RayOptions(
+                address=engine.ray_address,
+                num_cpus=engine.workers,
+                caption_pool=engine.caption_pool,
+                caption_gpus=engine.caption_gpus,
+                caption_resources=dict(engine.caption_resources),
+            ),
+        )
+    return None
 
 
 def format_summary(summary: dict[str, Any], out: str) -> str:
@@ -92,6 +107,12 @@ def format_summary(summary: dict[str, Any], out: str) -> str:
     if not summary.get("complete", True):
         lines.append(
             f"  INCOMPLETE: {summary['tasks_done']}/{summary['tasks']} tasks done; rerun to resume"
+        )
+    placement = summary.get("placement")
+    if placement:
+        lines.append(
+            f"  ray: {placement['nodes']} nodes; CPU stages on {len(placement['cpu'])}, "
+            f"captioning on {len(placement['caption'])}"
         )
     stage_s = summary.get("seconds_by_stage") or {}
     if stage_s:

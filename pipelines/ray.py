@@ -1,14 +1,22 @@
 """Ray engine (Ray Data): schedules the shared task phases; holds no stage logic.
 
-Tasks flow as rows of one bytes column: CPU stages in Ray tasks, captioning in an actor pool
-(one model per actor; ``num_gpus=1`` per actor when the cluster has GPUs, a fraction of a CPU
-otherwise so the pool never starves the CPU stages), then the write. Streaming execution means
-shards land while later tasks are still being cut.
+Tasks flow as rows of one bytes column: CPU stages in Ray tasks (any node), captioning in an
+actor pool (one model per actor, images batched across the task's clips), then the write.
+Streaming execution means shards land while later tasks are still being cut.
+
+Where the caption actors go is the user's call, not the code's: ``num_gpus`` per actor (default
+1 when the cluster has GPUs, so they land only on GPU nodes) and any custom resources
+(``--caption-resource captioner=1``: only nodes started with that resource take them). Without
+either, an actor asks for half a CPU so the pool never starves the CPU stages on a small machine.
+Ray retries a task, or restarts an actor, whose worker process died; the phases are idempotent
+(a task's shard names and bytes are deterministic), so a retry never duplicates a sample.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,17 +26,38 @@ from captioner import load_captioner
 from pipelines import tasks as T
 from pipelines.config import PrepareConfig
 
+log = logging.getLogger(__name__)
 CPU_PER_TASK = 1.0
 CPU_PER_CAPTIONER = 0.5
+CPU_PER_WRITE = 0.25
+
+
+@dataclass(slots=True)
+class RayOptions:
+    address: str | None = None  # None: start a local Ray bound to loopback
+    num_cpus: int | None = None  # local Ray only
+    caption_pool: int = 1  # caption actors (at most one per GPU when they ask for GPUs)
+    caption_gpus: float | None = None  # per actor; None: 1 if the cluster has GPUs, else 0
+    caption_resources: dict[str, float] = field(default_factory=dict)  # custom, per actor
+
+
+def _node() -> str:
+    return ray.get_runtime_context().get_node_id()
 
 
 def _process(row: dict[str, Any], cfg: PrepareConfig) -> dict[str, Any]:
-    return {"task": T.process(T.Task.from_bytes(row["task"]), cfg).to_bytes()}
+    return {"task": T.process(T.Task.from_bytes(row["task"]), cfg).to_bytes(), "cpu_node": _node()}
 
 
 def _write(row: dict[str, Any], cfg: PrepareConfig) -> dict[str, Any]:
     stats = T.write(T.Task.from_bytes(row["task"]), cfg)
-    return {"task_index": stats["task"], "rows": stats["rows"], "written": stats["written"]}
+    return {
+        "task_index": stats["task"],
+        "rows": stats["rows"],
+        "written": stats["written"],
+        "cpu_node": row["cpu_node"],
+        "caption_node": row.get("caption_node", ""),
+    }
 
 
 class CaptionActor:
@@ -37,51 +66,108 @@ class CaptionActor:
     def __init__(self, cfg: PrepareConfig) -> None:
         self.cfg = cfg
         self.captioner = load_captioner(cfg.captioner, cfg.caption_max_words)
+        self.node = _node()
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[bytes]]:
-        out = []
-        for data in batch["task"]:
-            out.append(T.caption(T.Task.from_bytes(data), self.captioner, self.cfg).to_bytes())
-        return {"task": out}
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+        tasks = [
+            T.caption(T.Task.from_bytes(d), self.captioner, self.cfg).to_bytes()
+            for d in batch["task"]
+        ]
+        return {
+            "task": tasks,
+            "cpu_node": list(batch["cpu_node"]),
+            "caption_node": [self.node] * len(tasks),
+        }
 
 
 def init(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to ``address`` or start a local Ray bound to loopback (no traffic leaves the host)."""
-    if ray.is_initialized():
-        return
+    """Connect to ``address`` or start a local Ray bound to loopback (no traffic leaves the host).
+
+    A process already connected elsewhere is disconnected first: a run given ``--ray-address``
+    must never quietly run on a left-over local instance.
+    """
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
     if address:
-        ray.init(address=address, **kwargs)
-    else:
+        if ray.is_initialized():
+            ray.shutdown()
+        ray.init(address=address, log_to_driver=False)
+    elif not ray.is_initialized():
         ray.init(_node_ip_address="127.0.0.1", num_cpus=num_cpus, **kwargs)
 
 
-def run(
-    plan: T.Plan, address: str | None = None, pool_size: int = 1, num_cpus: int | None = None
-) -> None:
+def caption_placement(opts: RayOptions, cluster_gpus: float) -> tuple[dict[str, Any], int]:
+    """Ray resource arguments for one caption actor, and how many actors to start."""
+    gpus = opts.caption_gpus if opts.caption_gpus is not None else (1.0 if cluster_gpus else 0.0)
+    args: dict[str, Any] = {}
+    if gpus:
+        args["num_gpus"] = gpus
+    else:
+        args["num_cpus"] = CPU_PER_CAPTIONER
+    if opts.caption_resources:
+        args["resources"] = dict(opts.caption_resources)
+    actors = max(1, opts.caption_pool)
+    if gpus and cluster_gpus:  # one model per GPU share: never more actors than fit
+        actors = max(1, min(actors, int(cluster_gpus / gpus)))
+    return args, actors
+
+
+def run(plan: T.Plan, opts: RayOptions | None = None) -> dict[str, Any]:
+    """Run the plan's tasks; return where they ran (node ids -> tasks) for the run's log."""
+    opts = opts or RayOptions()
     if not plan.tasks:
-        return
-    init(address, num_cpus)
+        return {}
+    init(opts.address, opts.num_cpus)
+    try:
+        return _run(plan, opts)
+    finally:
+        if opts.address:
+            ray.shutdown()
+
+
+def _run(plan: T.Plan, opts: RayOptions) -> dict[str, Any]:
     # Ray Data logs a progress table per operator every few seconds; our bar already shows rows.
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     cfg = plan.cfg
-    gpus = ray.cluster_resources().get("GPU", 0)
-    caption_resources = {"num_gpus": 1} if gpus else {"num_cpus": CPU_PER_CAPTIONER}
-    # One model per GPU: never more actors than GPUs when there are GPUs.
-    actors = max(1, min(pool_size, int(gpus))) if gpus else max(1, pool_size)
+    resources = ray.cluster_resources()
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    missing = [r for r in opts.caption_resources if r not in resources]
+    if cfg.captioner != "none" and missing:
+        raise ValueError(
+            f"no node of the Ray cluster offers {', '.join(missing)} (asked by --caption-resource);"
+            f" start a node with: ray start --address ... --resources '{{\"{missing[0]}\": 1}}'"
+        )
     ds = ray.data.from_items(
         [{"task": t.to_bytes()} for t in plan.tasks], override_num_blocks=len(plan.tasks)
     )
     ds = ds.map(_process, fn_kwargs={"cfg": cfg}, num_cpus=CPU_PER_TASK)
     if cfg.captioner != "none":
+        caption_args, actors = caption_placement(opts, resources.get("GPU", 0))
+        log.info("ray: %d nodes; %d caption actors, each with %s", len(nodes), actors, caption_args)
         ds = ds.map_batches(
             CaptionActor,
             fn_constructor_kwargs={"cfg": cfg},
             batch_size=1,
-            concurrency=actors,
-            **caption_resources,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            **caption_args,
         )
-    ds = ds.map(_write, fn_kwargs={"cfg": cfg}, num_cpus=0.25)
-    for _ in ds.iter_rows():
-        pass
+    ds = ds.map(_write, fn_kwargs={"cfg": cfg}, num_cpus=CPU_PER_WRITE)
+    cpu_nodes: Counter[str] = Counter()
+    caption_nodes: Counter[str] = Counter()
+    for row in ds.iter_rows():
+        cpu_nodes[row["cpu_node"]] += 1
+        if row["caption_node"]:
+            caption_nodes[row["caption_node"]] += 1
+    placement = {"nodes": len(nodes), "cpu": dict(cpu_nodes), "caption": dict(caption_nodes)}
+    log.info(
+        "ray: CPU stages ran on %d node(s) %s; captioning on %d node(s) %s",
+        len(cpu_nodes),
+        _short(cpu_nodes),
+        len(caption_nodes),
+        _short(caption_nodes),
+    )
+    return placement
+
+
+def _short(counts: Counter[str]) -> str:
+    return ", ".join(f"{node[:8]}: {n} tasks" for node, n in sorted(counts.items())) or "-"
