@@ -50,7 +50,7 @@ test: lint
 
 bench: install
 	$(BIN)/python -m benchmarks.middle_frame
-	$(BIN)/python -m benchmarks.prepare_workers
+	$(BIN)/python -m benchmarks.engines
 	$(BIN)/python -m benchmarks.ofa
 	$(BIN)/python -m benchmarks.gap
 	$(BIN)/python -m benchmarks.train

@@ -67,10 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         from pipelines.manifest import ManifestError
+        from pipelines.prepare import EngineUnavailable
         from pipelines.tasks import RunMismatch
 
         if args.debug or not isinstance(
-            exc, (UserError, ManifestError, RunMismatch, FileNotFoundError)
+            exc, (UserError, ManifestError, RunMismatch, EngineUnavailable, FileNotFoundError)
         ):
             raise
         print(f"clipvip: error: {exc}", file=sys.stderr)

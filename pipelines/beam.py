@@ -14,11 +14,12 @@ from typing import Any
 import apache_beam as beam
 import torch
 from apache_beam.ml.inference.base import ModelHandler, RunInference
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from captioner import Captioner, load_captioner
 from pipelines import tasks as T
 from pipelines.config import PrepareConfig
+from pipelines.prepare import EngineUnavailable
 
 
 class CaptionModelHandler(ModelHandler[T.Task, T.Task, Captioner | None]):
@@ -69,12 +70,23 @@ def run(plan: T.Plan, beam_args: Sequence[str] = ()) -> None:
     local_workers = 1
     if direct.direct_running_mode == "multi_processing":
         local_workers = direct.direct_num_workers or os.cpu_count() or 1  # 0 means one per core
-    with beam.Pipeline(options=options) as p:
-        _ = (
-            p
-            | "Tasks" >> beam.Create(plan.tasks)
-            | "Spread" >> beam.Reshuffle()
-            | "ProbeClipFrame" >> beam.Map(T.process, cfg)
-            | "Caption" >> RunInference(CaptionModelHandler(cfg, local_workers))
-            | "Write" >> beam.Map(T.write, cfg)
-        )
+    try:
+        with beam.Pipeline(options=options) as p:
+            _ = (
+                p
+                | "Tasks" >> beam.Create(plan.tasks)
+                | "Spread" >> beam.Reshuffle()
+                | "ProbeClipFrame" >> beam.Map(T.process, cfg)
+                | "Caption" >> RunInference(CaptionModelHandler(cfg, local_workers))
+                | "Write" >> beam.Map(T.write, cfg)
+            )
+    except (RuntimeError, ValueError) as exc:
+        runner = options.view_as(StandardOptions).runner or ""
+        if "prism" in runner.lower() and "prism" in str(exc).lower():
+            raise EngineUnavailable(
+                "Beam's PrismRunner runs a Go binary that Beam downloads from GitHub at start-up, "
+                f"and that failed ({str(exc).splitlines()[0][:200]}). Offline, pass "
+                "--prism_location=PATH (a prism binary or its release zip), or use --runner beam "
+                "(the DirectRunner; --workers N for N processes)"
+            ) from exc
+        raise

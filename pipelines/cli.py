@@ -24,7 +24,7 @@ examples:
   clipvip prepare s3://bucket/clips.parquet --out s3://bucket/shards --runner ray \\
       --ray-address auto --caption-pool 4 --caption-batch-size 64
   # captioning only on nodes started with: ray start --address HEAD:6379 --resources '{"captioner": 1}'
-  clipvip prepare clips.parquet --out s3://bucket/shards --runner ray --ray-address HEAD:6379 \
+  clipvip prepare clips.parquet --out s3://bucket/shards --runner ray --ray-address HEAD:6379 \\
       --caption-resource captioner=1 --caption-gpus 0
   # Beam options pass through: e.g. 2 local worker processes, or another runner
   clipvip prepare clips.jsonl --out out --runner beam --direct_num_workers=2 \\
@@ -141,10 +141,12 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("engine")
     g.add_argument(
         "--runner",
-        choices=("beam", "ray", "local"),
+        type=runner_arg,
         default="beam",
-        help="beam (DirectRunner unless a Beam --runner=... follows), ray, or local "
-        "(plain loop in this process) (default: beam)",
+        metavar="RUNNER",
+        help="beam (Beam's DirectRunner), ray, local (plain loop in this process), or a Beam "
+        "runner by name, which runs the Beam engine there: DataflowRunner, FlinkRunner, "
+        "SparkRunner, PortableRunner, PrismRunner, DirectRunner (default: beam)",
     )
     g.add_argument(
         "--workers",
@@ -180,6 +182,23 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+ENGINES = ("beam", "ray", "local")
+
+
+def runner_arg(value: str) -> str:
+    """An engine name, or a Beam runner's class name (``--runner=DataflowRunner`` as in Beam)."""
+    if value in ENGINES or (value.endswith("Runner") and value.isidentifier()):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{value!r}: choose beam, ray, local or a Beam runner name such as DataflowRunner"
+    )
+
+
+def split_runner(runner: str) -> tuple[str, list[str]]:
+    """``"DataflowRunner"`` -> ``("beam", ["--runner=DataflowRunner"])``; engines unchanged."""
+    return (runner, []) if runner in ENGINES else ("beam", [f"--runner={runner}"])
+
+
 def config_from_args(args: argparse.Namespace) -> PrepareConfig:
     return PrepareConfig(
         out=args.out,
@@ -204,14 +223,15 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
 def _engine(args: argparse.Namespace):
     from pipelines.prepare import EngineOptions
 
+    engine, beam_runner = split_runner(args.runner)
     return EngineOptions(
-        runner=args.runner,
+        runner=engine,
         workers=args.workers,
         ray_address=args.ray_address,
         caption_pool=args.caption_pool,
         caption_gpus=args.caption_gpus,
         caption_resources=parse_resources(args.caption_resource),
-        beam_args=args.extra,
+        beam_args=[*beam_runner, *args.extra],
     )
 
 
@@ -264,7 +284,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from clipvip.cli import UserError
     from pipelines.prepare import format_summary, prepare
 
-    if args.extra and args.runner != "beam":
+    if args.extra and split_runner(args.runner)[0] != "beam":
         raise UserError(
             f"unrecognized arguments: {' '.join(args.extra)} (only --runner beam passes options on)"
         )

@@ -15,6 +15,7 @@ Ray retries a task, or restarts an actor, whose worker process died; the phases 
 from __future__ import annotations
 
 import logging
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ import ray
 from captioner import load_captioner
 from pipelines import tasks as T
 from pipelines.config import PrepareConfig
+from pipelines.prepare import EngineUnavailable
 
 log = logging.getLogger(__name__)
 CPU_PER_TASK = 1.0
@@ -90,9 +92,36 @@ def init(address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         if ray.is_initialized():
             ray.shutdown()
-        ray.init(address=address, log_to_driver=False)
+        try:
+            _reachable(address)
+            ray.init(address=address, log_to_driver=False)
+        except ConnectionError as exc:
+            raise EngineUnavailable(
+                f"no Ray cluster answers at {address} ({exc}); start one (`ray start --head`, "
+                "docs/scale-out.md) or leave out --ray-address to run a local Ray"
+            ) from exc
     elif not ray.is_initialized():
         ray.init(_node_ip_address="127.0.0.1", num_cpus=num_cpus, **kwargs)
+
+
+def cpu_per_task(nodes: list[dict[str, Any]]) -> float:
+    """CPUs a CPU-stage task asks for: one, unless no node could then hold a task beside a
+    CPU caption actor (a 1-CPU node), where a task waiting for a whole CPU would wait forever."""
+    biggest = max((n["Resources"].get("CPU", 0.0) for n in nodes), default=0.0)
+    if biggest >= CPU_PER_TASK + CPU_PER_CAPTIONER:
+        return CPU_PER_TASK
+    return max(0.1, biggest - CPU_PER_CAPTIONER)
+
+
+def _reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail in seconds, not minutes, when nothing listens at HOST:PORT (Ray retries for long)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConnectionError(f"{host}:{port}: {exc.strerror or exc}") from exc
 
 
 def caption_placement(opts: RayOptions, cluster_gpus: float) -> tuple[dict[str, Any], int]:
@@ -140,7 +169,7 @@ def _run(plan: T.Plan, opts: RayOptions) -> dict[str, Any]:
     ds = ray.data.from_items(
         [{"task": t.to_bytes()} for t in plan.tasks], override_num_blocks=len(plan.tasks)
     )
-    ds = ds.map(_process, fn_kwargs={"cfg": cfg}, num_cpus=CPU_PER_TASK)
+    ds = ds.map(_process, fn_kwargs={"cfg": cfg}, num_cpus=cpu_per_task(nodes))
     if cfg.captioner != "none":
         caption_args, actors = caption_placement(opts, resources.get("GPU", 0))
         log.info("ray: %d nodes; %d caption actors, each with %s", len(nodes), actors, caption_args)

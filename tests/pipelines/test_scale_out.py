@@ -3,6 +3,8 @@
 import json
 import logging
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -97,3 +99,48 @@ def test_videos_from_a_bucket_shards_to_a_bucket_and_resume_there(s3, videos, tm
     assert {s["key"] for s in iter_samples("s3://bucket/run")} == {"bars", "mandel"}
     again = prepare("s3://bucket/in/m.jsonl", cfg, EngineOptions(runner="local"), progress=False)
     assert again["resumed_tasks"] == 2 and again["samples"] == 2
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "clipvip", "prepare", *args, "--no-progress", "--captioner", "none"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_beam_runner_name_selects_the_beam_engine_on_that_runner():
+    from pipelines.cli import split_runner
+
+    assert split_runner("DataflowRunner") == ("beam", ["--runner=DataflowRunner"])
+    assert split_runner("ray") == ("ray", [])
+
+
+def test_prism_runner_offline_fails_with_how_to_fix_it(videos, tmp_path):
+    """Prism fetches its Go binary from GitHub at start-up: offline that must read as advice."""
+    m = _manifest(tmp_path, [{"key": "a", "video": str(videos["h264"]), "text": "bars"}])
+    done = _cli(str(m), "--out", str(tmp_path / "out"), "--runner", "PrismRunner")
+    if done.returncode == 0:  # a machine that can fetch (or has cached) the binary: it just works
+        assert {s["key"] for s in iter_samples(str(tmp_path / "out"))} == {"a"}
+        return
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "--prism_location" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_ray_address_where_nothing_listens_fails_in_seconds(videos, tmp_path):
+    """Ray alone retries for minutes; _cli's timeout (300 s) fails the test if that comes back."""
+    m = _manifest(tmp_path, [{"key": "a", "video": str(videos["h264"]), "text": "bars"}])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    done = _cli(
+        str(m),
+        "--out",
+        str(tmp_path / "out"),
+        "--runner",
+        "ray",
+        "--ray-address",
+        f"127.0.0.1:{port}",
+    )
+    assert done.returncode == 2 and "no Ray cluster answers" in done.stderr, done.stderr[-2000:]

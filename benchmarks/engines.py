@@ -1,0 +1,113 @@
+"""``prepare`` on every engine, same corpus, one run: overhead against the plain loop, scaling.
+
+The corpus: 720p H.264 spans that must be re-encoded (the CPU stages dominate, as on a cluster
+where captioning sits on GPUs; ``--captioner`` defaults to none here so the ratios measure the
+engines, not a CPU-bound random model). Into fresh folders, one task per clip:
+
+- plain loop (``--runner local``: the stage functions called one clip after the other);
+- Beam DirectRunner with 1 and with 2 worker processes;
+- Ray on a real local cluster (``ray start --head`` [+ ``ray start --address``]), 1 node of
+  1 CPU and 2 nodes of 1 CPU each, reached through ``--ray-address`` as on a cluster.
+
+Prints wall time, rows/s, each engine's speed against the plain loop (below 1 = overhead), the
+2-vs-1 speed-ups and the time per stage (summed over workers). Cluster start-up is not timed;
+worker start-up, model loading and the driver are, as a user waits for them.
+Run: ``python -m benchmarks.engines [--clips 16] [--captioner random-tiny]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.media import make_h264
+from pipelines.config import PrepareConfig
+from pipelines.local_cluster import LocalRayCluster
+from pipelines.prepare import EngineOptions, prepare
+
+
+def corpus(work: Path, clips: int) -> Path:
+    video = make_h264(work / "720p_60s.mp4", 60)
+    rows = [
+        {
+            "key": f"c{i:03d}",
+            "video": str(video),
+            "start": 0.5 + 5 * i % 55,
+            "end": 5.5 + 5 * i % 55,
+            "text": f"clip number {i}",
+        }
+        for i in range(clips)
+    ]
+    path = work / "bench_manifest.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def timed(manifest: Path, out: Path, engine: EngineOptions, captioner: str) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = PrepareConfig(out=str(out), shard_size=1, captioner=captioner, frame_short_side=224)
+    t0 = time.perf_counter()
+    summary = prepare(str(manifest), cfg, engine, progress=False)
+    summary["wall"] = time.perf_counter() - t0
+    if summary["samples"] != summary["rows"]:
+        raise RuntimeError(f"{out}: {summary['samples']}/{summary['rows']} samples")
+    return summary
+
+
+def on_cluster(nodes: int, manifest: Path, out: Path, captioner: str) -> dict:
+    with LocalRayCluster([{"cpus": 1}] * nodes) as cluster:
+        os.environ["RAY_AUTH_MODE"] = "disabled"  # as the cluster runs; this driver joins it
+        engine = EngineOptions(runner="ray", ray_address=cluster.address)
+        return timed(manifest, out, engine, captioner)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clips", type=int, default=16, help="clips in the corpus (default: 16)")
+    parser.add_argument("--captioner", default="none", help="captioner spec (default: none)")
+    parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "clipvip-bench"))
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    manifest = corpus(work, args.clips)
+    results = {}
+    for i, (name, engine) in enumerate(
+        {
+            "plain loop": EngineOptions(runner="local"),
+            "beam, 1 worker": EngineOptions(runner="beam", workers=1),
+            "beam, 2 workers": EngineOptions(runner="beam", workers=2),
+        }.items()
+    ):
+        results[name] = timed(manifest, work / f"run_{i}", engine, args.captioner)
+    for nodes in (1, 2):
+        name = f"ray, {nodes} node{'s' if nodes > 1 else ''}"
+        results[name] = on_cluster(nodes, manifest, work / f"run_ray{nodes}", args.captioner)
+    base = results["plain loop"]["wall"]
+    print(
+        f"{args.clips} clips of 5 s cut from a 720p H.264 video, one task per clip, "
+        f"captioner {args.captioner}"
+    )
+    print(f"{'engine':<18}{'wall s':>8}{'rows/s':>8}{'vs loop':>9}   stage seconds (summed)")
+    for name, r in results.items():
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in r["seconds_by_stage"].items())
+        print(
+            f"{name:<18}{r['wall']:>8.1f}{r['rows'] / r['wall']:>8.2f}"
+            f"{base / r['wall']:>8.2f}x   {stages}"
+        )
+    for engine, one, two in (
+        ("beam", "beam, 1 worker", "beam, 2 workers"),
+        ("ray", "ray, 1 node", "ray, 2 nodes"),
+    ):
+        speedup = results[one]["wall"] / results[two]["wall"]
+        print(f"{engine} 2 vs 1: {speedup:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
