@@ -61,7 +61,14 @@ def default_options(beam_args: Sequence[str]) -> PipelineOptions:
     return PipelineOptions(args)
 
 
-def run(plan: T.Plan, beam_args: Sequence[str] = ()) -> None:
+def caption_step(cfg: PrepareConfig, local_workers: int = 1, accelerator: str | None = None):
+    """RunInference with our handler; ``accelerator`` becomes a Beam resource hint on this step
+    only (Dataflow right fitting: GPU workers for captioning, CPU workers for ffmpeg)."""
+    step = RunInference(CaptionModelHandler(cfg, local_workers))
+    return step.with_resource_hints(accelerator=accelerator) if accelerator else step
+
+
+def run(plan: T.Plan, beam_args: Sequence[str] = (), accelerator: str | None = None) -> None:
     if not plan.tasks:
         return
     cfg = plan.cfg
@@ -77,7 +84,7 @@ def run(plan: T.Plan, beam_args: Sequence[str] = ()) -> None:
                 | "Tasks" >> beam.Create(plan.tasks)
                 | "Spread" >> beam.Reshuffle()
                 | "ProbeClipFrame" >> beam.Map(T.process, cfg)
-                | "Caption" >> RunInference(CaptionModelHandler(cfg, local_workers))
+                | "Caption" >> caption_step(cfg, local_workers, accelerator)
                 | "Write" >> beam.Map(T.write, cfg)
             )
     except (RuntimeError, ValueError) as exc:

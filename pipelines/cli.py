@@ -172,6 +172,13 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
         help="Ray: GPUs per caption actor (default: 1 when the cluster has GPUs, else none)",
     )
     g.add_argument(
+        "--caption-accelerator",
+        default=None,
+        metavar="SPEC",
+        help="Beam: accelerator resource hint on the caption step only, e.g. "
+        "'type:nvidia-l4;count:1;install-nvidia-driver' (Dataflow gives that step GPU workers)",
+    )
+    g.add_argument(
         "--caption-resource",
         action="append",
         default=[],
@@ -231,6 +238,7 @@ def _engine(args: argparse.Namespace):
         caption_pool=args.caption_pool,
         caption_gpus=args.caption_gpus,
         caption_resources=parse_resources(args.caption_resource),
+        caption_accelerator=args.caption_accelerator,
         beam_args=[*beam_runner, *args.extra],
     )
 

@@ -32,6 +32,7 @@ class EngineOptions:
     caption_pool: int = 1  # Ray: caption actors
     caption_gpus: float | None = None  # Ray: GPUs per caption actor (None: 1 if the cluster has)
     caption_resources: dict[str, float] = field(default_factory=dict)  # Ray: custom, per actor
+    caption_accelerator: str | None = None  # Beam: resource hint on the caption step
     beam_args: Sequence[str] = ()
 
 
@@ -77,7 +78,7 @@ def _run_engine(plan: T.Plan, engine: EngineOptions) -> dict[str, Any] | None:
                 f"--direct_num_workers={engine.workers}",
                 "--direct_running_mode=multi_processing",
             ]
-        beam.run(plan, args)
+        beam.run(plan, args, engine.caption_accelerator)
     else:
         from pipelines import ray as ray_engine
 

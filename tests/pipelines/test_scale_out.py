@@ -144,3 +144,12 @@ def test_a_ray_address_where_nothing_listens_fails_in_seconds(videos, tmp_path):
         f"127.0.0.1:{port}",
     )
     assert done.returncode == 2 and "no Ray cluster answers" in done.stderr, done.stderr[-2000:]
+
+
+def test_caption_accelerator_is_a_resource_hint_on_the_caption_step_only():
+    from pipelines.beam import caption_step
+
+    spec = "type:nvidia-l4;count:1;install-nvidia-driver"
+    hinted = caption_step(PrepareConfig(), accelerator=spec).get_resource_hints()
+    assert hinted == {"beam:resources:accelerator:v1": spec.encode()}
+    assert caption_step(PrepareConfig()).get_resource_hints() == {}
