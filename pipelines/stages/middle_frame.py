@@ -1,17 +1,29 @@
 """Stage 3, middle frame: frame N // 2 of the clip's N frames, decoded exactly, as a JPEG.
 
 This is the frame CLIP-ViP's loader takes for frame mode and the one OFA captions. It is found
-in process with PyAV (the same FFmpeg libraries, no process start-up per clip): demux the clip's
-packets once without decoding to learn N and every presentation timestamp, then decode forward
-from the last keyframe at or before the target (what a backward seek does) up to the exact
-timestamp. Never the nearest keyframe instead. On the way, frames no other frame references
-(most B-frames) are skipped by the decoder (``skip_frame=NONREF``): they cannot change the target,
-so the result is bit-identical and the decode about half the work.
+in process with PyAV (the same FFmpeg libraries, no process start-up per clip), in two passes:
+
+1. demux every packet once without decoding, keeping only its timestamp, byte position and
+   keyframe flag (never the packet: holding a long clip's packets costs more than reading them),
+   to learn N and the presentation timestamp of frame N // 2 exactly;
+2. seek back to the last keyframe at or before the target (in decode order, and not after it in
+   presentation order, so an open GOP's leading pictures get their references) and decode
+   forward to the exact timestamp. Never the nearest keyframe instead.
+
+The seek is checked packet by packet against pass 1 (same positions, same timestamps, in the same
+order); where a container cannot seek to that packet, pass 2 demuxes again from the start instead.
+On the way, frames no other frame references (most B-frames) are skipped by the decoder
+(``skip_frame=NONREF``): they cannot change the target, so the result is bit-identical and the
+decode less work. The decoder uses ``threads`` threads (the pipeline passes
+``PrepareConfig.ffmpeg_threads``, 1 by default: one clip per worker process, one core each);
+FFmpeg's threaded decoders give the same pixels as a single thread.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import av
@@ -22,31 +34,139 @@ from pipelines.record import Clip
 from pipelines.stages.base import StageError
 
 
-def decode_middle_frame(source: bytes | str) -> tuple[av.VideoFrame, int, int, Fraction]:
-    """(frame, index, N, time in seconds from the clip's first frame) of a clip's bytes or file."""
-    with av.open(io.BytesIO(source) if isinstance(source, bytes) else source) as container:
+@dataclass
+class _Scan:
+    """Pass 1: per decodable packet, in decode order (packets without pts or data are left out)."""
+
+    pts: list[int] = field(default_factory=list)
+    pos: list[int] = field(default_factory=list)
+    keyframes: list[int] = field(default_factory=list)
+
+
+class _SeekMissed(Exception):
+    """The seek did not land on the expected packets; demux from the start instead."""
+
+
+def _decodable(packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
+    return (p for p in packets if p.pts is not None and p.size)
+
+
+def _scan(container: av.container.InputContainer, stream: av.VideoStream) -> _Scan:
+    scan = _Scan()
+    for i, p in enumerate(_decodable(container.demux(stream))):
+        scan.pts.append(p.pts)
+        scan.pos.append(p.pos)
+        if p.is_keyframe:
+            scan.keyframes.append(i)
+    return scan
+
+
+def _after_seek(
+    container: av.container.InputContainer, stream: av.VideoStream, scan: _Scan, key: int
+) -> Iterator[tuple[int, av.Packet]]:
+    """(decode index, packet) from packet ``key`` on, reached by a seek; checked against pass 1."""
+    positions = {pos: i for i, pos in enumerate(scan.pos)}
+    if min(scan.pos) < 0 or len(positions) != len(scan.pos):
+        raise _SeekMissed  # no byte positions to check the landing against
+    container.seek(scan.pts[key], stream=stream, backward=True)
+    expected = None
+    for p in _decodable(container.demux(stream)):
+        i = positions.get(p.pos)
+        if expected is None:  # still looking for the keyframe
+            if i is None or i > key:
+                raise _SeekMissed
+            if i < key:
+                continue
+            expected = key
+        if i != expected or p.pts != scan.pts[i]:
+            raise _SeekMissed
+        yield i, p
+        expected += 1
+    if expected is None:
+        raise _SeekMissed
+
+
+def _from_start(
+    container: av.container.InputContainer, stream: av.VideoStream, scan: _Scan, key: int
+) -> Iterator[tuple[int, av.Packet]]:
+    """(decode index, packet) from packet ``key`` on, demuxing a fresh container from the start."""
+    for i, p in enumerate(_decodable(container.demux(stream))):
+        if i >= key:
+            if i >= len(scan.pts) or p.pts != scan.pts[i]:
+                raise StageError("the clip's packets differ between two demuxes")
+            yield i, p
+
+
+def _open(source: bytes | str) -> av.container.InputContainer:
+    return av.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+
+
+def _decode(
+    codec: av.VideoCodecContext, packets: Iterator[tuple[int, av.Packet]], at: int, target: int
+) -> av.VideoFrame | None:
+    codec.skip_frame = "NONREF"
+    for i, packet in packets:
+        if i == at:
+            codec.skip_frame = "DEFAULT"
+        for frame in codec.decode(packet):
+            if frame.pts == target:
+                return frame
+    for frame in codec.decode(None):  # drain: the target may still sit in the reorder buffer
+        if frame.pts == target:
+            return frame
+    return None
+
+
+def _set_threads(codec: av.VideoCodecContext, threads: int) -> None:
+    if threads == 1:
+        codec.thread_count = 1
+    else:  # 0: FFmpeg's choice of count, like the ffmpeg CLI
+        codec.thread_type = "AUTO"  # frame and slice threads
+        codec.thread_count = max(0, threads)
+
+
+def decode_middle_frame(
+    source: bytes | str, threads: int = 1
+) -> tuple[av.VideoFrame, int, int, Fraction]:
+    """(frame, index, N, time in seconds from the clip's first frame) of a clip's bytes or file.
+
+    ``threads``: decoder threads, 0 for FFmpeg's choice. The frame is the same for any value.
+    """
+    with _open(source) as container:
         if not container.streams.video:
             raise StageError("clip has no video stream")
         stream = container.streams.video[0]
-        packets = [p for p in container.demux(stream) if p.pts is not None and p.size]
-        if not packets:
+        scan = _scan(container, stream)
+        if not scan.pts:
             raise StageError("clip has no video frames")
-        pts = sorted(p.pts for p in packets)
-        index = len(pts) // 2
-        target = pts[index]
-        at = next(i for i, p in enumerate(packets) if p.pts == target)  # decode order
-        keyframes = [i for i in range(at + 1) if packets[i].is_keyframe]
-        if not keyframes:
+        order = sorted(scan.pts)
+        index = len(order) // 2
+        target = order[index]
+        at = scan.pts.index(target)  # decode order
+        starts = [k for k in scan.keyframes if k <= at]
+        if not starts:
             raise StageError("no keyframe before the middle frame (clip does not start decodable)")
+        # An open GOP's leading pictures come after their keyframe in decode order but before it
+        # on screen, and reference the GOP before: start there for them.
+        key = next((k for k in reversed(starts) if scan.pts[k] <= target), starts[0])
+        result = (index, len(order), (target - order[0]) * stream.time_base)
         codec = stream.codec_context
-        codec.skip_frame = "NONREF"
-        for i in range(keyframes[-1], len(packets) + 1):
-            if i == at:
-                codec.skip_frame = "DEFAULT"
-            for frame in codec.decode(packets[i] if i < len(packets) else None):
-                if frame.pts == target:
-                    return frame, index, len(pts), (target - pts[0]) * stream.time_base
-    raise StageError(f"could not decode frame {index} (pts {target}) of the clip")
+        _set_threads(codec, threads)
+        try:
+            frame = _decode(codec, _after_seek(container, stream, scan, key), at, target)
+        except _SeekMissed:
+            frame = None
+        else:
+            if frame is not None:
+                return frame, *result
+    # The seek missed (or found nothing): a fresh decoder, demuxing from the start.
+    with _open(source) as container:
+        stream = container.streams.video[0]
+        _set_threads(stream.codec_context, threads)
+        frame = _decode(stream.codec_context, _from_start(container, stream, scan, key), at, target)
+    if frame is None:
+        raise StageError(f"could not decode frame {index} (pts {target}) of the clip")
+    return frame, *result
 
 
 def resize_short_side(image: Image.Image, short_side: int | None) -> Image.Image:
@@ -61,7 +181,7 @@ def resize_short_side(image: Image.Image, short_side: int | None) -> Image.Image
 def middle_frame(clip: Clip, cfg: PrepareConfig) -> Clip:
     assert clip.mp4 is not None, "clip runs before middle_frame"
     try:
-        frame, index, n, t = decode_middle_frame(clip.mp4)
+        frame, index, n, t = decode_middle_frame(clip.mp4, threads=cfg.ffmpeg_threads)
     except av.FFmpegError as exc:
         raise StageError(f"cannot decode the clip: {exc}") from exc
     image = resize_short_side(frame.to_image(), cfg.frame_short_side)

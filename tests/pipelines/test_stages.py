@@ -1,3 +1,4 @@
+import importlib
 import io
 import subprocess
 from pathlib import Path
@@ -111,6 +112,127 @@ def test_middle_frame_is_not_the_nearest_keyframe(videos, tmp_path):
     assert index == 32 and not frame.key_frame
     keyframe = ffmpeg_exact_frame_yuv(clip.mp4, 0, tmp_path)
     assert not np.array_equal(frame.to_ndarray().ravel(), keyframe)
+
+
+MIDDLE_FRAME = importlib.import_module("pipelines.stages.middle_frame")
+X264 = ("-c:v", "libx264", "-pix_fmt", "yuv420p")
+
+
+@pytest.fixture(scope="module")
+def hard_videos(tmp_path_factory) -> dict[str, Path]:
+    """Clips where decode order, presentation order and keyframes are far apart."""
+    d = tmp_path_factory.mktemp("hard_videos")
+    src = ["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", "6"]
+    specs = {
+        # B-pyramid: B-frames referenced by other B-frames, 3 in a row; keyframes every 40
+        "bpyramid.mp4": [*X264, "-preset", "medium", "-bf", "3", "-g", "40"],
+        # open GOP, keyframes at 0 and 76: frame 75 (the target, N = 150) is a leading picture of
+        # the second keyframe: decoded after it, shown before it, referencing the GOP before
+        "open_gop.mp4": [
+            *X264,
+            "-bf",
+            "3",
+            "-x264-params",
+            "open-gop=1:keyint=76:min-keyint=76:scenecut=0",
+        ],
+        # variable frame rate: 2 s at 25 fps, then frames 3x further apart
+        "vfr.mp4": [
+            "-vf",
+            "setpts='if(lt(N,50),N,50+(N-50)*3)/25/TB'",
+            "-fps_mode",
+            "vfr",
+            *X264,
+            "-bf",
+            "2",
+            "-g",
+            "30",
+        ],
+        # MPEG-TS: a container a seek does not land exactly in (pass 2 demuxes from the start)
+        "bframes.ts": [*X264, "-bf", "2", "-g", "30", "-f", "mpegts"],
+    }
+    out = {}
+    for name, args in specs.items():
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", "-y", *src, *args, str(d / name)], check=True
+        )
+        out[name] = d / name
+    # Matroska through a pipe, with B-frames: no duration, no seek index (cues) in the container
+    piped = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", *src, *X264, "-bf", "2", "-g", "30", "-f", "matroska"]
+        + ["pipe:1"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    (d / "piped.mkv").write_bytes(piped)
+    out["piped.mkv"] = d / "piped.mkv"
+    return out
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    ("name", "seeks"),
+    [
+        ("bpyramid.mp4", True),
+        ("open_gop.mp4", True),
+        ("vfr.mp4", True),
+        ("piped.mkv", None),
+        ("bframes.ts", None),
+    ],
+)
+def test_middle_frame_is_exact_for_reordered_vfr_and_unseekable_clips(
+    hard_videos, name, seeks, threads, tmp_path, monkeypatch
+):
+    """Bit-identical to ffmpeg's frame N // 2 whichever way pass 2 reaches the keyframe."""
+    data = hard_videos[name].read_bytes()
+    restarts = []
+    from_start = MIDDLE_FRAME._from_start
+    monkeypatch.setattr(
+        MIDDLE_FRAME, "_from_start", lambda *a: restarts.append(1) or from_start(*a)
+    )
+    frame, index, count, _ = decode_middle_frame(data, threads=threads)
+    with av.open(io.BytesIO(data)) as c:
+        assert count == sum(1 for _ in c.decode(video=0))
+    assert index == count // 2
+    assert np.array_equal(frame.to_ndarray().ravel(), ffmpeg_exact_frame_yuv(data, index, tmp_path))
+    if seeks is not None:  # None: either way is fine, as long as the frame is exact
+        assert bool(restarts) != seeks, "pass 2 seeks in MP4 instead of demuxing again"
+
+
+def test_middle_frame_falls_back_to_demuxing_from_the_start(hard_videos, tmp_path, monkeypatch):
+    """A seek that lands past the keyframe is caught (by byte position) and never decoded from."""
+    data = hard_videos["bpyramid.mp4"].read_bytes()
+    seek = av.container.InputContainer.seek
+    monkeypatch.setattr(  # land on the last keyframe of the clip instead
+        av.container.InputContainer,
+        "seek",
+        lambda self, offset, **kw: seek(self, 1 << 40, **kw),
+    )
+    restarts = []
+    from_start = MIDDLE_FRAME._from_start
+    monkeypatch.setattr(
+        MIDDLE_FRAME, "_from_start", lambda *a: restarts.append(1) or from_start(*a)
+    )
+    frame, index, _, _ = decode_middle_frame(data)
+    assert restarts, "the missed seek was noticed"
+    assert np.array_equal(frame.to_ndarray().ravel(), ffmpeg_exact_frame_yuv(data, index, tmp_path))
+
+
+def test_open_gop_clip_puts_the_target_before_its_keyframe(hard_videos):
+    """The open-GOP case above is the hard one: the last keyframe in decode order shows later."""
+    with av.open(str(hard_videos["open_gop.mp4"])) as c:
+        scan = MIDDLE_FRAME._scan(c, c.streams.video[0])
+    target = sorted(scan.pts)[len(scan.pts) // 2]
+    last_key = max(k for k in scan.keyframes if k <= scan.pts.index(target))
+    assert scan.pts[last_key] > target
+
+
+def test_decoder_threads_give_the_same_jpeg(videos):
+    clip = run_cpu_stages(videos["h264_long"], start=0.4, end=5.0)  # one ffmpeg thread
+    assert clip.ok, clip.error
+    for threads in (2, 0):  # the cut's bytes depend on the encoder threads; the decode must not
+        again = Clip(key="k", row=0, video=clip.video, text="t", mp4=clip.mp4)
+        again = MIDDLE_FRAME.middle_frame(again, PrepareConfig(ffmpeg_threads=threads))
+        assert (again.frame_index, again.jpg) == (clip.frame_index, clip.jpg)
 
 
 def test_jpeg_is_downscaled_to_the_configured_short_side(videos):
