@@ -1,9 +1,10 @@
 """Crash and resume: SIGKILL ``clipvip prepare`` at seeded random points, rerun, compare.
 
-One clean run gives the reference samples and how long the work takes once planning is done.
-Then, per trial, a fresh output folder: start the run, wait for its plan (``run.json``), SIGKILL
-the whole process group after a seeded random fraction of the work time (some trials are killed
-a second time during their first rerun), then rerun to completion. After each trial the samples
+One clean run gives the reference samples, its number of tasks and their mean time. Then, per
+trial, a fresh output folder: start the run, wait for its plan (``run.json``), and SIGKILL the
+whole process group at a seeded random point of the work (after k finished tasks plus a random
+part of one task's time; some trials are killed a second time during their first rerun), then
+rerun to completion. After each trial the samples
 must equal the clean run's, byte for byte per field, each exactly once, and ``errors.jsonl`` must
 hold the same failed rows. Prints one line per trial and the totals.
 
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.tasks import ERRORS_FILE, RUN_FILE, STATS_FILE
+from pipelines.tasks import ERRORS_FILE, RUN_FILE, STATS_DIR, STATS_FILE
 
 
 @dataclass(slots=True)
@@ -100,10 +101,20 @@ def _run_to_end(cmd: Sequence[str]) -> None:
         raise RuntimeError(f"rerun failed ({done.returncode}):\n{done.stderr[-3000:]}")
 
 
-def _killed_run(cmd: Sequence[str], out: Path, delay: float) -> bool:
-    """Start a run; SIGKILL its process group ``delay`` s after planning. True if it was killed."""
+def _done_tasks(out: Path) -> int:
+    return len(list((out / STATS_DIR).glob("*.json")))
+
+
+def _killed_run(cmd: Sequence[str], out: Path, after_tasks: int, delay: float) -> bool:
+    """Start a run; once planned and ``after_tasks`` tasks are done, wait ``delay`` s more and
+    SIGKILL its process group. True if the kill landed before the run finished.
+
+    Kill points are tied to progress, not to the clock, so a loaded machine moves them less.
+    """
     proc = _start(cmd)
     _wait_for(out / RUN_FILE, proc)  # a rerun rewrites it too, after its own plan
+    while proc.poll() is None and _done_tasks(out) < after_tasks:
+        time.sleep(0.005)
     deadline = time.monotonic() + delay
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -145,15 +156,24 @@ def sweep(
     work_s = max(0.05, time.monotonic() - planned)
     reference, _ = read_samples(clean)
     ref_errors = _errors(clean)
-    log(f"clean run: {len(reference)} samples, {len(ref_errors)} failed rows, work {work_s:.1f} s")
+    tasks = _done_tasks(clean)
+    per_task = work_s / max(1, tasks)
+    log(
+        f"clean run: {len(reference)} samples, {len(ref_errors)} failed rows, {tasks} tasks, "
+        f"work {work_s:.1f} s"
+    )
 
     rng = random.Random(seed)
     report = SweepReport()
     trial = 0
     while report.kill_points < kills and trial < 3 * kills:
         out = work / f"trial{trial:03d}"
-        fractions = [rng.random() for _ in range(2 if rng.random() < 0.3 else 1)]
-        landed = [f for f in fractions if _killed_run(cmd(out), out, f * work_s)]
+        # A kill point: after k tasks are done, plus a fraction of one task's time.
+        points = sorted(rng.random() * tasks for _ in range(2 if rng.random() < 0.3 else 1))
+        fractions = [p / tasks for p in points]
+        landed = [
+            p / tasks for p in points if _killed_run(cmd(out), out, int(p), (p - int(p)) * per_task)
+        ]
         report.kill_points += len(landed)
         report.missed += len(fractions) - len(landed)
         _run_to_end(cmd(out))

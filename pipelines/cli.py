@@ -32,7 +32,8 @@ examples:
 
 outputs (in --out): shards/NAME-000000.tar ... (KEY.mp4, KEY.jpg, KEY.txt, KEY.caption.txt,
 KEY.json), index.json (wids), stats.json, errors.jsonl (one line per failed row), stats/ (one
-file per finished task). Rerunning the same command resumes: finished tasks are skipped.
+file per finished task), inputs/rows/ (the manifest as staged: tasks read their rows there).
+Rerunning the same command resumes: finished tasks are skipped.
 """
 
 

@@ -12,5 +12,5 @@ from pipelines.tasks import Plan, run_task
 def run(plan: Plan) -> None:
     cfg = plan.cfg
     captioner = load_captioner(cfg.captioner, cfg.caption_max_words) if plan.tasks else None
-    for task in plan.tasks:
-        run_task(task, cfg, captioner)
+    for index in plan.tasks:
+        run_task(index, cfg, captioner)

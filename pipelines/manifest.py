@@ -8,13 +8,14 @@ counted, never dropped); a file that cannot be read as a manifest at all raises
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import fsspec
 
@@ -36,22 +37,37 @@ RawRow = tuple[int, dict[str, Any] | str]  # (line number, fields) or (line numb
 
 
 def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+    """True for text decoded with ``surrogateescape`` from bytes that were not UTF-8."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
-def _read_bytes(uri: str) -> bytes:
+@contextlib.contextmanager
+def _open(uri: str) -> Iterator[IO[bytes]]:
+    """The manifest as a binary stream: read as it goes, never whole (100M rows do not fit)."""
     try:
         with fsspec.open(uri, "rb") as f:
-            return f.read()
+            yield f
     except FileNotFoundError as exc:
         raise ManifestError(f"{uri}: manifest not found") from exc
-    except OSError as exc:
+    except IsADirectoryError as exc:
+        raise ManifestError(f"{uri}: cannot read manifest: {exc}") from exc
+    except PermissionError as exc:
         raise ManifestError(f"{uri}: cannot read manifest: {exc}") from exc
 
 
 def _csv_rows(uri: str, delimiter: str) -> Iterator[RawRow]:
-    text = _read_bytes(uri).decode("utf-8", "surrogateescape").lstrip("\ufeff")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    with _open(uri) as f:
+        text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        yield from _csv_reader_rows(uri, csv.reader(text, delimiter=delimiter))
+
+
+def _csv_reader_rows(uri: str, reader: Any) -> Iterator[RawRow]:
     try:
         header = next(reader)
     except StopIteration:
@@ -80,8 +96,13 @@ def _csv_rows(uri: str, delimiter: str) -> Iterator[RawRow]:
 
 
 def _jsonl_rows(uri: str) -> Iterator[RawRow]:
+    with _open(uri) as f:
+        yield from _jsonl_lines(uri, f)
+
+
+def _jsonl_lines(uri: str, f: IO[bytes]) -> Iterator[RawRow]:
     seen_good = False
-    for lineno, raw in enumerate(_read_bytes(uri).split(b"\n"), start=1):
+    for lineno, raw in enumerate(f, start=1):
         if not raw.strip():
             continue
         line = raw.decode("utf-8", "surrogateescape")
@@ -102,13 +123,19 @@ def _jsonl_rows(uri: str) -> Iterator[RawRow]:
 def _parquet_rows(uri: str) -> Iterator[RawRow]:
     import pyarrow.parquet as pq
 
-    try:
-        table = pq.read_table(io.BytesIO(_read_bytes(uri)))
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types; all mean "not parquet"
-        raise ManifestError(f"{uri}: not a readable Parquet file ({exc})") from None
-    if "video" not in table.column_names:
-        raise ManifestError(f"{uri}: no 'video' column (found: {', '.join(table.column_names)})")
-    yield from enumerate(table.to_pylist(), start=1)
+    with _open(uri) as f:
+        try:
+            parquet = pq.ParquetFile(f)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many types; all mean "not parquet"
+            raise ManifestError(f"{uri}: not a readable Parquet file ({exc})") from None
+        names = parquet.schema_arrow.names
+        if "video" not in names:
+            raise ManifestError(f"{uri}: no 'video' column (found: {', '.join(names)})")
+        row = 0
+        for batch in parquet.iter_batches(batch_size=8192):
+            for fields in batch.to_pylist():
+                row += 1
+                yield row, fields
 
 
 def _folder_rows(root: str) -> Iterator[RawRow]:
@@ -239,20 +266,31 @@ def to_clip(row_index: int, line: int, raw: dict[str, Any] | str, allow_empty_te
     return clip
 
 
+def iter_clips(uri: str, allow_empty_text: bool = False) -> Iterator[tuple[int, Clip]]:
+    """(line, clip) for every row, streaming, in order; duplicate keys are not resolved here."""
+    for row_index, (line, raw) in enumerate(raw_rows(uri)):
+        yield line, to_clip(row_index, line, raw, allow_empty_text)
+
+
+def mark_duplicate(clip: Clip, line: int, first_row: int) -> None:
+    """A later row with an earlier row's key: failed, and renamed so it can still be reported."""
+    clip.fail(STAGE, f"line {line}: duplicate key {clip.key!r} (first used by row {first_row})")
+    clip.key = f"{clip.key}-dup{clip.row}"
+
+
 def read_manifest(uri: str, allow_empty_text: bool = False) -> list[Clip]:
-    """All rows of the manifest as clips, in order; duplicate keys fail all but the first."""
+    """All rows of the manifest as clips, in order; duplicate keys fail all but the first.
+
+    In memory: for inspecting small manifests. ``prepare`` streams through
+    ``pipelines.staging`` instead, which resolves duplicates the same way.
+    """
     clips: list[Clip] = []
     first_row: dict[str, int] = {}
-    for row_index, (line, raw) in enumerate(raw_rows(uri)):
-        clip = to_clip(row_index, line, raw, allow_empty_text)
+    for line, clip in iter_clips(uri, allow_empty_text):
         if clip.key in first_row:
-            earlier = first_row[clip.key]
-            clip.fail(
-                STAGE, f"line {line}: duplicate key {clip.key!r} (first used by row {earlier})"
-            )
-            clip.key = f"{clip.key}-dup{row_index}"
+            mark_duplicate(clip, line, first_row[clip.key])
         else:
-            first_row[clip.key] = row_index
+            first_row[clip.key] = clip.row
         clips.append(clip)
     return clips
 

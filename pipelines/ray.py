@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 CPU_PER_TASK = 1.0
 CPU_PER_CAPTIONER = 0.5
 CPU_PER_WRITE = 0.25
+MAX_BLOCKS = 4096
 
 
 @dataclass(slots=True)
@@ -48,7 +49,8 @@ def _node() -> str:
 
 
 def _process(row: dict[str, Any], cfg: PrepareConfig) -> dict[str, Any]:
-    return {"task": T.process(T.Task.from_bytes(row["task"]), cfg).to_bytes(), "cpu_node": _node()}
+    task = T.process(int(row["task_index"]), cfg)  # reads its rows from the staged manifest
+    return {"task": task.to_bytes(), "cpu_node": _node()}
 
 
 def _write(row: dict[str, Any], cfg: PrepareConfig) -> dict[str, Any]:
@@ -166,8 +168,11 @@ def _run(plan: T.Plan, opts: RayOptions) -> dict[str, Any]:
             f"no node of the Ray cluster offers {', '.join(missing)} (asked by --caption-resource);"
             f" start a node with: ray start --address ... --resources '{{\"{missing[0]}\": 1}}'"
         )
+    # Only indices travel; a block per task keeps small runs parallel, the cap keeps Ray's
+    # scheduler sane at 100k tasks (a block then holds a few indices, run one after another).
     ds = ray.data.from_items(
-        [{"task": t.to_bytes()} for t in plan.tasks], override_num_blocks=len(plan.tasks)
+        [{"task_index": i} for i in plan.tasks],
+        override_num_blocks=min(len(plan.tasks), MAX_BLOCKS),
     )
     ds = ds.map(_process, fn_kwargs={"cfg": cfg}, num_cpus=cpu_per_task(nodes))
     if cfg.captioner != "none":

@@ -1,6 +1,8 @@
 """Units of work and the one shared way to run them (what datatrove calls ``run_for_rank``).
 
-A run cuts the manifest into tasks of ``shard_size`` consecutive rows. Task ``i`` writes
+A run cuts the manifest into tasks of ``shard_size`` consecutive rows, staged once into the
+output folder (``pipelines.staging``) so that engines carry task indices, never rows. Task ``i``
+writes
 ``shards/{name}-{i:06d}.tar`` (plus ``-1``, ``-2`` parts if ``shard_bytes`` overflows) and then,
 last, ``stats/{i:06d}.json`` with its counts and every failed row. That stats file is the task's
 completion marker: a rerun skips tasks that have one and redoes the rest from scratch, which
@@ -12,7 +14,6 @@ Engines only schedule the three phases below (``process``: CPU stages; ``caption
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import time
@@ -20,9 +21,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import fsspec
+
 from captioner import Captioner
+from pipelines import staging
 from pipelines.config import PrepareConfig
-from pipelines.manifest import read_manifest
 from pipelines.record import Clip
 from pipelines.stages import CPU_STAGES, apply, caption_clips
 from shards.format import Sample
@@ -74,7 +77,7 @@ class Task:
 class Plan:
     cfg: PrepareConfig
     total_rows: int
-    tasks: list[Task]  # only the tasks still to do
+    tasks: list[int]  # indices of the tasks still to do; their rows are staged, not carried
     num_tasks: int
     done_tasks: int
 
@@ -83,50 +86,71 @@ def stats_rel(index: int) -> str:
     return f"{STATS_DIR}/{index:06d}.json"
 
 
-def _fingerprint(clips: list[Clip], cfg: PrepareConfig) -> str:
-    h = hashlib.sha256()
-    settings = {k: getattr(cfg, k) for k in SAMPLE_SETTINGS}
-    h.update(json.dumps(settings, sort_keys=True).encode())
-    for c in clips:
-        row = (c.row, c.key, c.video, c.start, c.end, c.text, c.dataset, c.error and c.error.reason)
-        h.update(json.dumps(row, ensure_ascii=False).encode("utf-8", "surrogatepass"))
-    return h.hexdigest()
+def manifest_identity(manifest: str) -> dict[str, Any] | None:
+    """Size and modification stamp of a manifest file (None for a folder or when unknown).
+
+    A rerun whose manifest has the same identity and settings reuses the staged rows without
+    reading 100M rows again; any change means a full check of the fingerprint.
+    """
+    try:
+        fs, path = fsspec.core.url_to_fs(manifest)
+        info = fs.info(path)
+    except (OSError, ValueError):
+        return None
+    if info.get("type") != "file":
+        return None
+    stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag")
+    return {"size": info.get("size"), "stamp": str(stamp)} if stamp is not None else None
 
 
 def plan(manifest: str, cfg: PrepareConfig) -> Plan:
-    """Read the manifest, cut it into tasks and keep those without a completion marker.
+    """Stage the manifest (first run) or check it is the one staged (rerun); list pending tasks.
 
     Raises ``RunMismatch`` when ``cfg.out`` already holds a run of a different manifest or of
     settings that change samples: mixing them would silently corrupt the dataset.
     """
-    clips = read_manifest(manifest, allow_empty_text=cfg.allow_empty_text)
     store = Store(cfg.out)
-    fingerprint = _fingerprint(clips, cfg)
-    if store.exists(RUN_FILE):
-        previous = json.loads(store.read_text(RUN_FILE))
-        if previous.get("fingerprint") != fingerprint:
-            raise RunMismatch(
-                f"{cfg.out} already holds a run of another manifest or other settings "
-                f"({previous.get('manifest')}); use a new --out folder"
-            )
-    size = max(1, cfg.shard_size)
-    tasks = [Task(i // size, clips[i : i + size]) for i in range(0, len(clips), size)]
+    store.remove("_tmp")  # scratch left by a killed run: never visible under a final name
+    identity = manifest_identity(manifest)
+    settings = staging.settings_of(cfg)
+    previous = json.loads(store.read_text(RUN_FILE)) if store.exists(RUN_FILE) else None
+    if previous is None:  # run.json is written only once the rows are fully staged
+        staged = staging.stage(manifest, cfg)
+        fingerprint, rows, num_tasks = staged.fingerprint, staged.rows, staged.tasks
+    else:
+        rows, num_tasks, fingerprint = previous["rows"], previous["tasks"], previous["fingerprint"]
+        same_file = identity is not None and previous.get("identity") == identity
+        if not (same_file and previous.get("settings") == settings):
+            fingerprint, rows = staging.fingerprint(manifest, cfg)
+            if fingerprint != previous["fingerprint"]:
+                raise RunMismatch(
+                    f"{cfg.out} already holds a run of another manifest or other settings "
+                    f"({previous.get('manifest')}); use a new --out folder"
+                )
     done = set(store.list(STATS_DIR))
-    pending = [t for t in tasks if f"{t.index:06d}.json" not in done]
+    pending = [i for i in range(num_tasks) if f"{i:06d}.json" not in done]
     run = {
         "manifest": manifest,
         "fingerprint": fingerprint,
-        "rows": len(clips),
-        "tasks": len(tasks),
+        "identity": identity,
+        "settings": settings,
+        "rows": rows,
+        "tasks": num_tasks,
     }
     store.put_bytes(RUN_FILE, (json.dumps(run, indent=2) + "\n").encode())
     store.put_bytes(CONFIG_FILE, (cfg.to_json() + "\n").encode())
-    store.remove("_tmp")  # scratch left by a killed run: never visible under a final name
-    return Plan(cfg, len(clips), pending, len(tasks), len(tasks) - len(pending))
+    return Plan(cfg, rows, pending, num_tasks, num_tasks - len(pending))
 
 
-def process(task: Task, cfg: PrepareConfig) -> Task:
-    """The CPU stages (probe, clip, middle frame) for every clip of the task."""
+def load_task(index: int, cfg: PrepareConfig) -> Task:
+    """Task ``index`` with its clips, read from the staged rows (on whichever worker runs it)."""
+    return Task(index, staging.load_clips(cfg, index))
+
+
+def process(task: Task | int, cfg: PrepareConfig) -> Task:
+    """The CPU stages (probe, clip, middle frame) for every clip of the task (or task index)."""
+    if isinstance(task, int):
+        task = load_task(task, cfg)
     for clip in task.clips:
         for name, stage in CPU_STAGES:
             apply(name, stage, clip, cfg)
@@ -178,7 +202,7 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
     return stats
 
 
-def run_task(task: Task, cfg: PrepareConfig, captioner: Captioner | None) -> dict[str, Any]:
+def run_task(task: Task | int, cfg: PrepareConfig, captioner: Captioner | None) -> dict[str, Any]:
     """All phases of one task in this process (the local runner and the tests use it)."""
     return write(caption(process(task, cfg), captioner, cfg), cfg)
 

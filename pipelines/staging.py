@@ -1,0 +1,215 @@
+"""Staging: the manifest streamed once into per-task row groups in the run's own folder.
+
+At 100M rows the manifest fits neither in the driver's memory nor in an engine's job graph (a
+Beam ``Create`` of every row would be pickled into the pipeline; Dataflow refuses graphs over
+10 MB). So ``prepare`` streams the manifest once, validates each row into a ``Clip`` and writes
+the rows to ``inputs/rows/part-NNNNNN.parquet``: task ``i``'s rows are row group
+``i % TASKS_PER_PART`` of part ``i // TASKS_PER_PART``. Engines then carry task indices only, and
+a worker reads just its task's rows (one ranged read on object storage).
+
+Duplicate keys must fail every row but the first, which needs the whole manifest. Instead of a
+set of 100M strings, staging keeps an 8-byte hash per row (800 MB at 100M rows, freed after),
+finds hashes seen twice by sorting, and settles those few candidates exactly by reading their
+keys back. The result, usually empty, is ``inputs/rows/duplicates.json``, applied as tasks load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.config import PrepareConfig
+from pipelines.manifest import iter_clips, mark_duplicate
+from pipelines.record import Clip, Failure
+from shards.store import Store
+
+ROWS_DIR = "inputs/rows"
+DUPLICATES = f"{ROWS_DIR}/duplicates.json"
+TASKS_PER_PART = 64  # 64 tasks of 1,000 rows: parts of a few MB, 1,600 parts at 100M rows
+SCHEMA = pa.schema([("row", pa.int64()), ("line", pa.int64()), ("clip", pa.string())])
+
+
+@dataclass(slots=True, frozen=True)
+class Staged:
+    rows: int
+    tasks: int
+    fingerprint: str
+
+
+def part_rel(part: int) -> str:
+    return f"{ROWS_DIR}/part-{part:06d}.parquet"
+
+
+def clip_to_json(clip: Clip) -> str:
+    """The manifest-level fields of a clip; ASCII JSON, so undecodable paths survive the trip."""
+    return json.dumps(
+        {
+            "key": clip.key,
+            "video": clip.video,
+            "start": clip.start,
+            "end": clip.end,
+            "text": clip.text,
+            "dataset": clip.dataset,
+            "source_key": clip.source_key,
+            "extra": clip.extra,
+            "error": [clip.error.stage, clip.error.reason] if clip.error else None,
+        },
+        ensure_ascii=True,
+        sort_keys=True,
+    )
+
+
+def clip_from_json(row: int, data: str) -> Clip:
+    d = json.loads(data)
+    error = d.pop("error")
+    return Clip(row=row, error=Failure(*error) if error else None, **d)
+
+
+def settings_of(cfg: PrepareConfig) -> dict[str, Any]:
+    from pipelines.tasks import SAMPLE_SETTINGS
+
+    return {k: getattr(cfg, k) for k in SAMPLE_SETTINGS}
+
+
+class _Fingerprint:
+    """sha256 over the settings that shape samples and every validated row, in order."""
+
+    def __init__(self, cfg: PrepareConfig) -> None:
+        self.h = hashlib.sha256(json.dumps(settings_of(cfg), sort_keys=True).encode())
+
+    def add(self, row: int, clip_json: str) -> None:
+        self.h.update(f"{row}\t{clip_json}\n".encode())  # clip_json is ASCII
+
+    def hexdigest(self) -> str:
+        return self.h.hexdigest()
+
+
+def fingerprint(manifest: str, cfg: PrepareConfig) -> tuple[str, int]:
+    """(fingerprint, rows) of a manifest under ``cfg`` without staging it (a rerun's check)."""
+    fp = _Fingerprint(cfg)
+    rows = 0
+    for _, clip in iter_clips(manifest, cfg.allow_empty_text):
+        fp.add(clip.row, clip_to_json(clip))
+        rows += 1
+    return fp.hexdigest(), rows
+
+
+def _key_hash(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+
+
+class _PartWriter:
+    """Writes row groups (one per task) into parts of TASKS_PER_PART, each uploaded when full."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.part = 0
+        self.groups = 0
+        self.writer: pq.ParquetWriter | None = None
+        self.local = ""
+
+    def add_task(self, rows: list[tuple[int, int, str]]) -> None:
+        if self.writer is None:
+            fd, self.local = tempfile.mkstemp(suffix=".parquet", dir=self.store.scratch_dir())
+            os.close(fd)
+            self.writer = pq.ParquetWriter(self.local, SCHEMA, compression="zstd")
+        columns = list(zip(*rows, strict=True))
+        table = pa.Table.from_arrays([pa.array(c) for c in columns], schema=SCHEMA)
+        self.writer.write_table(table, row_group_size=len(rows))
+        self.groups += 1
+        if self.groups == TASKS_PER_PART:
+            self.close()
+
+    def close(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        self.store.put_file(part_rel(self.part), self.local)
+        self.writer, self.groups, self.part = None, 0, self.part + 1
+
+
+def stage(manifest: str, cfg: PrepareConfig) -> Staged:
+    """Stream ``manifest`` into ``inputs/rows/`` under ``cfg.out``; settle duplicate keys."""
+    store = Store(cfg.out)
+    store.remove(ROWS_DIR)
+    size = max(1, cfg.shard_size)
+    fp = _Fingerprint(cfg)
+    hashes = array("Q")
+    writer = _PartWriter(store)
+    task: list[tuple[int, int, str]] = []
+    for line, clip in iter_clips(manifest, cfg.allow_empty_text):
+        data = clip_to_json(clip)
+        fp.add(clip.row, data)
+        hashes.append(_key_hash(clip.key))
+        task.append((clip.row, line, data))
+        if len(task) == size:
+            writer.add_task(task)
+            task = []
+    if task:
+        writer.add_task(task)
+    writer.close()
+    rows = len(hashes)
+    duplicates = _settle_duplicates(store, np.frombuffer(hashes, dtype=np.uint64), size)
+    del hashes
+    store.put_bytes(DUPLICATES, (json.dumps(duplicates, sort_keys=True) + "\n").encode())
+    return Staged(rows, -(-rows // size), fp.hexdigest())
+
+
+def _settle_duplicates(store: Store, hashes: np.ndarray, size: int) -> dict[str, list[int]]:
+    """``{row: [line, first row]}`` for every row whose key an earlier row already has."""
+    if len(hashes) < 2:
+        return {}
+    ordered = np.sort(hashes)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if not len(repeated):
+        return {}
+    by_task: dict[int, set[int]] = {}
+    for r in np.nonzero(np.isin(hashes, repeated))[0]:  # candidate rows, in manifest order
+        by_task.setdefault(int(r) // size, set()).add(int(r))
+    first: dict[str, int] = {}
+    out: dict[str, list[int]] = {}
+    for task, wanted in sorted(by_task.items()):
+        for row, line, data in _task_rows(store, task):
+            if row not in wanted:
+                continue
+            key = json.loads(data)["key"]
+            if key in first:
+                out[str(row)] = [line, first[key]]
+            else:
+                first[key] = row
+    return out
+
+
+def _task_rows(store: Store, index: int) -> Iterator[tuple[int, int, str]]:
+    with store.fs.open(store.path(part_rel(index // TASKS_PER_PART)), "rb") as f:
+        table = pq.ParquetFile(f).read_row_group(index % TASKS_PER_PART)
+    yield from zip(
+        table.column("row").to_pylist(),
+        table.column("line").to_pylist(),
+        table.column("clip").to_pylist(),
+        strict=True,
+    )
+
+
+def load_clips(cfg: PrepareConfig, index: int) -> list[Clip]:
+    """Task ``index``'s clips as staged, duplicates failed as ``read_manifest`` fails them."""
+    store = Store(cfg.out)
+    duplicates = json.loads(store.read_text(DUPLICATES))  # a few bytes: usually "{}"
+    clips = []
+    for row, _, data in _task_rows(store, index):
+        clip = clip_from_json(row, data)
+        if str(row) in duplicates:
+            line, first_row = duplicates[str(row)]
+            mark_duplicate(clip, line, first_row)
+        clips.append(clip)
+    return clips

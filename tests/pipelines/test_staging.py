@@ -1,0 +1,133 @@
+"""Staging: the manifest streamed once into per-task row groups; engines carry indices only."""
+
+from __future__ import annotations
+
+import json
+import os
+import tracemalloc
+
+import pytest
+
+from pipelines import staging
+from pipelines import tasks as T
+from pipelines.config import PrepareConfig
+from pipelines.manifest import read_manifest
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _all_staged(cfg, num_tasks):
+    return [c for i in range(num_tasks) for c in staging.load_clips(cfg, i)]
+
+
+def _summary(clips):
+    return [
+        (c.row, c.key, c.video, c.text, c.error and (c.error.stage, c.error.reason)) for c in clips
+    ]
+
+
+ROWS = [
+    {"key": "a", "video": "/v/1.mp4", "text": "one"},
+    {"key": "b", "video": "/v/2.mp4", "text": "two"},
+    {"key": "a", "video": "/v/3.mp4", "text": "a again, next task"},
+    {"video": "/v/4.mp4", "start": 1, "end": 2, "text": "derived key"},
+    {"key": "c", "video": "/v/\udcff.mp4", "text": "undecodable path"},
+    {"key": "b", "video": "/v/5.mp4", "text": ""},
+    {"video": "/v/4.mp4", "start": 1, "end": 2, "text": "derived key, again"},
+]
+
+
+def test_staged_rows_load_exactly_as_read_manifest_reads_them(tmp_path):
+    m = tmp_path / "m.jsonl"
+    m.write_text("".join(json.dumps(r) + "\n" for r in ROWS), errors="surrogateescape")
+    cfg = PrepareConfig(out=str(tmp_path / "out"), shard_size=2)
+    staged = staging.stage(str(m), cfg)
+    assert (staged.rows, staged.tasks) == (7, 4)
+    clips = _all_staged(cfg, staged.tasks)
+    assert _summary(clips) == _summary(read_manifest(str(m)))
+    reasons = {c.key: c.error.reason for c in clips if c.error}
+    assert "duplicate key 'a' (first used by row 0)" in reasons["a-dup2"]
+    assert any("duplicate key" in r and "first used by row 3" in r for r in reasons.values())
+
+
+def test_hash_collisions_never_fail_rows_whose_keys_differ(tmp_path, monkeypatch):
+    monkeypatch.setattr(staging, "_key_hash", lambda key: 7)  # every key collides
+    m = _write(tmp_path / "m.jsonl", [{"key": k, "video": "/v.mp4", "text": "t"} for k in "xyzxw"])
+    cfg = PrepareConfig(out=str(tmp_path / "out"), shard_size=2)
+    staged = staging.stage(str(m), cfg)
+    failed = [c.key for c in _all_staged(cfg, staged.tasks) if c.error]
+    assert failed == ["x-dup3"]
+
+
+def test_staging_streams_a_large_manifest_in_bounded_memory(tmp_path):
+    n = 50_000
+    m = tmp_path / "big.jsonl"
+    with open(m, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"key": f"k{i}", "video": f"/v/{i}.mp4", "text": f"sentence {i}"}))
+            f.write("\n")
+    cfg = PrepareConfig(out=str(tmp_path / "out"), shard_size=1000)
+    tracemalloc.start()
+    plan = T.plan(str(m), cfg)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert (plan.total_rows, plan.num_tasks, plan.tasks[:3]) == (n, 50, [0, 1, 2])
+    assert all(isinstance(t, int) for t in plan.tasks), "engines carry task indices, not rows"
+    # Holding the rows as clips takes ~40 MB here; streaming keeps one task plus 8 B a row.
+    assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+    last = T.load_task(49, cfg)
+    assert [c.key for c in last.clips][-1] == f"k{n - 1}" and len(last.clips) == 1000
+
+
+def test_a_rerun_of_the_same_file_reuses_the_staged_rows_without_reading_it(tmp_path, monkeypatch):
+    m = _write(tmp_path / "m.jsonl", ROWS[:2])
+    cfg = PrepareConfig(out=str(tmp_path / "out"), shard_size=1)
+    T.plan(str(m), cfg)
+
+    def fail(*_):
+        raise AssertionError("the manifest was read again")
+
+    monkeypatch.setattr(staging, "fingerprint", fail)
+    monkeypatch.setattr(staging, "stage", fail)
+    assert T.plan(str(m), cfg).num_tasks == 2
+
+
+def test_a_touched_manifest_is_checked_and_a_changed_one_refused(tmp_path):
+    m = _write(tmp_path / "m.jsonl", ROWS[:2])
+    cfg = PrepareConfig(out=str(tmp_path / "out"), shard_size=1)
+    T.plan(str(m), cfg)
+    st = m.stat()
+    os.utime(m, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same bytes, new stamp
+    assert T.plan(str(m), cfg).num_tasks == 2
+    _write(m, ROWS[:3])
+    with pytest.raises(T.RunMismatch):
+        T.plan(str(m), cfg)
+    assert [c.key for c in staging.load_clips(cfg, 1)] == ["b"], "staged rows left as they were"
+
+
+def test_staging_cut_short_is_redone_from_scratch(tmp_path, monkeypatch):
+    m = _write(
+        tmp_path / "m.jsonl", [{"key": f"k{i}", "video": "/v.mp4", "text": "t"} for i in range(5)]
+    )
+    cfg = PrepareConfig(out=str(tmp_path / "out"), shard_size=2)
+    real = staging.iter_clips
+
+    def dies_midway(*args, **kwargs):
+        for i, item in enumerate(real(*args, **kwargs)):
+            if i == 3:
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(staging, "iter_clips", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        T.plan(str(m), cfg)
+    assert not (tmp_path / "out" / T.RUN_FILE).exists(), "no run.json before the rows are staged"
+    monkeypatch.setattr(staging, "iter_clips", real)
+    plan = T.plan(str(m), cfg)
+    assert plan.num_tasks == 3
+    assert [c.key for i in range(3) for c in staging.load_clips(cfg, i)] == [
+        f"k{i}" for i in range(5)
+    ]
