@@ -43,7 +43,7 @@ def prepare(
     if engine.runner not in RUNNERS:
         raise ValueError(f"unknown runner {engine.runner!r}; choose one of {', '.join(RUNNERS)}")
     t0 = time.perf_counter()
-    plan = T.plan(manifest, cfg)
+    plan = T.plan(manifest, cfg, progress)
     log.info(
         "%d rows in %d tasks; %d already done, %d to run on %s",
         plan.total_rows,

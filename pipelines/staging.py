@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from pipelines.config import PrepareConfig
 from pipelines.manifest import iter_clips, mark_duplicate
@@ -94,11 +95,25 @@ class _Fingerprint:
         return self.h.hexdigest()
 
 
-def fingerprint(manifest: str, cfg: PrepareConfig) -> tuple[str, int]:
+def _rows(
+    manifest: str, cfg: PrepareConfig, desc: str, progress: bool
+) -> Iterator[tuple[int, Clip]]:
+    """The manifest's clips, with a bar of rows read (staging 100M rows takes minutes)."""
+    rows = iter_clips(manifest, cfg.allow_empty_text)
+    if not progress:
+        yield from rows
+        return
+    with tqdm(desc=desc, unit=" rows", dynamic_ncols=True, mininterval=1) as bar:
+        for item in rows:
+            yield item
+            bar.update()
+
+
+def fingerprint(manifest: str, cfg: PrepareConfig, progress: bool = False) -> tuple[str, int]:
     """(fingerprint, rows) of a manifest under ``cfg`` without staging it (a rerun's check)."""
     fp = _Fingerprint(cfg)
     rows = 0
-    for _, clip in iter_clips(manifest, cfg.allow_empty_text):
+    for _, clip in _rows(manifest, cfg, "checking manifest", progress):
         fp.add(clip.row, clip_to_json(clip))
         rows += 1
     return fp.hexdigest(), rows
@@ -138,7 +153,7 @@ class _PartWriter:
         self.writer, self.groups, self.part = None, 0, self.part + 1
 
 
-def stage(manifest: str, cfg: PrepareConfig) -> Staged:
+def stage(manifest: str, cfg: PrepareConfig, progress: bool = False) -> Staged:
     """Stream ``manifest`` into ``inputs/rows/`` under ``cfg.out``; settle duplicate keys."""
     store = Store(cfg.out)
     store.remove(ROWS_DIR)
@@ -147,7 +162,7 @@ def stage(manifest: str, cfg: PrepareConfig) -> Staged:
     hashes = array("Q")
     writer = _PartWriter(store)
     task: list[tuple[int, int, str]] = []
-    for line, clip in iter_clips(manifest, cfg.allow_empty_text):
+    for line, clip in _rows(manifest, cfg, "staging manifest", progress):
         data = clip_to_json(clip)
         fp.add(clip.row, data)
         hashes.append(_key_hash(clip.key))

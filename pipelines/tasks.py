@@ -103,7 +103,7 @@ def manifest_identity(manifest: str) -> dict[str, Any] | None:
     return {"size": info.get("size"), "stamp": str(stamp)} if stamp is not None else None
 
 
-def plan(manifest: str, cfg: PrepareConfig) -> Plan:
+def plan(manifest: str, cfg: PrepareConfig, progress: bool = False) -> Plan:
     """Stage the manifest (first run) or check it is the one staged (rerun); list pending tasks.
 
     Raises ``RunMismatch`` when ``cfg.out`` already holds a run of a different manifest or of
@@ -115,13 +115,13 @@ def plan(manifest: str, cfg: PrepareConfig) -> Plan:
     settings = staging.settings_of(cfg)
     previous = json.loads(store.read_text(RUN_FILE)) if store.exists(RUN_FILE) else None
     if previous is None:  # run.json is written only once the rows are fully staged
-        staged = staging.stage(manifest, cfg)
+        staged = staging.stage(manifest, cfg, progress)
         fingerprint, rows, num_tasks = staged.fingerprint, staged.rows, staged.tasks
     else:
         rows, num_tasks, fingerprint = previous["rows"], previous["tasks"], previous["fingerprint"]
         same_file = identity is not None and previous.get("identity") == identity
         if not (same_file and previous.get("settings") == settings):
-            fingerprint, rows = staging.fingerprint(manifest, cfg)
+            fingerprint, rows = staging.fingerprint(manifest, cfg, progress)
             if fingerprint != previous["fingerprint"]:
                 raise RunMismatch(
                     f"{cfg.out} already holds a run of another manifest or other settings "
