@@ -10,7 +10,11 @@ from pipelines.ff import Limits, run_tool
 def make_h264(
     path: Path, seconds: float, size: str = "1280x720", rate: int = 30, gop: int = 250
 ) -> Path:
-    """An H.264 MP4 of moving test patterns with B-frames, as on YouTube (keyframe every 250)."""
+    """An H.264 MP4 of moving test patterns, keyframe every 250 frames as on YouTube.
+
+    x264 ``ultrafast`` writes no B-frames (every frame is a reference); ``benchmarks.middle_frame
+    --bframes`` makes a clip with them, as YouTube serves.
+    """
     if not path.exists():
         run_tool(
             [
