@@ -16,6 +16,7 @@ keys back. The result, usually empty, is ``inputs/rows/duplicates.json``, applie
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -103,8 +104,11 @@ def _rows(
     if not progress:
         yield from rows
         return
+    first = next(rows, None)  # an unreadable manifest fails here, before any bar is drawn
+    if first is None:
+        return
     with tqdm(desc=desc, unit=" rows", dynamic_ncols=True, mininterval=1) as bar:
-        for item in rows:
+        for item in itertools.chain([first], rows):
             yield item
             bar.update()
 

@@ -3,12 +3,14 @@
 CLIP-ViP trains on clips whose text is the speech inside the clip's span, while subtitles come
 per whole video. Three steps get from one to the other, each a pure function:
 
-1. parse: ``parse_cues`` (SRT/WebVTT, YouTube's auto-caption word-timing tags included) or
+1. parse: ``parse_cues`` (SRT/WebVTT; YouTube's auto-caption word-timing tags give each word
+   its own time) or
    ``parse_transcript`` (YouTube transcript JSON ``[{text, start, duration}]``) give ``Cue``s
    with clean text (markup, ``[Music]``-style tags and ``>>`` speaker marks dropped).
 2. ``dedupe_rolling``: YouTube shows captions as two rolling lines, so every line appears in two
    or more consecutive cues. Each cue keeps only the words it adds to the running text.
-3. ``clip_text``: the text of a clip is the de-duplicated cues overlapping its span.
+3. ``clip_text``: the text of a clip is the de-duplicated cues overlapping its span (timed
+   words: exactly the words said inside it).
 
 ``parse_cues`` and ``cues_text`` keep their original contract (``pipelines.manifest`` uses them
 for folder inputs).
@@ -28,6 +30,7 @@ from typing import Any
 _TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
 _TIMESTAMP = re.compile(r"^\s*(?:(\d+):)?(\d{1,2}):(\d{2})(?:[.,](\d{1,3}))?\s*$")
 _TAG = re.compile(r"<[^>]*>")
+_WORD_TIME = re.compile(r"<((?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3})>")
 _BRACKET = re.compile(r"\[[^\]]*\]")
 _SPEAKER = re.compile(r"(?:^|\s)(?:>>|&gt;&gt;)+")
 _SPACES = re.compile(r"\s+")
@@ -49,6 +52,9 @@ class Cue:
     start: float
     end: float
     text: str
+    # When each word of ``text.split()`` starts, where the file says (YouTube's auto-caption
+    # ``<00:05:04.199>`` tags); None when only the cue is timed.
+    words: tuple[float, ...] | None = None
 
 
 def _seconds(match: re.Match[str]) -> float:
@@ -87,10 +93,30 @@ def parse_cues(content: str) -> list[Cue]:
                 body.append(lines[i])
                 i += 1
             if a and b:
-                cues.append(Cue(_seconds(a), _seconds(b), clean_cue_text(" ".join(body))))
+                cues.append(_cue(_seconds(a), _seconds(b), " ".join(body)))
         else:
             i += 1
     return cues
+
+
+def _cue(start: float, end: float, body: str) -> Cue:
+    """A cue; with word-timing tags, each word gets its time (words before the first tag start
+    with the cue), so a clip edge inside the cue splits it word by word."""
+    parts = _WORD_TIME.split(body)
+    if len(parts) == 1:
+        return Cue(start, end, clean_cue_text(body))
+    words: list[str] = []
+    times: list[float] = []
+    at = start
+    for i, part in enumerate(parts):
+        if i % 2:  # a captured timestamp: the words that follow start there
+            match = _TIME.search(part)
+            at = _seconds(match) if match else at
+            continue
+        for word in clean_cue_text(part).split():
+            words.append(word)
+            times.append(at)
+    return Cue(start, end, " ".join(words), tuple(times))
 
 
 def cues_text(cues: list[Cue]) -> str:
@@ -196,14 +222,15 @@ def dedupe_rolling(cues: Iterable[Cue], gap_s: float = ROLLING_GAP_S) -> list[Cu
         last_end = max(last_end, cue.end)
         if not new:
             continue
-        out.append(Cue(cue.start, cue.end, " ".join(new)))
+        times = cue.words[overlap:] if cue.words and len(cue.words) == len(words) else None
+        out.append(Cue(cue.start, cue.end, " ".join(new), times))
         tail = (tail + keys[overlap:])[-ROLLING_WINDOW:]
     # Speech of a cue ends when the next line starts: YouTube transcript durations are display
     # times that overlap the next line by seconds, which would leak words into the next clip.
     for i in range(len(out) - 1):
         nxt = out[i + 1].start
         if out[i].start < nxt < out[i].end:
-            out[i] = Cue(out[i].start, nxt, out[i].text)
+            out[i] = Cue(out[i].start, nxt, out[i].text, out[i].words)
     return out
 
 
@@ -219,13 +246,24 @@ def clip_text(
     """The text of the span ``[start, end)``: de-duplicated cues overlapping it, in order.
 
     Pass cues already through ``dedupe_rolling`` (done once per video, not per clip). A cue
-    crossing either edge of the span counts (its words are not timed one by one); a cue that
-    only touches an edge does not. ``None`` edges mean the start or end of the video. No
-    overlapping speech gives ``""``.
+    whose words are timed (YouTube auto-captions) gives exactly its words starting inside the
+    span, so clips that tile a video share no word; any other cue crossing either edge counts
+    whole, and a cue that only touches an edge does not. ``None`` edges mean the start or end of
+    the video. No overlapping speech gives ``""``.
     """
     lo = 0.0 if start is None else start
     hi = math.inf if end is None else end
-    return " ".join(c.text for c in cues if c.text and _overlaps(c, lo, hi, min_overlap_s))
+    parts = []
+    for c in cues:
+        if not c.text:
+            continue
+        if c.words is not None:
+            inside = [w for w, t in zip(c.text.split(), c.words, strict=True) if lo <= t < hi]
+            if inside:
+                parts.append(" ".join(inside))
+        elif _overlaps(c, lo, hi, min_overlap_s):
+            parts.append(c.text)
+    return " ".join(parts)
 
 
 def align_clips(

@@ -58,7 +58,17 @@ def test_youtube_vtt_cues_end_at_the_next_timing_line_and_lose_word_tags():
         "friends welcome back",
         "so today we cook",
     ]
-    assert cues[0] == Cue(1.0, 3.0, "hello there my")
+    assert cues[0] == Cue(1.0, 3.0, "hello there my", (1.0, 1.5, 2.0))  # each word's own time
+    assert cues[1].words is None, "a cue without timing tags is timed as a whole"
+
+
+def test_a_clip_edge_inside_a_word_timed_cue_splits_it_by_word():
+    spans = [(0.0, 1.7), (1.7, 3.6), (3.6, 30.0)]
+    assert align_clips(parse_cues(YOUTUBE_VTT), spans) == [
+        "hello there",
+        "my friends welcome",
+        "back so today we cook",
+    ]
 
 
 def test_rolling_lines_are_kept_once():
@@ -144,6 +154,11 @@ def test_real_youtube_autocaption_vtt(shared_file):
         "this will happen is I'm telling",
     ]
     assert align_clips(cues, [(304.0, 306.0)]) == ["what this will happen is I'm telling"]
+    # An edge at 304.5 s falls inside the word-timed cue: each word goes to one clip only.
+    assert align_clips(cues, [(300.0, 304.5), (304.5, 310.0)]) == [
+        "what this will happen",
+        "is I'm telling",
+    ]
 
 
 @pytest.mark.shared_data
