@@ -30,14 +30,17 @@ class RunProgress:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def poll(self) -> None:
-        for name in self.store.list(STATS_DIR):
-            if name in self.seen or not name.endswith(".json"):
-                continue
+        new = [n for n in self.store.list(STATS_DIR) if n not in self.seen and n.endswith(".json")]
+        try:
+            found = self.store.read_many([f"{STATS_DIR}/{n}" for n in new])
+        except OSError:
+            return  # listed but gone or unreadable for a moment: the next poll gets it
+        for rel, data in found.items():
             try:
-                stats = json.loads(self.store.read_text(f"{STATS_DIR}/{name}"))
-            except (OSError, ValueError):
+                stats = json.loads(data)
+            except ValueError:
                 continue
-            self.seen.add(name)
+            self.seen.add(rel.rsplit("/", 1)[-1])
             self.failed.update(stats["failed_by_stage"])
             self._bar.update(stats["rows"])
             self._bar.set_postfix(

@@ -214,7 +214,8 @@ def finalize(cfg: PrepareConfig) -> dict[str, Any]:
     """
     store = Store(cfg.out)
     run = json.loads(store.read_text(RUN_FILE))
-    per_task = [json.loads(store.read_text(f"{STATS_DIR}/{n}")) for n in store.list(STATS_DIR)]
+    names = [f"{STATS_DIR}/{n}" for n in store.list(STATS_DIR) if n.endswith(".json")]
+    per_task = [json.loads(data) for data in store.read_many(names).values()]
     per_task.sort(key=lambda s: s["task"])
     shards = [s for t in per_task for s in t["shards"]]
     failures = [f for t in per_task for f in t["failures"]]

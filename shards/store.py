@@ -42,6 +42,15 @@ class Store:
         with self.fs.open(self.path(rel), "rb") as f:
             return f.read()
 
+    def read_many(self, rels: list[str]) -> dict[str, bytes]:
+        """Several small files at once: on object storage fsspec fetches them concurrently, which
+        turns the end-of-run merge of 100k task files from an hour of GETs into minutes."""
+        if not rels:
+            return {}
+        paths = {self.path(r): r for r in rels}
+        got = self.fs.cat(list(paths), on_error="raise")  # a list in: a dict out
+        return {paths[p]: data for p, data in got.items()}
+
     def read_text(self, rel: str) -> str:
         return self.read_bytes(rel).decode("utf-8")
 
