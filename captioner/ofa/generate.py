@@ -96,6 +96,8 @@ def beam_search(
         t0 = tick("decoder", t0)
         lprobs = torch.log_softmax(logits.float(), dim=-1)  # (B*K, V)
         lprobs[:, banned] = float("-inf")
+        if step == 0 and max_len > 1:  # min_len 1, as fairseq's generator: never an empty caption
+            lprobs[:, mcfg.eos_token_id] = float("-inf")
         if step == max_len - 1:  # out of length: only </s>
             eos_col = lprobs[:, mcfg.eos_token_id].clone()
             lprobs.fill_(float("-inf"))

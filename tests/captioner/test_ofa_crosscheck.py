@@ -312,12 +312,6 @@ def test_hypotheses_ending_early_match_fairseq_generator(ms, beam_size):
     assert a == b
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="captioner/ofa/generate.py beam_search lets </s> be the first token (an empty "
-    "caption); fairseq's generator, as OFA and ModelScope run it for captions (min_len=1), "
-    "bans </s> at step 0",
-)
 @pytest.mark.parametrize("beam_size", [1, 5])
 def test_first_token_is_never_eos_as_in_fairseq_generator(ms, beam_size):
     ours, theirs, tokenizer = _pair(ms, eos_boost=6.0)  # </s> is the likeliest first token
