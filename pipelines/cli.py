@@ -309,6 +309,18 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0 if summary["complete"] else 1
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from clipvip.cli import UserError
+    from pipelines.status import NoRun, format_status, run_status
+
+    try:
+        st = run_status(args.out)
+    except NoRun as exc:
+        raise UserError(str(exc)) from None
+    print(json.dumps(st, indent=2) if args.json else format_status(st))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import build_corpus
     from pipelines.prepare import EngineOptions, format_summary, prepare
@@ -398,6 +410,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_prepare_options(p)
     add_adapter_options(p)
     p.set_defaults(func=cmd_prepare, accepts_extra=True)
+
+    st = sub.add_parser(
+        "status",
+        help="how far a prepare run is: rows done, failures by stage, rate, time left",
+        description="Read a run's folder (local or fsspec URI) and report where it stands; works "
+        "from any machine that can read the folder, while the run goes on or after it stopped.",
+        epilog="examples:\n  clipvip status data/hdvila\n  clipvip status s3://bucket/run1 --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    st.add_argument("out", metavar="OUT", help="the --out folder of a prepare run")
+    st.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    st.set_defaults(func=cmd_status)
 
     d = sub.add_parser(
         "demo",

@@ -197,6 +197,7 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
         "failures": failures,
         "shards": [asdict(s) for s in shards],
         "seconds": {k: round(v, 4) for k, v in sorted(seconds.items())},
+        "finished_at": round(time.time(), 3),  # for `clipvip status`: rate and time left
     }
     store.put_bytes(stats_rel(task.index), (json.dumps(stats, ensure_ascii=False) + "\n").encode())
     return stats

@@ -1,0 +1,99 @@
+"""``clipvip status OUT``: where a run stands, read from its output folder alone.
+
+A run of days on a cluster is often launched from a machine whose terminal (and progress bar) is
+long gone, or by a job scheduler. Everything needed is in the folder, wherever it lives (local or
+object storage): ``run.json`` (rows, tasks) and one ``stats/N.json`` per finished task (counts,
+failures, when it finished). So any machine that can read the folder can say how far the run is,
+how fast it goes, when it should end, and why rows fail.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Any
+
+import fsspec
+
+from pipelines.tasks import RUN_FILE, STATS_DIR
+from shards.store import Store
+
+RATE_WINDOW = 50  # tasks: the rate is measured over the most recently finished ones
+
+
+class NoRun(FileNotFoundError):
+    """The folder holds no run (no ``run.json``)."""
+
+
+def run_status(out: str, now: float | None = None) -> dict[str, Any]:
+    fs, path = fsspec.core.url_to_fs(out)
+    if not fs.exists(f"{path.rstrip('/')}/{RUN_FILE}"):  # before Store, which creates the folder
+        raise NoRun(f"{out}: no run here (no {RUN_FILE}); start one with `clipvip prepare`")
+    store = Store(out)
+    run = json.loads(store.read_text(RUN_FILE))
+    names = [f"{STATS_DIR}/{n}" for n in store.list(STATS_DIR) if n.endswith(".json")]
+    per_task = [json.loads(d) for d in store.read_many(names).values()]
+    rows_done = sum(t["rows"] for t in per_task)
+    by_stage: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    for t in per_task:
+        by_stage.update(t["failed_by_stage"])
+        for f in t["failures"]:
+            examples.setdefault(f["stage"], f"{f['key']}: {f['reason']}")
+    timed = sorted((t for t in per_task if "finished_at" in t), key=lambda t: t["finished_at"])
+    recent = timed[-RATE_WINDOW:]
+    rate = None
+    if len(recent) >= 2 and recent[-1]["finished_at"] > recent[0]["finished_at"]:
+        # rows of the tasks finished after the window's first one, over the time they took
+        span = recent[-1]["finished_at"] - recent[0]["finished_at"]
+        rate = sum(t["rows"] for t in recent[1:]) / span
+    remaining = run["rows"] - rows_done
+    now = time.time() if now is None else now
+    return {
+        "out": out,
+        "manifest": run.get("manifest"),
+        "rows": run["rows"],
+        "rows_done": rows_done,
+        "tasks": run["tasks"],
+        "tasks_done": len(per_task),
+        "samples": sum(t["written"] for t in per_task),
+        "failed": sum(by_stage.values()),
+        "failed_by_stage": dict(sorted(by_stage.items())),
+        "failure_examples": examples,
+        "rows_per_s": rate,
+        "eta_s": remaining / rate if rate and remaining else (0.0 if not remaining else None),
+        "last_task_s_ago": now - timed[-1]["finished_at"] if timed else None,
+        "complete": len(per_task) == run["tasks"],
+    }
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    d, rest = divmod(seconds, 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    return f"{d}d {h}h {m:02d}m" if d else f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
+
+
+def format_status(st: dict[str, Any]) -> str:
+    pct = 100 * st["rows_done"] / st["rows"] if st["rows"] else 100.0
+    state = "complete" if st["complete"] else "in progress or stopped"
+    lines = [
+        f"{st['out']}: {state}",
+        f"  manifest: {st['manifest']}",
+        f"  rows:     {st['rows_done']:,} / {st['rows']:,} done ({pct:.1f} %), "
+        f"tasks {st['tasks_done']:,} / {st['tasks']:,}",
+        f"  samples:  {st['samples']:,} written, {st['failed']:,} failed",
+    ]
+    for stage, n in st["failed_by_stage"].items():
+        lines.append(f"    {stage}: {n:,}  e.g. {st['failure_examples'].get(stage, '')[:100]}")
+    if st["rows_per_s"]:
+        lines.append(f"  rate:     {st['rows_per_s']:.2f} rows/s over the last finished tasks")
+    if st["eta_s"] and not st["complete"]:
+        lines.append(f"  left:     about {_duration(st['eta_s'])} at that rate")
+    if st["last_task_s_ago"] is not None and not st["complete"]:
+        lines.append(f"  last task finished {_duration(st['last_task_s_ago'])} ago")
+    if not st["complete"]:
+        lines.append("  (rerun the same `clipvip prepare` command to resume a stopped run)")
+    return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""``clipvip status``: a run's progress, failures, rate and time left, from its folder alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from pipelines.config import PrepareConfig
+from pipelines.prepare import EngineOptions, prepare
+from pipelines.status import format_status, run_status
+
+
+def _run(videos, tmp_path):
+    rows = [{"key": f"k{i}", "video": str(videos["h264"]), "text": f"row {i}"} for i in range(4)]
+    rows.append({"key": "bad", "video": str(videos["corrupt"]), "text": "broken"})
+    m = tmp_path / "m.jsonl"
+    m.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    cfg = PrepareConfig(out=str(out), shard_size=1, frame_short_side=64, captioner="none")
+    prepare(str(m), cfg, EngineOptions(runner="local"), progress=False)
+    return out
+
+
+def test_status_of_a_run_stopped_halfway_says_what_is_left_and_why_rows_failed(videos, tmp_path):
+    out = _run(videos, tmp_path)
+    stats = sorted((out / "stats").glob("*.json"))
+    for i, path in enumerate(stats):  # task i finished at t = 100 + 10 i, as if 10 s a task
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps({**data, "finished_at": 100.0 + 10 * i}))
+    stats[1].unlink()  # task 1 never finished: the run was stopped
+    st = run_status(str(out), now=200.0)
+    assert (st["rows"], st["rows_done"], st["tasks_done"], st["samples"]) == (5, 4, 4, 3)
+    assert st["failed_by_stage"] == {"probe": 1} and st["failure_examples"]["probe"].startswith(
+        "bad: "
+    )
+    # tasks 0, 2, 3, 4 finished at 100, 120, 130, 140: 3 rows in 40 s, 1 row left
+    assert st["rows_per_s"] == 3 / 40 and round(st["eta_s"], 3) == round(40 / 3, 3)
+    assert st["last_task_s_ago"] == 60.0 and not st["complete"]
+    text = format_status(st)
+    assert "4 / 5 done (80.0 %)" in text and "probe: 1" in text and "to resume" in text
+
+
+def test_status_cli_on_a_finished_run_and_on_a_folder_without_one(videos, tmp_path):
+    out = _run(videos, tmp_path)
+    cmd = [sys.executable, "-m", "clipvip", "status"]
+    done = subprocess.run([*cmd, str(out), "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and json.loads(done.stdout)["complete"] is True
+    missing = tmp_path / "nowhere"
+    none = subprocess.run([*cmd, str(missing)], capture_output=True, text=True, timeout=120)
+    assert none.returncode == 2 and "no run here" in none.stderr
+    assert not missing.exists(), "asking for a status creates nothing"
