@@ -119,7 +119,11 @@ def _killed_run(cmd: Sequence[str], out: Path, after_tasks: int, delay: float) -
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     if proc.poll() is not None:
-        proc.communicate()
+        _, err = proc.communicate()
+        if proc.returncode != 0:  # not a late kill: the run itself failed
+            raise RuntimeError(
+                f"run failed ({proc.returncode}) before its kill:\n{err.decode()[-3000:]}"
+            )
         return False
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
