@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ CPU_PER_TASK = 1.0
 CPU_PER_CAPTIONER = 0.5
 CPU_PER_WRITE = 0.25
 MAX_BLOCKS = 4096
+RESOURCE_WAIT_S = 60.0  # for nodes that are joining when the run starts
 
 
 @dataclass(slots=True)
@@ -160,13 +162,15 @@ def _run(plan: T.Plan, opts: RayOptions) -> dict[str, Any]:
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     cfg = plan.cfg
-    resources = ray.cluster_resources()
+    wanted = list(opts.caption_resources) if cfg.captioner != "none" else []
+    resources = _wait_for_resources(wanted)
     nodes = [n for n in ray.nodes() if n["Alive"]]
-    missing = [r for r in opts.caption_resources if r not in resources]
-    if cfg.captioner != "none" and missing:
-        raise ValueError(
-            f"no node of the Ray cluster offers {', '.join(missing)} (asked by --caption-resource);"
-            f" start a node with: ray start --address ... --resources '{{\"{missing[0]}\": 1}}'"
+    missing = [r for r in wanted if r not in resources]
+    if missing:
+        raise EngineUnavailable(
+            f"no node of the Ray cluster offers {', '.join(missing)} (asked by --caption-resource)"
+            f" after {RESOURCE_WAIT_S:.0f} s; start one with: ray start --address ... "
+            f"--resources '{{\"{missing[0]}\": 1}}'"
         )
     # Only indices travel; a block per task keeps small runs parallel, the cap keeps Ray's
     # scheduler sane at 100k tasks (a block then holds a few indices, run one after another).
@@ -201,6 +205,18 @@ def _run(plan: T.Plan, opts: RayOptions) -> dict[str, Any]:
         _short(caption_nodes),
     )
     return placement
+
+
+def _wait_for_resources(names: list[str]) -> dict[str, float]:
+    """The cluster's resources, once every name in ``names`` is there (a node that just joined
+    may not be registered yet) or after ``RESOURCE_WAIT_S``."""
+    deadline = time.monotonic() + RESOURCE_WAIT_S
+    while True:
+        resources = ray.cluster_resources()
+        if all(n in resources for n in names) or time.monotonic() > deadline:
+            return resources
+        log.info("ray: waiting for a node that offers %s", ", ".join(names))
+        time.sleep(2.0)
 
 
 def _short(counts: Counter[str]) -> str:

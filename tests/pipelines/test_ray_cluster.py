@@ -119,10 +119,11 @@ def test_captioning_runs_only_on_the_node_with_the_resource(cluster, manifest, r
         time.sleep(0.1)
     stdout, stderr = proc.communicate()
     assert proc.returncode == 0, stderr.decode()[-3000:]
+    log = stderr.decode()[-3000:]
     caption_nodes = {node for node, title in seen if "CaptionActor" in title}
-    assert caption_nodes == {captioner_node}, "caption actors live only where the resource is"
-    assert f"captioning on 1 node(s) {captioner_node[:8]}" in stderr.decode()
-    assert "ray: 2 nodes" in stdout.decode()
+    assert caption_nodes == {captioner_node}, f"caption actors only where the resource is:\n{log}"
+    assert f"captioning on 1 node(s) {captioner_node[:8]}" in log
+    assert "ray: 2 nodes" in stdout.decode(), log
     assert _files(out) == _files(reference), "the cluster writes the plain loop's bytes"
 
 
