@@ -67,8 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         from pipelines.manifest import ManifestError
-        from pipelines.prepare import EngineUnavailable
-        from pipelines.tasks import RunMismatch
+        from pipelines.tasks import EngineUnavailable, RunMismatch
 
         if args.debug or not isinstance(
             exc, (UserError, ManifestError, RunMismatch, EngineUnavailable, FileNotFoundError)

@@ -19,7 +19,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from captioner import Captioner, load_captioner
 from pipelines import tasks as T
 from pipelines.config import PrepareConfig
-from pipelines.prepare import EngineUnavailable
+from pipelines.tasks import EngineUnavailable
 
 
 class CaptionModelHandler(ModelHandler[T.Task, T.Task, Captioner | None]):

@@ -9,6 +9,21 @@ from typing import Any
 
 from pipelines.ff import Limits
 
+# Settings that change the samples; a rerun into the same folder must use the same ones.
+SAMPLE_SETTINGS = (
+    "name",
+    "shard_size",
+    "shard_bytes",
+    "fps",
+    "max_short_side",
+    "frame_short_side",
+    "jpeg_quality",
+    "captioner",
+    "caption_max_words",
+    "allow_empty_text",
+    "ffmpeg_threads",
+)
+
 
 @dataclass(slots=True)
 class PrepareConfig:
@@ -37,6 +52,10 @@ class PrepareConfig:
     tool_timeout_s: float = 300.0
     tool_memory_mb: int = 4096
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def sample_settings(self) -> dict[str, Any]:
+        """The settings that shape samples (part of a run's fingerprint)."""
+        return {k: getattr(self, k) for k in SAMPLE_SETTINGS}
 
     @property
     def limits(self) -> Limits:

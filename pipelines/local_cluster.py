@@ -50,10 +50,11 @@ class Node:
         out = []
         for p in children:
             try:
-                if p.cmdline()[:1] and p.cmdline()[0].startswith("ray::"):
-                    out.append(p)
+                title = p.cmdline()[:1]
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
+            if title and title[0].startswith("ray::"):
+                out.append(p)
         return out
 
 

@@ -55,9 +55,7 @@ def _open(uri: str) -> Iterator[IO[bytes]]:
             yield f
     except FileNotFoundError as exc:
         raise ManifestError(f"{uri}: manifest not found") from exc
-    except IsADirectoryError as exc:
-        raise ManifestError(f"{uri}: cannot read manifest: {exc}") from exc
-    except PermissionError as exc:
+    except (IsADirectoryError, PermissionError) as exc:
         raise ManifestError(f"{uri}: cannot read manifest: {exc}") from exc
 
 

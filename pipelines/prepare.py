@@ -17,13 +17,6 @@ log = logging.getLogger(__name__)
 RUNNERS = ("beam", "ray", "local")
 
 
-class EngineUnavailable(RuntimeError):
-    """The engine cannot start here (no Ray cluster at the address, no Prism binary offline).
-
-    Nothing was processed; the run's plan is on disk, so the same command resumes once it can.
-    """
-
-
 @dataclass(slots=True)
 class EngineOptions:
     runner: str = "beam"

@@ -27,7 +27,7 @@ import ray
 from captioner import load_captioner
 from pipelines import tasks as T
 from pipelines.config import PrepareConfig
-from pipelines.prepare import EngineUnavailable
+from pipelines.tasks import EngineUnavailable
 
 log = logging.getLogger(__name__)
 CPU_PER_TASK = 1.0

@@ -23,7 +23,6 @@ import tempfile
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -77,17 +76,11 @@ def clip_from_json(row: int, data: str) -> Clip:
     return Clip(row=row, error=Failure(*error) if error else None, **d)
 
 
-def settings_of(cfg: PrepareConfig) -> dict[str, Any]:
-    from pipelines.tasks import SAMPLE_SETTINGS
-
-    return {k: getattr(cfg, k) for k in SAMPLE_SETTINGS}
-
-
 class _Fingerprint:
     """sha256 over the settings that shape samples and every validated row, in order."""
 
     def __init__(self, cfg: PrepareConfig) -> None:
-        self.h = hashlib.sha256(json.dumps(settings_of(cfg), sort_keys=True).encode())
+        self.h = hashlib.sha256(json.dumps(cfg.sample_settings(), sort_keys=True).encode())
 
     def add(self, row: int, clip_json: str) -> None:
         self.h.update(f"{row}\t{clip_json}\n".encode())  # clip_json is ASCII

@@ -16,7 +16,7 @@ from typing import Any
 
 import fsspec
 
-from pipelines.tasks import RUN_FILE, STATS_DIR
+from pipelines.tasks import RUN_FILE, read_task_stats
 from shards.store import Store
 
 RATE_WINDOW = 50  # tasks: the rate is measured over the most recently finished ones
@@ -32,8 +32,7 @@ def run_status(out: str, now: float | None = None) -> dict[str, Any]:
         raise NoRun(f"{out}: no run here (no {RUN_FILE}); start one with `clipvip prepare`")
     store = Store(out)
     run = json.loads(store.read_text(RUN_FILE))
-    names = [f"{STATS_DIR}/{n}" for n in store.list(STATS_DIR) if n.endswith(".json")]
-    per_task = [json.loads(d) for d in store.read_many(names).values()]
+    per_task = read_task_stats(store)
     rows_done = sum(t["rows"] for t in per_task)
     by_stage: Counter[str] = Counter()
     examples: dict[str, str] = {}

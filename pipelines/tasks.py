@@ -38,24 +38,17 @@ CONFIG_FILE = "config.json"
 STATS_DIR = "stats"
 STATS_FILE = "stats.json"
 ERRORS_FILE = "errors.jsonl"
-# Settings that change the samples; a rerun into the same folder must use the same ones.
-SAMPLE_SETTINGS = (
-    "name",
-    "shard_size",
-    "shard_bytes",
-    "fps",
-    "max_short_side",
-    "frame_short_side",
-    "jpeg_quality",
-    "captioner",
-    "caption_max_words",
-    "allow_empty_text",
-    "ffmpeg_threads",
-)
 
 
 class RunMismatch(RuntimeError):
     """The output folder holds a run of another manifest or other settings."""
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine cannot start here (no Ray cluster at the address, no Prism binary offline).
+
+    Nothing was processed; the run's plan is on disk, so the same command resumes once it can.
+    """
 
 
 @dataclass(slots=True)
@@ -112,7 +105,7 @@ def plan(manifest: str, cfg: PrepareConfig, progress: bool = False) -> Plan:
     store = Store(cfg.out)
     store.remove("_tmp")  # scratch left by a killed run: never visible under a final name
     identity = manifest_identity(manifest)
-    settings = staging.settings_of(cfg)
+    settings = cfg.sample_settings()
     previous = json.loads(store.read_text(RUN_FILE)) if store.exists(RUN_FILE) else None
     if previous is None:  # run.json is written only once the rows are fully staged
         staged = staging.stage(manifest, cfg, progress)
@@ -208,6 +201,13 @@ def run_task(task: Task | int, cfg: PrepareConfig, captioner: Captioner | None) 
     return write(caption(process(task, cfg), captioner, cfg), cfg)
 
 
+def read_task_stats(store: Store) -> list[dict[str, Any]]:
+    """Every finished task's stats file, in task order (fetched concurrently on object storage)."""
+    names = [f"{STATS_DIR}/{n}" for n in store.list(STATS_DIR) if n.endswith(".json")]
+    per_task = [json.loads(data) for data in store.read_many(names).values()]
+    return sorted(per_task, key=lambda s: s["task"])
+
+
 def finalize(cfg: PrepareConfig) -> dict[str, Any]:
     """Merge every task's stats into ``index.json``, ``stats.json`` and ``errors.jsonl``.
 
@@ -215,9 +215,7 @@ def finalize(cfg: PrepareConfig) -> dict[str, Any]:
     """
     store = Store(cfg.out)
     run = json.loads(store.read_text(RUN_FILE))
-    names = [f"{STATS_DIR}/{n}" for n in store.list(STATS_DIR) if n.endswith(".json")]
-    per_task = [json.loads(data) for data in store.read_many(names).values()]
-    per_task.sort(key=lambda s: s["task"])
+    per_task = read_task_stats(store)
     shards = [s for t in per_task for s in t["shards"]]
     failures = [f for t in per_task for f in t["failures"]]
     seconds: Counter[str] = Counter()
