@@ -8,6 +8,8 @@ status 2, not a traceback; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import faulthandler
 import importlib
 import logging
 import sys
@@ -27,6 +29,12 @@ COMMAND_MODULES = [
 
 class UserError(Exception):
     """Raised by sub-commands for mistakes the user can fix; printed as one line."""
+
+
+def _not_beam_gcp_notice(record: logging.LogRecord) -> bool:
+    """Beam warns on the root logger, at import, that Google Cloud client libraries are absent;
+    nothing here uses them, so the line only alarms."""
+    return not str(record.msg).startswith("apitools not found")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
+    # A decoder that crashes the process (SIGSEGV, SIGABRT) leaves at least a Python traceback;
+    # `prepare` then resumes on rerun with the crashing task's rows isolated.
+    with contextlib.suppress(ValueError, OSError):  # stderr without a file (captured in tests)
+        faulthandler.enable()
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="clipvip: %(message)s" if not args.debug else "%(asctime)s %(name)s: %(message)s",
@@ -60,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("apache_beam", "ray", "transformers", "urllib3", "httpx", "botocore"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_beam_gcp_notice)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ standard Beam option passes through, so the same command targets Flink, Spark or
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -58,7 +59,15 @@ def default_options(beam_args: Sequence[str]) -> PipelineOptions:
     args = list(beam_args)
     if not any(a.startswith("--runner") for a in args):
         args.append("--runner=DirectRunner")
+    if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
+        # Worker processes otherwise print dozens of INFO lines about gRPC channels per run.
+        args.append("--default_sdk_harness_log_level=WARNING")
     return PipelineOptions(args)
+
+
+def _is_direct(options: PipelineOptions) -> bool:
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    return runner in ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 
 
 def caption_step(cfg: PrepareConfig, local_workers: int = 1, accelerator: str | None = None):
@@ -77,6 +86,10 @@ def run(plan: T.Plan, beam_args: Sequence[str] = (), accelerator: str | None = N
     local_workers = 1
     if direct.direct_running_mode == "multi_processing":
         local_workers = direct.direct_num_workers or os.cpu_count() or 1  # 0 means one per core
+        if _is_direct(options):
+            # The DirectRunner waits forever for a worker process that died (a video that
+            # crashes the decoder): keep the decoders out of its workers.
+            cfg = dataclasses.replace(cfg, isolate="always")
     try:
         with beam.Pipeline(options=options) as p:
             _ = (

@@ -117,6 +117,16 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
         metavar="MB",
         help=f"address-space cap per ffmpeg/ffprobe call, 0 = none (default: {d.tool_memory_mb})",
     )
+    g.add_argument(
+        "--isolate",
+        choices=["retry", "always"],
+        default=d.isolate,
+        help="where a task's probe/clip/middle-frame stages run. retry: in the worker, and in a "
+        "child process only when the task is retried after its worker died, so a video that "
+        "crashes the decoder fails alone; always: in a child process every time (a pipe's cost; "
+        "set for Beam's DirectRunner with --workers, which hangs when a worker dies) "
+        f"(default: {d.isolate})",
+    )
     g = p.add_argument_group("captions")
     g.add_argument(
         "--captioner",
@@ -224,6 +234,7 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
         ffmpeg_threads=args.ffmpeg_threads,
         tool_timeout_s=args.tool_timeout,
         tool_memory_mb=args.tool_memory_mb,
+        isolate=args.isolate,
         extra={"input_root": args.input_root} if args.input_root else {},
     )
 

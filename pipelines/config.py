@@ -51,6 +51,9 @@ class PrepareConfig:
     ffmpeg_threads: int = 1
     tool_timeout_s: float = 300.0
     tool_memory_mb: int = 4096
+    # "retry": a task's CPU stages run in the worker, and in a child process only on a retry
+    # (after a worker died); "always": in a child process every time (pipelines.isolation).
+    isolate: str = "retry"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def sample_settings(self) -> dict[str, Any]:

@@ -105,6 +105,11 @@ def format_summary(summary: dict[str, Any], out: str) -> str:
     ]
     if summary.get("resumed_tasks"):
         lines.append(f"  resumed: {summary['resumed_tasks']} tasks were already done and skipped")
+    if summary.get("tasks_retried"):
+        lines.append(
+            f"  retried: {summary['tasks_retried']} tasks whose earlier attempt died (a worker "
+            "crash or a killed run); their rows ran isolated in a child process"
+        )
     if not summary.get("complete", True):
         lines.append(
             f"  INCOMPLETE: {summary['tasks_done']}/{summary['tasks']} tasks done; rerun to resume"

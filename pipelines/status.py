@@ -57,6 +57,7 @@ def run_status(out: str, now: float | None = None) -> dict[str, Any]:
         "tasks": run["tasks"],
         "tasks_done": len(per_task),
         "samples": sum(t["written"] for t in per_task),
+        "tasks_retried": sum(1 for t in per_task if t.get("attempt", 1) > 1),
         "failed": sum(by_stage.values()),
         "failed_by_stage": dict(sorted(by_stage.items())),
         "failure_examples": examples,
@@ -87,6 +88,11 @@ def format_status(st: dict[str, Any]) -> str:
     ]
     for stage, n in st["failed_by_stage"].items():
         lines.append(f"    {stage}: {n:,}  e.g. {st['failure_examples'].get(stage, '')[:100]}")
+    if st["tasks_retried"]:
+        lines.append(
+            f"  retried:  {st['tasks_retried']:,} tasks (an earlier attempt died; their rows ran "
+            "isolated, see errors.jsonl)"
+        )
     if st["rows_per_s"]:
         lines.append(f"  rate:     {st['rows_per_s']:.2f} rows/s over the last finished tasks")
     if st["eta_s"] and not st["complete"]:

@@ -10,11 +10,17 @@ rewrites the same shard names with the same bytes, so no sample is ever lost or 
 
 Engines only schedule the three phases below (``process``: CPU stages; ``caption``: the model;
 ``write``), or all at once with ``run_task``.
+
+Each start of a task's CPU phase is counted in ``attempts/{i:06d}``. A task that was started
+before and never finished (its worker died, or the whole run was killed) runs its rows isolated
+in a child process on the next attempt (``pipelines.isolation``), so a row that crashes the
+decoder fails alone instead of killing every retry of its task.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import time
 from collections import Counter
@@ -26,6 +32,7 @@ import fsspec
 from captioner import Captioner
 from pipelines import staging
 from pipelines.config import PrepareConfig
+from pipelines import isolation
 from pipelines.record import Clip
 from pipelines.stages import CPU_STAGES, apply, caption_clips
 from shards.format import Sample
@@ -38,6 +45,9 @@ CONFIG_FILE = "config.json"
 STATS_DIR = "stats"
 STATS_FILE = "stats.json"
 ERRORS_FILE = "errors.jsonl"
+ATTEMPTS_DIR = "attempts"
+
+log = logging.getLogger(__name__)
 
 
 class RunMismatch(RuntimeError):
@@ -56,6 +66,7 @@ class Task:
     index: int
     clips: list[Clip]
     timings: dict[str, float] = field(default_factory=dict)
+    attempt: int = 1
 
     def to_bytes(self) -> bytes:
         """Engines that want flat rows (Ray Data) carry tasks as one bytes column."""
@@ -140,13 +151,42 @@ def load_task(index: int, cfg: PrepareConfig) -> Task:
     return Task(index, staging.load_clips(cfg, index))
 
 
+def begin_attempt(store: Store, index: int) -> int:
+    """Count a start of task ``index``; return which attempt this is (1 for the first)."""
+    rel = f"{ATTEMPTS_DIR}/{index:06d}"
+    try:
+        before = int(store.read_text(rel))
+    except (FileNotFoundError, ValueError):
+        before = 0
+    store.put_bytes(rel, f"{before + 1}\n".encode())
+    return before + 1
+
+
 def process(task: Task | int, cfg: PrepareConfig) -> Task:
-    """The CPU stages (probe, clip, middle frame) for every clip of the task (or task index)."""
+    """The CPU stages (probe, clip, middle frame) for every clip of the task (or task index).
+
+    In process on a task's first attempt (unless ``cfg.isolate == "always"``); isolated in a
+    child process on any later one, so a row that crashes the worker fails alone.
+    """
     if isinstance(task, int):
         task = load_task(task, cfg)
-    for clip in task.clips:
-        for name, stage in CPU_STAGES:
-            apply(name, stage, clip, cfg)
+    task.attempt = begin_attempt(Store(cfg.out), task.index)
+    if task.attempt == 1 and cfg.isolate != "always":
+        for clip in task.clips:
+            for name, stage in CPU_STAGES:
+                apply(name, stage, clip, cfg)
+        return task
+    if task.attempt > 1:
+        log.warning(
+            "task %d, attempt %d: an earlier attempt started and never finished (a worker died "
+            "or the run was killed); running its rows isolated in a child process",
+            task.index,
+            task.attempt,
+        )
+    child = isolation.shared()
+    for i, clip in enumerate(task.clips):
+        for name, _ in CPU_STAGES:
+            task.clips[i] = clip = child.apply(name, clip, cfg)
     return task
 
 
@@ -190,6 +230,7 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
         "failures": failures,
         "shards": [asdict(s) for s in shards],
         "seconds": {k: round(v, 4) for k, v in sorted(seconds.items())},
+        "attempt": task.attempt,
         "finished_at": round(time.time(), 3),  # for `clipvip status`: rate and time left
     }
     store.put_bytes(stats_rel(task.index), (json.dumps(stats, ensure_ascii=False) + "\n").encode())
@@ -231,6 +272,7 @@ def finalize(cfg: PrepareConfig) -> dict[str, Any]:
         "failed_by_stage": dict(sorted(by_stage.items())),
         "tasks": run["tasks"],
         "tasks_done": len(per_task),
+        "tasks_retried": sum(1 for t in per_task if t.get("attempt", 1) > 1),
         "shards": len([s for s in shards if s["nsamples"]]),
         "bytes": sum(s["nbytes"] for s in shards),
         "seconds_by_stage": {k: round(v, 3) for k, v in sorted(seconds.items())},

@@ -1,0 +1,203 @@
+"""A task's retry runs its CPU stages in a child process, so a row that kills its worker fails alone.
+
+Why: probe and clip already run ffmpeg in child processes (a crash there is an ordinary
+``ToolError``), but the middle frame is decoded in process, with the FFmpeg libraries PyAV wraps.
+A video that crashes them (a segfault, an abort, a runaway allocation the kernel's OOM killer
+ends) takes the whole worker down with every clip of its task. The engine then retries the task
+(Ray without limit) and the same row kills it again: one poison row among 100M stalls the run.
+
+So a task's first attempt runs in process (fast); any later attempt, meaning an earlier one
+started and never finished (a dead worker, a killed run being resumed), sends each stage of each
+clip to a child interpreter, one at a time. ``PrepareConfig.isolate = "always"`` does that on the
+first attempt too: for engines that cannot survive a dead worker at all (Beam's DirectRunner in
+multi-process mode waits forever for it), and for users who would rather pay for a pipe than a
+retry. A child that dies is replaced and the same stage is
+tried once more in a fresh child (a one-off kill is not the row's fault); dying twice fails that
+row alone, with the stage and how the child died, and the rest of the task goes on. A stage that
+hangs past the run's tool timeout is killed and failed the same way. The child runs the very
+same stage code, so its samples are byte-identical to an in-process run's.
+
+The child is a plain ``python -m pipelines.isolation`` talking length-prefixed pickles over its
+stdin/stdout (not ``multiprocessing``: it would re-import whatever ``__main__`` the engine's
+worker has, and forking a process with gRPC and torch threads is unsafe).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pipelines.config import PrepareConfig
+from pipelines.record import Clip
+
+DEATHS_PER_ROW = 2  # a stage that kills this many fresh children fails its row
+_HEADER = struct.Struct("<Q")
+
+
+class ChildDied(Exception):
+    """The child process ended (or was ended) before answering."""
+
+
+def _send(stream: BinaryIO, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read_exact(stream: BinaryIO, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = stream.read(n)
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _recv(stream: BinaryIO) -> Any:
+    (size,) = _HEADER.unpack(_read_exact(stream, _HEADER.size))
+    return pickle.loads(_read_exact(stream, size))
+
+
+def how_it_died(returncode: int | None) -> str:
+    if returncode is None:
+        return "was still running"
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+class IsolatedStages:
+    """Applies stages to clips in a child process, started on first use and replaced when it dies.
+
+    One per worker process is enough (``shared()``); ``close()`` ends the child.
+    """
+
+    def __init__(self, timeout_s: float | None = None) -> None:
+        self.timeout_s = timeout_s  # None: from the run's tool timeout
+        self.proc: subprocess.Popen | None = None
+        self.children_started = 0
+
+    def __enter__(self) -> IsolatedStages:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start(self) -> subprocess.Popen:
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[1])  # where `pipelines` is importable from
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.isolation"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        self.children_started += 1
+        return self.proc
+
+    def _kill(self) -> int | None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.kill()
+        try:
+            return proc.wait(timeout=30)
+        finally:
+            for stream in (proc.stdin, proc.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            try:
+                proc.stdin.close()  # the child exits at the end of its input
+                proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self._kill()
+
+    def _call(self, name: str, clip: Clip, cfg: PrepareConfig) -> Clip:
+        proc = self.proc or self._start()
+        # A stage runs at most a few tools in sequence, each bounded by the tool timeout.
+        timeout_s = self.timeout_s if self.timeout_s is not None else 3 * cfg.tool_timeout_s + 60
+        try:
+            _send(proc.stdin, (name, clip, cfg))
+            ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
+            if not ready:
+                self._kill()
+                raise ChildDied(f"did not answer within {timeout_s:.0f} s and was killed")
+            return _recv(proc.stdout)
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            raise ChildDied(how_it_died(self._kill())) from None
+
+    def apply(self, name: str, clip: Clip, cfg: PrepareConfig) -> Clip:
+        """``stages.apply`` of stage ``name`` in the child; a row whose stage kills it (or hangs)
+        on each of ``DEATHS_PER_ROW`` tries fails, with how."""
+        if not clip.ok:
+            return clip
+        t0 = time.perf_counter()
+        deaths = []
+        for _ in range(DEATHS_PER_ROW):
+            try:
+                return self._call(name, clip, cfg)
+            except ChildDied as exc:
+                deaths.append(str(exc))
+        how = deaths[0] if len(set(deaths)) == 1 else "; then ".join(deaths)
+        clip.fail(
+            name,
+            f"the process running this stage died on each of {DEATHS_PER_ROW} tries (it {how}): "
+            "the input crashes the decoder; the row was isolated so the rest of its task went on",
+        )
+        clip.timings[name] = clip.timings.get(name, 0.0) + time.perf_counter() - t0
+        return clip
+
+
+_shared: IsolatedStages | None = None
+
+
+def shared() -> IsolatedStages:
+    """This process's isolation child (one per engine worker, reused across its tasks)."""
+    global _shared
+    if _shared is None:
+        _shared = IsolatedStages()
+        atexit.register(_shared.close)
+    return _shared
+
+
+def _serve() -> None:
+    """The child: read (stage name, clip) pairs until end of input, answer each with the clip."""
+    from pipelines.stages import CPU_STAGES, apply
+
+    stages = dict(CPU_STAGES)
+    out = os.fdopen(os.dup(1), "wb")  # answers go here; anything printed goes to stderr
+    os.dup2(2, 1)
+    inp = sys.stdin.buffer
+    try:
+        while True:
+            name, clip, cfg = _recv(inp)
+            _send(out, apply(name, stages[name], clip, cfg))
+    except EOFError:
+        return
+
+
+if __name__ == "__main__":
+    _serve()

@@ -1,0 +1,195 @@
+"""A video that crashes (or hangs) the in-process decoder fails its row alone, on every engine.
+
+The crash is real (the decoding process gets SIGSEGV) but injected: ``fault_injection/`` on
+``PYTHONPATH`` makes the middle-frame decoder kill its own process on frames of one width, in
+every Python process the run starts (Beam and Ray workers, the isolation child).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import PrepareConfig
+from pipelines.isolation import DEATHS_PER_ROW, IsolatedStages
+from pipelines.record import Clip
+from pipelines.stages import CPU_STAGES, apply
+from shards import iter_samples
+
+FAULTS = Path(__file__).parent / "fault_injection"
+POISON_SIZE = "66x34"  # a width no other test video has
+POISON_WIDTH = 66
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Five good clips and one whose middle frame crashes the decoder, in one manifest."""
+    d = tmp_path_factory.mktemp("corpus")
+    rows = []
+    for i in range(5):
+        video = make_video(d / f"good{i}.mp4", "96x64", seconds=1.0 + 0.2 * i)
+        rows.append({"key": f"good{i}", "video": str(video), "text": f"clip {i}"})
+    poison = make_video(d / "poison.mp4", POISON_SIZE, seconds=1.0)
+    rows.insert(2, {"key": "poison", "video": str(poison), "text": "crashes the decoder"})
+    manifest = d / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+def make_video(path: Path, size: str, seconds: float) -> Path:
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi"]
+        + ["-i", f"testsrc2=size={size}:rate=25", "-t", str(seconds)]
+        + ["-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )
+    return path
+
+
+def fault_env(**faults: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(FAULTS), env.get("PYTHONPATH")) if p)
+    env.update({f"CLIPVIP_FAULT_{k.upper()}_WIDTH": str(v) for k, v in faults.items()})
+    return env
+
+
+def prepare_cmd(manifest: Path, out: Path, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "clipvip",
+        "prepare",
+        str(manifest),
+        "--out",
+        str(out),
+        "--shard-size",
+        "3",
+        "--captioner",
+        "none",
+        *args,
+    ]
+
+
+def run(cmd: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def samples(out: Path) -> dict[str, tuple]:
+    return {s["key"]: (s["mp4"], s["jpg"], s["txt"]) for s in iter_samples(str(out))}
+
+
+@pytest.fixture(scope="module")
+def clean(corpus, tmp_path_factory) -> dict[str, tuple]:
+    """The good rows' samples from a run without any fault."""
+    out = tmp_path_factory.mktemp("clean") / "out"
+    done = run(prepare_cmd(corpus, out, "--runner", "local"), dict(os.environ))
+    assert done.returncode == 0, done.stderr
+    got = samples(out)
+    assert set(got) == {"good0", "good1", "poison", "good2", "good3", "good4"}
+    del got["poison"]
+    return got
+
+
+def assert_poison_failed_alone(out: Path, clean: dict[str, tuple]) -> dict:
+    assert samples(out) == clean  # every good row, byte for byte, once
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [(e["key"], e["stage"]) for e in errors] == [("poison", "middle_frame")]
+    assert "SIGSEGV" in errors[0]["reason"] and "isolated" in errors[0]["reason"]
+    stats = json.loads((out / "stats.json").read_text())
+    assert (stats["rows_done"], stats["samples"], stats["failed"]) == (6, 5, 1)
+    return stats
+
+
+def clip_of(manifest: Path, key: str) -> Clip:
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    row = next(r for r in rows if r["key"] == key)
+    return Clip(key=key, row=0, video=row["video"], text=row["text"])
+
+
+def test_stages_in_the_child_give_the_same_bytes_as_in_process(corpus, tmp_path):
+    cfg = PrepareConfig(out=str(tmp_path))
+    inside, isolated = clip_of(corpus, "good1"), clip_of(corpus, "good1")
+    with IsolatedStages() as child:
+        for name, stage in CPU_STAGES:
+            inside = apply(name, stage, inside, cfg)
+            isolated = child.apply(name, isolated, cfg)
+        assert child.children_started == 1  # one child serves every stage and clip
+    assert isolated.ok and inside.ok
+    assert (isolated.mp4, isolated.jpg, isolated.frame_index) == (
+        inside.mp4,
+        inside.jpg,
+        inside.frame_index,
+    )
+
+
+def test_a_row_that_kills_its_child_on_each_try_fails_with_the_signal_and_the_next_row_goes_on(
+    corpus, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PYTHONPATH", fault_env(crash=POISON_WIDTH)["PYTHONPATH"])
+    monkeypatch.setenv("CLIPVIP_FAULT_CRASH_WIDTH", str(POISON_WIDTH))
+    cfg = PrepareConfig(out=str(tmp_path))
+    with IsolatedStages() as child:
+        poison, good = clip_of(corpus, "poison"), clip_of(corpus, "good0")
+        for name, _ in CPU_STAGES:
+            poison = child.apply(name, poison, cfg)
+            good = child.apply(name, good, cfg)
+        assert child.children_started == 1 + DEATHS_PER_ROW  # the first, two replacements
+    assert poison.error.stage == "middle_frame"
+    assert "killed by SIGSEGV" in poison.error.reason
+    assert good.ok and good.jpg
+
+
+def test_a_stage_that_hangs_is_killed_after_the_timeout_and_fails_its_row(
+    corpus, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PYTHONPATH", fault_env()["PYTHONPATH"])
+    monkeypatch.setenv("CLIPVIP_FAULT_HANG_WIDTH", str(POISON_WIDTH))
+    cfg = PrepareConfig(out=str(tmp_path))
+    with IsolatedStages(timeout_s=5) as child:
+        clip = clip_of(corpus, "poison")
+        for name, _ in CPU_STAGES:
+            clip = child.apply(name, clip, cfg)
+    assert clip.error.stage == "middle_frame"
+    assert "did not answer within 5 s" in clip.error.reason
+
+
+def test_local_run_killed_by_the_crash_resumes_with_the_crashing_row_failed_alone(
+    corpus, clean, tmp_path
+):
+    out = tmp_path / "out"
+    env = fault_env(crash=POISON_WIDTH)
+    first = run(prepare_cmd(corpus, out, "--runner", "local"), env)
+    assert first.returncode == -11, first.stderr  # SIGSEGV took the whole in-process run
+    assert "Segmentation fault" in first.stderr  # faulthandler's traceback, not silence
+    second = run(prepare_cmd(corpus, out, "--runner", "local"), env)
+    assert second.returncode == 0, second.stderr
+    assert "attempt 2" in second.stderr
+    stats = assert_poison_failed_alone(out, clean)
+    assert stats["tasks_retried"] == 1  # only the crashing row's task ran isolated
+    third = run(prepare_cmd(corpus, out, "--runner", "local"), env)
+    assert "0 to run" in third.stderr
+    assert samples(out) == clean
+
+
+@pytest.mark.slow
+def test_ray_retries_the_task_isolated_and_finishes_in_one_run(corpus, clean, tmp_path):
+    out = tmp_path / "out"
+    done = run(prepare_cmd(corpus, out, "--runner", "ray", "--workers", "2"), fault_env(crash=POISON_WIDTH))
+    assert done.returncode == 0, done.stderr[-3000:]
+    stats = assert_poison_failed_alone(out, clean)
+    assert stats["tasks_retried"] == 1
+
+
+@pytest.mark.slow
+def test_beam_multiprocess_isolates_always_and_finishes_in_one_run(corpus, clean, tmp_path):
+    out = tmp_path / "out"
+    cmd = prepare_cmd(corpus, out, "--runner", "beam", "--workers", "2")
+    done = run(cmd, fault_env(crash=POISON_WIDTH))
+    assert done.returncode == 0, done.stderr[-3000:]
+    stats = assert_poison_failed_alone(out, clean)
+    assert stats["tasks_retried"] == 0  # never needed a retry: no worker died
