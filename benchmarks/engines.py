@@ -4,8 +4,9 @@ The corpus: 720p H.264 spans that must be re-encoded (the CPU stages dominate, a
 where captioning sits on GPUs; ``--captioner`` defaults to none here so the ratios measure the
 engines, not a CPU-bound random model). Into fresh folders, one task per clip:
 
-- plain loop (``--runner local``: the stage functions called one clip after the other);
-- Beam DirectRunner with 1 and with 2 worker processes;
+- plain loop (``--runner local``: the stage functions called one clip after the other), and the
+  same with ``--isolate always`` (each stage in a child process: what the pipe costs);
+- Beam DirectRunner with 1 and with 2 worker processes (isolated: see ``pipelines.isolation``);
 - Ray on a real local cluster (``ray start --head`` [+ ``ray start --address``]), 1 node of
   1 CPU and 2 nodes of 1 CPU each, reached through ``--ray-address`` as on a cluster.
 
@@ -48,9 +49,13 @@ def corpus(work: Path, clips: int) -> Path:
     return path
 
 
-def timed(manifest: Path, out: Path, engine: EngineOptions, captioner: str) -> dict:
+def timed(
+    manifest: Path, out: Path, engine: EngineOptions, captioner: str, isolate: str = "retry"
+) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    cfg = PrepareConfig(out=str(out), shard_size=1, captioner=captioner, frame_short_side=224)
+    cfg = PrepareConfig(
+        out=str(out), shard_size=1, captioner=captioner, frame_short_side=224, isolate=isolate
+    )
     t0 = time.perf_counter()
     summary = prepare(str(manifest), cfg, engine, progress=False)
     summary["wall"] = time.perf_counter() - t0
@@ -78,6 +83,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     manifest = corpus(work, args.clips)
     results = {}
+    results["loop, isolated"] = timed(
+        manifest, work / "run_iso", EngineOptions(runner="local"), args.captioner, "always"
+    )
     for i, (name, engine) in enumerate(
         {
             "plain loop": EngineOptions(runner="local"),
@@ -95,7 +103,7 @@ def main() -> None:
         f"captioner {args.captioner}"
     )
     print(f"{'engine':<18}{'wall s':>8}{'rows/s':>8}{'vs loop':>9}   stage seconds (summed)")
-    for name, r in results.items():
+    for name, r in sorted(results.items(), key=lambda kv: kv[0] != "plain loop"):
         stages = ", ".join(f"{k} {v:.1f}" for k, v in r["seconds_by_stage"].items())
         print(
             f"{name:<18}{r['wall']:>8.1f}{r['rows'] / r['wall']:>8.2f}"
