@@ -19,6 +19,7 @@ from pipelines.config import PrepareConfig
 from pipelines.isolation import DEATHS_PER_ROW, IsolatedStages
 from pipelines.record import Clip
 from pipelines.stages import CPU_STAGES, apply
+from pipelines.status import format_status, run_status
 from shards import iter_samples
 
 FAULTS = Path(__file__).parent / "fault_injection"
@@ -171,6 +172,7 @@ def test_local_run_killed_by_the_crash_resumes_with_the_crashing_row_failed_alon
     assert "attempt 2" in second.stderr
     stats = assert_poison_failed_alone(out, clean)
     assert stats["tasks_retried"] == 1  # only the crashing row's task ran isolated
+    assert "retried:  1 tasks" in format_status(run_status(str(out)))
     third = run(prepare_cmd(corpus, out, "--runner", "local"), env)
     assert "0 to run" in third.stderr
     assert samples(out) == clean
