@@ -27,6 +27,7 @@ worker has, and forking a process with gRPC and torch threads is unsafe).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import pickle
 import select
@@ -122,10 +123,8 @@ class IsolatedStages:
             return proc.wait(timeout=30)
         finally:
             for stream in (proc.stdin, proc.stdout):
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
 
     def close(self) -> None:
         proc = self.proc

@@ -30,9 +30,8 @@ from typing import Any
 import fsspec
 
 from captioner import Captioner
-from pipelines import staging
+from pipelines import isolation, staging
 from pipelines.config import PrepareConfig
-from pipelines import isolation
 from pipelines.record import Clip
 from pipelines.stages import CPU_STAGES, apply, caption_clips
 from shards.format import Sample

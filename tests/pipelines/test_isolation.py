@@ -181,7 +181,9 @@ def test_local_run_killed_by_the_crash_resumes_with_the_crashing_row_failed_alon
 @pytest.mark.slow
 def test_ray_retries_the_task_isolated_and_finishes_in_one_run(corpus, clean, tmp_path):
     out = tmp_path / "out"
-    done = run(prepare_cmd(corpus, out, "--runner", "ray", "--workers", "2"), fault_env(crash=POISON_WIDTH))
+    done = run(
+        prepare_cmd(corpus, out, "--runner", "ray", "--workers", "2"), fault_env(crash=POISON_WIDTH)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     stats = assert_poison_failed_alone(out, clean)
     assert stats["tasks_retried"] == 1
