@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.commands import prepare_command
 from pipelines.tasks import ERRORS_FILE, RUN_FILE, STATS_DIR, STATS_FILE
 
 
@@ -139,17 +140,7 @@ def sweep(
     log=print,
 ) -> SweepReport:
     def cmd(out: Path) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "clipvip",
-            "prepare",
-            str(manifest),
-            "--out",
-            str(out),
-            "--no-progress",
-            *prepare_args,
-        ]
+        return prepare_command(manifest, out, "--no-progress", *prepare_args)
 
     clean = work / "clean"
     proc = _start(cmd(clean))

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.commands import prepare_command
 from pipelines.config import PrepareConfig
 from pipelines.isolation import DEATHS_PER_ROW, IsolatedStages
 from pipelines.record import Clip
@@ -60,20 +60,7 @@ def fault_env(**faults: int) -> dict[str, str]:
 
 
 def prepare_cmd(manifest: Path, out: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "clipvip",
-        "prepare",
-        str(manifest),
-        "--out",
-        str(out),
-        "--shard-size",
-        "3",
-        "--captioner",
-        "none",
-        *args,
-    ]
+    return prepare_command(manifest, out, "--shard-size", "3", "--captioner", "none", *args)
 
 
 def run(cmd: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:

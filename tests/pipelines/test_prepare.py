@@ -4,13 +4,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import webdataset as wds
 
+from benchmarks.commands import prepare_command
 from clipvip.cli import main
 from pipelines.config import PrepareConfig
 from pipelines.prepare import EngineOptions, prepare
@@ -166,14 +166,9 @@ def test_run_killed_with_sigkill_resumes_to_exactly_the_clean_samples(
 ):
     clean_out, _ = clean_run
     out = tmp_path / "killed"
-    cmd = [
-        sys.executable,
-        "-m",
-        "clipvip",
-        "prepare",
-        str(manifest),
-        "--out",
-        str(out),
+    cmd = prepare_command(
+        manifest,
+        out,
         "--name",
         "t",
         "--shard-size",
@@ -183,7 +178,7 @@ def test_run_killed_with_sigkill_resumes_to_exactly_the_clean_samples(
         "--runner",
         "local",
         "--no-progress",
-    ]
+    )
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

@@ -13,12 +13,12 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from benchmarks.commands import prepare_command
 from pipelines.config import PrepareConfig
 from pipelines.local_cluster import LocalRayCluster
 from pipelines.prepare import EngineOptions, prepare
@@ -62,14 +62,9 @@ def reference(manifest, tmp_path_factory):
 
 def _cli(manifest: Path, out: Path, cluster: LocalRayCluster) -> list[str]:
     cfg = _cfg(out)
-    return [
-        sys.executable,
-        "-m",
-        "clipvip",
-        "prepare",
-        str(manifest),
-        "--out",
-        str(out),
+    return prepare_command(
+        manifest,
+        out,
         "--shard-size",
         str(cfg.shard_size),
         "--frame-short-side",
@@ -83,7 +78,16 @@ def _cli(manifest: Path, out: Path, cluster: LocalRayCluster) -> list[str]:
         "--caption-resource",
         "captioner=1",
         "--no-progress",
-    ]
+    )
+
+
+def _start(manifest: Path, out: Path, cluster: LocalRayCluster) -> subprocess.Popen:
+    return subprocess.Popen(
+        _cli(manifest, out, cluster),
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _files(out: Path) -> dict[str, bytes]:
@@ -107,12 +111,7 @@ def _ours(cluster: LocalRayCluster) -> list[tuple[str, str, int]]:
 def test_captioning_runs_only_on_the_node_with_the_resource(cluster, manifest, reference, tmp_path):
     (captioner_node,) = [n.node_id for n in cluster.nodes() if n.resources.get("captioner")]
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        _cli(manifest, out, cluster),
-        env=cluster.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = _start(manifest, out, cluster)
     seen: set[tuple[str, str]] = set()
     while proc.poll() is None:
         seen |= {(node, title) for node, title, _ in _ours(cluster)}
@@ -131,12 +130,7 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(
     cluster, manifest, reference, tmp_path, fault_report
 ):
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        _cli(manifest, out, cluster),
-        env=cluster.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = _start(manifest, out, cluster)
     rng = random.Random(SEED)
     victim = None
     deadline = time.monotonic() + 240
