@@ -8,7 +8,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from pipelines.config import PrepareConfig
+from pipelines.config import ENGINES, PrepareConfig
 
 log = logging.getLogger("clipvip")
 
@@ -198,9 +198,6 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
         "started with it (ray start --resources '{\"captioner\": 1}'); repeatable",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-ENGINES = ("beam", "ray", "local")
 
 
 def runner_arg(value: str) -> str:

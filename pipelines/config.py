@@ -9,6 +9,9 @@ from typing import Any
 
 from pipelines.ff import Limits
 
+# The engines `prepare` schedules on (a Beam runner name selects the Beam engine, see cli).
+ENGINES = ("beam", "ray", "local")
+
 # Settings that change the samples; a rerun into the same folder must use the same ones.
 SAMPLE_SETTINGS = (
     "name",

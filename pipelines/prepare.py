@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines import tasks as T
-from pipelines.config import PrepareConfig
+from pipelines.config import ENGINES, PrepareConfig
 from pipelines.progress import RunProgress
 
 log = logging.getLogger(__name__)
-RUNNERS = ("beam", "ray", "local")
 
 
 @dataclass(slots=True)
@@ -33,8 +32,8 @@ def prepare(
     manifest: str, cfg: PrepareConfig, engine: EngineOptions, progress: bool = True
 ) -> dict[str, Any]:
     """Turn ``manifest`` into shards under ``cfg.out``; return the merged ``stats.json``."""
-    if engine.runner not in RUNNERS:
-        raise ValueError(f"unknown runner {engine.runner!r}; choose one of {', '.join(RUNNERS)}")
+    if engine.runner not in ENGINES:
+        raise ValueError(f"unknown runner {engine.runner!r}; choose one of {', '.join(ENGINES)}")
     t0 = time.perf_counter()
     plan = T.plan(manifest, cfg, progress)
     log.info(

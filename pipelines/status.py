@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from typing import Any
 
 import fsspec
 
-from pipelines.tasks import RUN_FILE, read_task_stats
+from pipelines.tasks import RUN_FILE, read_task_stats, tally
 from shards.store import Store
 
 RATE_WINDOW = 50  # tasks: the rate is measured over the most recently finished ones
@@ -33,11 +32,9 @@ def run_status(out: str, now: float | None = None) -> dict[str, Any]:
     store = Store(out)
     run = json.loads(store.read_text(RUN_FILE))
     per_task = read_task_stats(store)
-    rows_done = sum(t["rows"] for t in per_task)
-    by_stage: Counter[str] = Counter()
+    counts = tally(run, per_task)
     examples: dict[str, str] = {}
     for t in per_task:
-        by_stage.update(t["failed_by_stage"])
         for f in t["failures"]:
             examples.setdefault(f["stage"], f"{f['key']}: {f['reason']}")
     timed = sorted((t for t in per_task if "finished_at" in t), key=lambda t: t["finished_at"])
@@ -47,24 +44,16 @@ def run_status(out: str, now: float | None = None) -> dict[str, Any]:
         # rows of the tasks finished after the window's first one, over the time they took
         span = recent[-1]["finished_at"] - recent[0]["finished_at"]
         rate = sum(t["rows"] for t in recent[1:]) / span
-    remaining = run["rows"] - rows_done
+    remaining = run["rows"] - counts["rows_done"]
     now = time.time() if now is None else now
     return {
         "out": out,
         "manifest": run.get("manifest"),
-        "rows": run["rows"],
-        "rows_done": rows_done,
-        "tasks": run["tasks"],
-        "tasks_done": len(per_task),
-        "samples": sum(t["written"] for t in per_task),
-        "tasks_retried": sum(1 for t in per_task if t.get("attempt", 1) > 1),
-        "failed": sum(by_stage.values()),
-        "failed_by_stage": dict(sorted(by_stage.items())),
+        **counts,
         "failure_examples": examples,
         "rows_per_s": rate,
         "eta_s": remaining / rate if rate and remaining else (0.0 if not remaining else None),
         "last_task_s_ago": now - timed[-1]["finished_at"] if timed else None,
-        "complete": len(per_task) == run["tasks"],
     }
 
 

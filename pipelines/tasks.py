@@ -248,6 +248,25 @@ def read_task_stats(store: Store) -> list[dict[str, Any]]:
     return sorted(per_task, key=lambda s: s["task"])
 
 
+def tally(run: dict[str, Any], per_task: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where a run stands, from ``run.json`` and the finished tasks' stats (for ``stats.json``
+    at the end of a run and for ``clipvip status`` during one)."""
+    by_stage: Counter[str] = Counter()
+    for t in per_task:
+        by_stage.update(t["failed_by_stage"])
+    return {
+        "rows": run["rows"],
+        "rows_done": sum(t["rows"] for t in per_task),
+        "samples": sum(t["written"] for t in per_task),
+        "failed": sum(by_stage.values()),
+        "failed_by_stage": dict(sorted(by_stage.items())),
+        "tasks": run["tasks"],
+        "tasks_done": len(per_task),
+        "tasks_retried": sum(1 for t in per_task if t.get("attempt", 1) > 1),
+        "complete": len(per_task) == run["tasks"],
+    }
+
+
 def finalize(cfg: PrepareConfig) -> dict[str, Any]:
     """Merge every task's stats into ``index.json``, ``stats.json`` and ``errors.jsonl``.
 
@@ -259,23 +278,13 @@ def finalize(cfg: PrepareConfig) -> dict[str, Any]:
     shards = [s for t in per_task for s in t["shards"]]
     failures = [f for t in per_task for f in t["failures"]]
     seconds: Counter[str] = Counter()
-    by_stage: Counter[str] = Counter()
     for t in per_task:
         seconds.update(t["seconds"])
-        by_stage.update(t["failed_by_stage"])
     summary = {
-        "rows": run["rows"],
-        "rows_done": sum(t["rows"] for t in per_task),
-        "samples": sum(t["written"] for t in per_task),
-        "failed": len(failures),
-        "failed_by_stage": dict(sorted(by_stage.items())),
-        "tasks": run["tasks"],
-        "tasks_done": len(per_task),
-        "tasks_retried": sum(1 for t in per_task if t.get("attempt", 1) > 1),
+        **tally(run, per_task),
         "shards": len([s for s in shards if s["nsamples"]]),
         "bytes": sum(s["nbytes"] for s in shards),
         "seconds_by_stage": {k: round(v, 3) for k, v in sorted(seconds.items())},
-        "complete": len(per_task) == run["tasks"],
     }
     store.put_bytes(INDEX, (json.dumps(make_index(shards, cfg.name), indent=2) + "\n").encode())
     store.put_bytes(STATS_FILE, (json.dumps(summary, indent=2) + "\n").encode())
