@@ -5,9 +5,10 @@ Per image: ``beam_size`` live hypotheses; each step extends them with the best `
 score ``sum(log p) / length ** len_penalty``; an image is done when ``beam`` hypotheses are
 finished; at ``max_new_tokens`` only ``</s>`` is allowed. Repeated 3-grams are banned.
 
-Padding invariance: rows never interact (attention is per row, scores per image), and images
-that finish early keep decoding dummy steps rather than shrinking the batch, so an image's
-caption does not depend on what else is in its batch.
+Padding invariance: rows never interact (attention is per row, scores per image), so an
+image's caption does not depend on what else is in its batch. An image whose caption is done
+leaves the batch (its beams' rows, cache and encoder states are dropped), as in fairseq: with
+real captions of about 10 words, later steps decode only the images still going.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class BeamConfig:
     no_repeat_ngram_size: int = 3
     len_penalty: float = 1.0
     banned_ids: tuple[int, ...] = field(default=())  # never generated (pad, codes, bins ...)
+    drop_finished: bool = True  # captioned images leave the batch (False: benchmark baseline)
 
 
 @dataclass
@@ -35,6 +37,8 @@ class StepTimes:
     encoder: float = 0.0
     decoder: float = 0.0
     bookkeeping: float = 0.0
+    images: int = 0  # images searched
+    image_steps: int = 0  # decoder steps summed over images (16 + 1 each if none ends early)
 
 
 def ban_repeated_ngrams(lprobs: torch.Tensor, tokens: torch.Tensor, n: int) -> torch.Tensor:
@@ -88,13 +92,17 @@ def beam_search(
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
     banned = torch.tensor(sorted({mcfg.pad_token_id, *cfg.banned_ids}), device=device)
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
-    done = torch.zeros(b, dtype=torch.bool)
-    rows = torch.arange(b, device=device)[:, None] * k
+    active = list(range(b))  # original image of each image still in the batch, in batch order
+    captioned = 0  # images with ``beam`` finished hypotheses
+    last_tokens: dict[int, list[int]] = {}  # beam 0 of an image that left with nothing finished
 
     for step in range(max_len):
         logits = model.decoder.step(tokens[:, step : step + 1], state)[:, -1]
         t0 = tick("decoder", t0)
-        lprobs = torch.log_softmax(logits.float(), dim=-1)  # (B*K, V)
+        if timer is not None:
+            timer.image_steps += len(active)
+        n = len(active)
+        lprobs = torch.log_softmax(logits.float(), dim=-1)  # (N*K, V)
         lprobs[:, banned] = float("-inf")
         if step == 0 and max_len > 1:  # min_len 1, as fairseq's generator: never an empty caption
             lprobs[:, mcfg.eos_token_id] = float("-inf")
@@ -104,41 +112,60 @@ def beam_search(
             lprobs[:, mcfg.eos_token_id] = eos_col
         lprobs = ban_repeated_ngrams(lprobs, tokens[:, : step + 1], cfg.no_repeat_ngram_size)
         vocab = lprobs.size(1)
-        cand = (scores[:, :, None] + lprobs.view(b, k, vocab)).view(b, k * vocab)
-        cand_scores, cand_idx = cand.topk(2 * k, dim=1)  # (B, 2K)
+        cand = (scores[:, :, None] + lprobs.view(n, k, vocab)).view(n, k * vocab)
+        cand_scores, cand_idx = cand.topk(2 * k, dim=1)  # (N, 2K)
         cand_beam, cand_tok = cand_idx // vocab, cand_idx % vocab
         is_eos = (cand_tok == mcfg.eos_token_id) & torch.isfinite(cand_scores)
 
         # Finish hypotheses whose </s> ranks among the first K candidates.
-        eos_hits = (is_eos[:, :k] & ~done.to(device)[:, None]).nonzero().tolist()
+        eos_hits = is_eos[:, :k].nonzero().tolist()
+        leaving: set[int] = set()  # batch positions of images captioned this step
         if eos_hits:
             flat = tokens.tolist()
-            for img, c in eos_hits:
+            for pos, c in eos_hits:
+                img = active[pos]
                 if len(finished[img]) >= k:
                     continue
-                src = img * k + int(cand_beam[img, c])
-                score = float(cand_scores[img, c]) / (step + 1) ** cfg.len_penalty
+                src = pos * k + int(cand_beam[pos, c])
+                score = float(cand_scores[pos, c]) / (step + 1) ** cfg.len_penalty
                 finished[img].append((score, flat[src][1 : step + 1]))
-            for img in {img for img, _ in eos_hits}:
-                done[img] = len(finished[img]) >= k
-        if bool(done.all()):
+                if len(finished[img]) >= k:
+                    leaving.add(pos)
+                    captioned += 1
+        if step == max_len - 1 or captioned == b:
             t0 = tick("bookkeeping", t0)
             break
+        if not cfg.drop_finished:
+            leaving = set()  # they stay, decoding steps nobody reads
+        if leaving:  # captioned images leave the batch
+            stay = [pos for pos in range(n) if pos not in leaving]
+            index = torch.tensor(stay, device=device)
+            cand_scores, cand_beam, cand_tok, is_eos = (
+                t.index_select(0, index) for t in (cand_scores, cand_beam, cand_tok, is_eos)
+            )
+            active = [active[pos] for pos in stay]
+        else:
+            index = torch.arange(n, device=device)
 
         # The next K live beams: best candidates that are not </s>.
         live_rank = torch.where(is_eos, 2 * k, 0) + torch.arange(2 * k, device=device)
-        keep = live_rank.argsort(dim=1)[:, :k]  # (B, K) candidate positions
+        keep = live_rank.argsort(dim=1)[:, :k]  # (N', K) candidate positions
         scores = cand_scores.gather(1, keep)
-        source = (rows + cand_beam.gather(1, keep)).view(-1)  # (B*K,) parent rows
+        source = (index[:, None] * k + cand_beam.gather(1, keep)).view(-1)  # parent rows
         tokens = tokens.index_select(0, source)
         tokens[:, step + 1] = cand_tok.gather(1, keep).view(-1)
-        state.reorder(source)
+        state.reorder(source, drop=bool(leaving))
         t0 = tick("bookkeeping", t0)
 
+    if timer is not None:
+        timer.images += b
+    for pos, img in enumerate(active):
+        if not finished[img]:  # every hypothesis was banned out: keep the first live beam
+            last_tokens[img] = tokens[pos * k, 1:].tolist()
     best = []
     for img in range(b):
-        if not finished[img]:  # every hypothesis was banned out: keep the first live beam
-            finished[img].append((0.0, tokens[img * k, 1:].tolist()))
+        if not finished[img]:
+            finished[img].append((0.0, last_tokens[img]))
         score, ids = max(finished[img], key=lambda item: item[0])
         best.append([t for t in ids if t != mcfg.pad_token_id])
     return best

@@ -265,7 +265,8 @@ class DecoderState:
 
     Self-attention keys/values live in preallocated ``(B, H, T_max, E)`` buffers written one
     step at a time; cross-attention keys/values are computed once from the encoder output.
-    ``reorder`` follows the beams that survived a step.
+    ``reorder`` follows the beams that survived a step; ``drop`` as well when some rows leave
+    (their image is captioned), so the encoder-side tensors shrink with the batch.
     """
 
     def __init__(self, self_kv: list, cross_kv: list, self_bias, cross_bias, pad_bias) -> None:
@@ -276,10 +277,20 @@ class DecoderState:
         self.pad_bias = pad_bias  # (B, 1, 1, N): -inf on encoder padding
         self.length = 0
 
-    def reorder(self, index: torch.Tensor) -> None:
+    def reorder(self, index: torch.Tensor, drop: bool = False) -> None:
+        """Rows ``index`` of the old state become the new state's rows.
+
+        Beams of one image share the encoder side, so a reorder within images leaves it as is;
+        ``drop`` (fewer rows than before) selects it too.
+        """
         self.self_kv = [
             (k.index_select(0, index), v.index_select(0, index)) for k, v in self.self_kv
         ]
+        if drop:
+            self.cross_kv = [
+                (k.index_select(0, index), v.index_select(0, index)) for k, v in self.cross_kv
+            ]
+            self.pad_bias = self.pad_bias.index_select(0, index)
 
 
 class OFADecoder(nn.Module):

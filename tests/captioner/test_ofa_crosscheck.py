@@ -301,7 +301,7 @@ def test_generated_tokens_match_fairseq_generator(pair, ms, beam_size):
 @pytest.mark.parametrize("beam_size", [1, 5])
 def test_hypotheses_ending_early_match_fairseq_generator(ms, beam_size):
     """Six images whose captions end at different steps (2, 7, 16 tokens): finishing, length
-    normalisation, and finished images leaving fairseq's batch while ours keep decoding."""
+    normalisation, and finished images leaving the batch in both."""
     ours, theirs, tokenizer = _pair(ms, eos_boost=2.6)
     ids = torch.tensor([tokenizer.encode(PROMPT)] * 6)
     pixels = torch.randn(6, 3, 64, 64, generator=torch.Generator().manual_seed(3))

@@ -9,7 +9,7 @@ from PIL import Image
 
 from captioner import load_captioner
 from captioner.ofa.captioner import OFACaptioner, save_random_tiny
-from captioner.ofa.generate import BeamConfig, ban_repeated_ngrams, beam_search
+from captioner.ofa.generate import BeamConfig, StepTimes, ban_repeated_ngrams, beam_search
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,21 @@ def test_caption_alone_equals_caption_in_a_batch_of_mixed_images(captioner):
     assert batched == alone
     assert captioner.caption(images[::-1]) == batched[::-1]
     assert len(set(batched)) > 1  # different images, different captions: the test has teeth
+
+
+def test_images_whose_caption_ends_leave_the_batch_without_changing_any_caption(captioner):
+    images = _images()
+    captioner.timer = timer = StepTimes()
+    try:
+        batched = captioner.caption(images)
+    finally:
+        captioner.timer = None
+    assert batched == [captioner.caption([im])[0] for im in images]
+    lengths = [len(text.split()) for text in batched]
+    assert min(lengths) < 16 and max(lengths) == 16, "need captions ending early and late"
+    budget = captioner.beam.max_new_tokens + 1  # decoder steps of an image that never ends
+    assert timer.images == len(images)
+    assert timer.image_steps < timer.images * budget  # a batch that never shrank would use all
 
 
 def test_captions_are_lowercase_words_at_most_max_words(captioner):
