@@ -154,7 +154,7 @@ def beam_search(
         source = (index[:, None] * k + cand_beam.gather(1, keep)).view(-1)  # parent rows
         tokens = tokens.index_select(0, source)
         tokens[:, step + 1] = cand_tok.gather(1, keep).view(-1)
-        state.reorder(source, drop=bool(leaving))
+        state.reorder(source)
         t0 = tick("bookkeeping", t0)
 
     if timer is not None:

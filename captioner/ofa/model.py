@@ -98,16 +98,32 @@ class Attention(nn.Module):
         return self.split(self.k_proj(x)), self.split(self.v_proj(x))
 
     def attend(
-        self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
+        self,
+        x: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        bias: torch.Tensor,
+        group: int = 1,
     ) -> torch.Tensor:
-        """Queries from ``x`` (B, T, D) over ``k, v`` (B, H, S, E); ``bias`` adds to logits."""
-        q = self.split(self.q_proj(x))  # (B, H, T, E)
+        """Queries from ``x`` (B * G, T, D) over ``k, v`` (B, H, S, E); ``bias`` adds to logits.
+
+        ``group`` G > 1: every G consecutive rows of ``x`` (the beams of one image) share one
+        row of ``k, v``; their queries are stacked so the keys are read once, not G times, and
+        ``bias`` is then laid out for (G * T) queries, beam-major.
+        """
+        q = self.split(self.q_proj(x))  # (B * G, H, T, E)
+        rows, heads, t, e = q.shape
+        if group > 1:
+            q = q.view(rows // group, group, heads, t, e).transpose(1, 2)
+            q = q.reshape(rows // group, heads, group * t, e)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias.to(q.dtype), scale=self.scaling
         )
+        if group > 1:
+            out = out.view(rows // group, heads, group, t, e).transpose(1, 2)
+            out = out.reshape(rows, heads, t, e)
         out = out * self.c_attn.to(out.dtype)[None, :, None, None]
-        b, _, t, _ = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(b, t, -1))
+        return self.out_proj(out.transpose(1, 2).reshape(rows, t, -1))
 
 
 def _ffn(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -164,7 +180,9 @@ class DecoderLayer(nn.Module):
         h = self.self_attn_layer_norm(x)
         x = x + self.self_attn_mid_layer_norm(self.self_attn.attend(h, *self_kv, self_bias))
         h = self.cross_attn_layer_norm(x)
-        x = x + self.cross_attn_mid_layer_norm(self.cross_attn.attend(h, *cross_kv, cross_bias))
+        group = x.size(0) // cross_kv[0].size(0)  # beams per image
+        cross = self.cross_attn.attend(h, *cross_kv, cross_bias, group=group)
+        x = x + self.cross_attn_mid_layer_norm(cross)
         return _ffn(self, x)
 
 
@@ -263,34 +281,41 @@ class OFAEncoder(nn.Module):
 class DecoderState:
     """What beam search carries between steps: cached keys/values and position biases.
 
-    Self-attention keys/values live in preallocated ``(B, H, T_max, E)`` buffers written one
-    step at a time; cross-attention keys/values are computed once from the encoder output.
-    ``reorder`` follows the beams that survived a step; ``drop`` as well when some rows leave
-    (their image is captioned), so the encoder-side tensors shrink with the batch.
+    Self-attention keys/values live in preallocated ``(B * G, H, T_max, E)`` buffers written
+    one step at a time, one row per hypothesis; cross-attention keys/values are computed once
+    from the encoder output, one row per image, and shared by its ``group`` G beams (OFA-large
+    at 480 px: 45 MB of them per image in bf16, which beam 5 would otherwise copy five times
+    and read five times per step). ``reorder`` follows the beams that survived a step.
     """
 
-    def __init__(self, self_kv: list, cross_kv: list, self_bias, cross_bias, pad_bias) -> None:
+    def __init__(
+        self, self_kv: list, cross_kv: list, self_bias, cross_bias, pad_bias, group: int = 1
+    ) -> None:
         self.self_kv = self_kv
         self.cross_kv = cross_kv
         self.self_bias = self_bias  # per layer (H, T_max, T_max): absolute + relative
         self.cross_bias = cross_bias  # (H, T_max, N)
-        self.pad_bias = pad_bias  # (B, 1, 1, N): -inf on encoder padding
+        self.pad_bias = pad_bias  # (B, 1, 1, N): -inf on encoder padding, one row per image
+        self.group = group
         self.length = 0
 
-    def reorder(self, index: torch.Tensor, drop: bool = False) -> None:
-        """Rows ``index`` of the old state become the new state's rows.
+    def reorder(self, index: torch.Tensor) -> None:
+        """Hypothesis rows ``index`` of the old state become the new state's rows.
 
-        Beams of one image share the encoder side, so a reorder within images leaves it as is;
-        ``drop`` (fewer rows than before) selects it too.
+        Each image's G new rows must come from its own old rows (beam search only ever
+        continues an image's own hypotheses), in image order; fewer rows than before means
+        images left the batch, and their encoder-side rows go too.
         """
         self.self_kv = [
             (k.index_select(0, index), v.index_select(0, index)) for k, v in self.self_kv
         ]
-        if drop:
+        images = self.pad_bias.size(0)
+        if index.numel() != images * self.group:
+            kept = index[:: self.group] // self.group  # the old image row of each new image
             self.cross_kv = [
-                (k.index_select(0, index), v.index_select(0, index)) for k, v in self.cross_kv
+                (k.index_select(0, kept), v.index_select(0, kept)) for k, v in self.cross_kv
             ]
-            self.pad_bias = self.pad_bias.index_select(0, index)
+            self.pad_bias = self.pad_bias.index_select(0, kept)
 
 
 class OFADecoder(nn.Module):
@@ -335,18 +360,15 @@ class OFADecoder(nn.Module):
     ) -> DecoderState:
         """Precompute everything that does not depend on generated tokens.
 
-        ``batch_size`` > encoder batch repeats each row (beam expansion), ``max_length`` counts
-        decoder positions including the start token.
+        ``batch_size`` = G x the encoder batch: G hypotheses per image (the beams), sharing that
+        image's encoder side; ``max_length`` counts decoder positions, the start token included.
         """
         hidden, padding, src_pos = encoder_out
-        if batch_size is not None and batch_size != hidden.size(0):
-            repeat = batch_size // hidden.size(0)
-            hidden = hidden.repeat_interleave(repeat, dim=0)
-            padding = padding.repeat_interleave(repeat, dim=0)
+        group = 1 if batch_size is None else batch_size // hidden.size(0)
         device, dtype = hidden.device, hidden.dtype
         if torch.is_autocast_enabled(device.type):  # cache in the dtype the projections produce
             dtype = torch.get_autocast_dtype(device.type)
-        b, heads = hidden.size(0), self.cfg.decoder_attention_heads
+        b, heads = hidden.size(0) * group, self.cfg.decoder_attention_heads
         head_dim = self.cfg.d_model // heads
 
         tgt_pos = self.pos_ln(self.embed_positions(torch.arange(max_length, device=device)))
@@ -360,7 +382,8 @@ class OFADecoder(nn.Module):
             self_abs + F.embedding(buckets, table.weight).permute(2, 0, 1) + causal
             for table in self.token_rel_pos_table_list
         ]
-        pad_bias = torch.zeros(b, 1, 1, padding.size(1), device=device, dtype=cross_bias.dtype)
+        images = hidden.size(0)
+        pad_bias = torch.zeros(images, 1, 1, padding.size(1), device=device, dtype=cross_bias.dtype)
         pad_bias = pad_bias.masked_fill(padding[:, None, None, :], float("-inf"))
         shape = (b, heads, max_length, head_dim)
         self_kv = [
@@ -368,7 +391,7 @@ class OFADecoder(nn.Module):
             for _ in self.layers
         ]
         cross_kv = [layer.cross_attn.keys_values(hidden) for layer in self.layers]
-        return DecoderState(self_kv, cross_kv, self_bias, cross_bias, pad_bias)
+        return DecoderState(self_kv, cross_kv, self_bias, cross_bias, pad_bias, group)
 
     def step(self, tokens: torch.Tensor, state: DecoderState) -> torch.Tensor:
         """Feed ``tokens`` (B, t) at positions ``state.length ...``; logits (B, t, V).
@@ -382,7 +405,8 @@ class OFADecoder(nn.Module):
         if not self.cfg.disable_entangle:
             x = x + self.embed_positions(positions)
         x = self.layernorm_embedding(x)
-        cross_bias = state.cross_bias[:, start:end][None] + state.pad_bias
+        cross_bias = state.cross_bias[:, start:end]  # (H, t, N), queries beam-major below
+        cross_bias = cross_bias.repeat(1, state.group, 1)[None] + state.pad_bias
         for idx, layer in enumerate(self.layers):
             k_cache, v_cache = state.self_kv[idx]
             h = layer.self_attn_layer_norm(x)

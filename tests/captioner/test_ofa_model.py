@@ -55,6 +55,39 @@ def test_cached_step_by_step_decoding_equals_teacher_forcing(tiny):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-4, rtol=1e-4)
 
 
+def test_beams_sharing_one_image_encoder_rows_equal_beams_with_their_own_copies(tiny):
+    """Cross-attention keys are kept once per image and shared by its beams; the logits must be
+    those of every beam row holding its own copy, through a reorder and an image leaving."""
+    model, tok = tiny
+    prompt = tok.encode(" what does the image describe?")
+    ids = torch.tensor([prompt, prompt[:4] + [tok.pad_token_id] * (len(prompt) - 4)])
+    pixels = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    beams = 3
+    tokens = torch.tensor([[0], [0], [0], [0], [0], [0]])
+    steps = torch.tensor([[40, 41, 42, 50, 51, 52], [43, 44, 45, 53, 54, 55]])
+    reorder = torch.tensor([2, 2, 0, 4, 3, 3])  # beams swap parents within their image
+    leave = torch.tensor([3, 5, 5])  # image 0 leaves; image 1's beams continue
+    with torch.no_grad():
+        out = model.encoder(ids, pixels)
+        shared = model.decoder.start(out, 4, batch_size=2 * beams)
+        copies = type(out)(
+            out.hidden.repeat_interleave(beams, 0),
+            out.padding.repeat_interleave(beams, 0),
+            out.positions,
+        )
+        own = model.decoder.start(copies, 4)
+        assert shared.cross_kv[0][0].size(0) == 2 and own.cross_kv[0][0].size(0) == 6
+        for state in (shared, own):
+            state.results = [model.decoder.step(tokens, state)]
+            state.reorder(reorder)
+            state.results.append(model.decoder.step(steps[0][reorder][:, None], state))
+            state.reorder(leave)
+            state.results.append(model.decoder.step(steps[1][leave][:, None], state))
+    assert shared.cross_kv[0][0].size(0) == 1  # the image that left took its rows along
+    for a, b in zip(shared.results, own.results, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
 def test_padded_prompt_tokens_do_not_change_the_encoding_of_the_others(tiny):
     model, tok = tiny
     ids = torch.tensor([tok.encode(" a dog")])
