@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import logging
+import sys
 import time
 from collections.abc import Sequence
 
@@ -11,12 +13,15 @@ from PIL import Image
 from captioner import Captioner
 from pipelines.record import Clip
 
+log = logging.getLogger(__name__)
+
 
 def caption_clips(clips: Sequence[Clip], captioner: Captioner | None, batch_size: int) -> None:
     """Caption every clip still ok, ``batch_size`` images per model call, in place.
 
-    Images that fail to decode fail only their clip. A captioner error fails the whole batch's
-    clips with its reason (the model, not the input, is at fault), so nothing is lost silently.
+    Images that fail to decode fail only their clip. A batch the captioner fails on is retried
+    in halves (see ``caption_batch``), so nothing is lost to one bad image or one GPU out of
+    memory, and nothing is lost silently: what still fails alone is recorded with its reason.
     """
     if captioner is None:
         return
@@ -29,16 +34,52 @@ def caption_clips(clips: Sequence[Clip], captioner: Captioner | None, batch_size
         except OSError as exc:
             clip.fail("caption", f"middle frame is not a readable image: {exc}")
     for i in range(0, len(todo), batch_size):
-        batch = todo[i : i + batch_size]
-        t0 = time.perf_counter()
-        try:
-            texts = captioner.caption([image for _, image in batch])
-        except (RuntimeError, ValueError) as exc:
-            for clip, _ in batch:
-                clip.fail("caption", f"captioner failed: {type(exc).__name__}: {exc}")
-            continue
-        share = (time.perf_counter() - t0) / len(batch)
-        for (clip, _), text in zip(batch, texts, strict=True):
-            clip.caption = text
-            clip.caption_model = captioner.name
-            clip.timings["caption"] = share
+        caption_batch(captioner, todo[i : i + batch_size])
+
+
+def caption_batch(
+    captioner: Captioner, batch: list[tuple[Clip, Image.Image]], depth: int = 0
+) -> int:
+    """Caption ``batch`` in one call; if the captioner raises, halve the batch and retry each half.
+
+    Why halves: a model error on a batch is either the batch's size (CUDA out of memory on a
+    large batch, the common case on a shared GPU) or one image that breaks the model. Halving
+    retries the first at a size that fits and isolates the second in log2(batch) rounds, so only
+    the image at fault fails (stage ``caption``, the error as reason). Captions do not depend on
+    the batch (the captioner contract), so a retried clip gets the caption it would have got.
+    Returns how many model calls failed. The first split of a batch is logged as a warning.
+    """
+    t0 = time.perf_counter()
+    try:
+        texts = captioner.caption([image for _, image in batch])
+    except (RuntimeError, ValueError) as exc:
+        if len(batch) == 1:
+            batch[0][0].fail("caption", f"captioner failed: {type(exc).__name__}: {exc}")
+            return 1
+        log.log(
+            logging.WARNING if depth == 0 else logging.DEBUG,
+            "captioner failed on a batch of %d images (%s: %s); retrying in halves",
+            len(batch),
+            type(exc).__name__,
+            str(exc).splitlines()[0][:200] if str(exc) else "",
+        )
+        release_accelerator_memory()
+        half = len(batch) // 2
+        return (
+            1
+            + caption_batch(captioner, batch[:half], depth + 1)
+            + caption_batch(captioner, batch[half:], depth + 1)
+        )
+    share = (time.perf_counter() - t0) / len(batch)
+    for (clip, _), text in zip(batch, texts, strict=True):
+        clip.caption = text
+        clip.caption_model = captioner.name
+        clip.timings["caption"] = share
+    return 0
+
+
+def release_accelerator_memory() -> None:
+    """Return cached CUDA blocks after a failed call, so the retry sees the memory it freed."""
+    torch = sys.modules.get("torch")  # never import torch for a captioner that does not use it
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
