@@ -14,8 +14,10 @@ device's peak rate (``--peak-tflops``); we report the measured fraction of that 
 from __future__ import annotations
 
 import argparse
+import io
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -168,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{timer.image_steps / timer.images:11.1f}  {walls[False] / walls[True]:6.2f}x"
         )
     print(shared_encoder_keys(cap, pixels, args.repeats))
+    print(caption_worker_input(cap, min(b, 16), max(3, args.repeats)))
 
 
 def shared_encoder_keys(cap: OFACaptioner, pixels: torch.Tensor, repeats: int) -> str:
@@ -203,6 +206,54 @@ def shared_encoder_keys(cap: OFACaptioner, pixels: torch.Tensor, repeats: int) -
         f"{walls[False] / repeats * 1e3:.0f} ms ({walls[False] / walls[True]:.2f}x); their "
         f"memory {mib[True] / 2**20:.1f} MiB vs {mib[False] / 2**20:.1f} MiB"
     )
+
+
+def caption_worker_input(cap: OFACaptioner, batch: int, repeats: int) -> str:
+    """What the caption worker does per image before the model: decode the middle-frame JPEG,
+    resize and normalise (the worker doing it all) vs normalise uint8 frames a CPU worker made
+    (``caption_input``, what the pipeline runs). A 854x480 ``testsrc2`` JPEG, the pipeline's
+    default frame size."""
+    import tempfile
+
+    from captioner.base import ImagePrep
+    from captioner.ofa.captioner import normalize
+    from pipelines.ff import Limits, run_tool
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "frame.jpg"
+        run_tool(
+            ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=854x480"]
+            + ["-frames:v", "1", "-q:v", "2", str(path)],
+            Limits(timeout_s=60, memory_mb=0),
+        )
+        jpg = path.read_bytes()
+    cfg = cap.model.config
+    prep = ImagePrep(cfg.image_size)
+    frames = [prep(jpg) for _ in range(batch)]
+    walls = {"jpeg": 0.0, "frames": 0.0}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        cap.pixels([Image.open(io.BytesIO(jpg)) for _ in range(batch)]).to(cap.device)
+        walls["jpeg"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        normalize(torch.from_numpy(np.stack(frames)).to(cap.device), cfg)
+        if cap.device.type == "cuda":
+            torch.cuda.synchronize()
+        walls["frames"] += time.perf_counter() - t0
+    per = {k: v / (repeats * batch) * 1e3 for k, v in walls.items()}
+    return (
+        f"caption worker, input per image at {cfg.image_size} px: from the JPEG "
+        f"{per['jpeg']:.2f} ms vs from CPU-made frames {per['frames']:.2f} ms "
+        f"({per['jpeg'] / per['frames']:.1f}x); the CPU workers pay "
+        f"{_timed(lambda: prep(jpg), repeats) * 1e3:.2f} ms for the frame instead"
+    )
+
+
+def _timed(fn, repeats: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
 
 
 def boost_eos(cap: OFACaptioner, boost: float) -> None:

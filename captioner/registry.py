@@ -6,11 +6,12 @@ lists the known ones (never a silent fallback).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-from captioner.base import Captioner
+from captioner.base import Captioner, ImagePrep
 
 Loader = Callable[[str, int, str | None], Captioner]
 
@@ -50,6 +51,21 @@ def load_captioner(spec: str, max_words: int = 16, device: str | None = None) ->
         )
         raise ValueError(f"unknown captioner {spec!r}; known: {known}")
     return BACKENDS[prefix](arg, max_words, device)
+
+
+@functools.lru_cache(maxsize=8)
+def input_prep(spec: str) -> ImagePrep | None:
+    """The model-free CPU half of ``spec``'s input (reads at most a ``config.json``).
+
+    ``None`` for backends that decode images themselves (``hf:``, ``random-tiny``, ``none``).
+    An ``ofa:PATH`` without a ``config.json`` raises ``FileNotFoundError`` naming the folder.
+    """
+    prefix, _, arg = spec.strip().partition(":")
+    if prefix != "ofa":
+        return None
+    from captioner.ofa.captioner import ofa_input_prep
+
+    return ofa_input_prep(arg)
 
 
 OFA_DIR_ENV = "CLIPVIP_OFA_DIR"

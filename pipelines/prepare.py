@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from captioner.registry import input_prep
 from pipelines import tasks as T
 from pipelines.config import ENGINES, PrepareConfig
 from pipelines.progress import RunProgress
@@ -34,6 +35,7 @@ def prepare(
     """Turn ``manifest`` into shards under ``cfg.out``; return the merged ``stats.json``."""
     if engine.runner not in ENGINES:
         raise ValueError(f"unknown runner {engine.runner!r}; choose one of {', '.join(ENGINES)}")
+    input_prep(cfg.captioner)  # an ofa:PATH without config.json stops here, not on a worker
     t0 = time.perf_counter()
     plan = T.plan(manifest, cfg, progress)
     log.info(

@@ -55,6 +55,7 @@ class Clip:
     jpg: bytes | None = None
     frame_index: int | None = None
     frame_time: float | None = None
+    caption_input: Any = None  # the captioner's input made on a CPU worker (uint8 array)
     caption: str | None = None
     caption_model: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # the manifest's other columns
@@ -70,6 +71,7 @@ class Clip:
         self.error = Failure(stage, reason)
         self.mp4 = None
         self.jpg = None
+        self.caption_input = None
         return self
 
     def metadata(self) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from captioner import Captioner
 from pipelines import isolation, staging
 from pipelines.config import PrepareConfig
 from pipelines.record import Clip
-from pipelines.stages import CPU_STAGES, apply, caption_clips
+from pipelines.stages import apply, caption_clips, cpu_stages
 from shards.format import Sample
 from shards.index import INDEX, make_index
 from shards.store import Store
@@ -172,7 +172,7 @@ def process(task: Task | int, cfg: PrepareConfig) -> Task:
     task.attempt = begin_attempt(Store(cfg.out), task.index)
     if task.attempt == 1 and cfg.isolate != "always":
         for clip in task.clips:
-            for name, stage in CPU_STAGES:
+            for name, stage in cpu_stages(cfg):
                 apply(name, stage, clip, cfg)
         return task
     if task.attempt > 1:
@@ -184,7 +184,7 @@ def process(task: Task | int, cfg: PrepareConfig) -> Task:
         )
     child = isolation.shared()
     for i, clip in enumerate(task.clips):
-        for name, _ in CPU_STAGES:
+        for name, _ in cpu_stages(cfg):
             task.clips[i] = clip = child.apply(name, clip, cfg)
     return task
 

@@ -1,8 +1,10 @@
 """``ofa:PATH`` and ``ofa:random-tiny``: OFA-Caption behind the ``Captioner`` interface.
 
-Images are resized to the checkpoint's square resolution (bicubic) and normalised to [-1, 1] on
-the CPU, one by one (fixed size: a batch needs no padding), then encoded and beam-searched in one
-batch with the prompt `` what does the image describe?``. bf16 autocast on CUDA, float32 on CPU.
+Images are resized to the checkpoint's square resolution (bicubic; fixed size, so a batch needs
+no padding) and normalised to [-1, 1], then encoded and beam-searched in one batch with the
+prompt `` what does the image describe?``. bf16 autocast on CUDA, float32 on CPU. In the
+pipeline the resize runs on the CPU workers (``ofa_input_prep``) and only uint8 frames reach the
+caption worker, which normalises them on its device (``caption_arrays``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from captioner.base import Captioner, clean_caption
+from captioner.base import Captioner, ImagePrep, clean_caption, square_rgb
 from captioner.ofa.checkpoint import check_and_load, read_state_dict, save_checkpoint
 from captioner.ofa.config import OFAConfig, load_config
 from captioner.ofa.generate import BeamConfig, StepTimes, beam_search
@@ -51,14 +53,19 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def preprocess(image: Image.Image, cfg: OFAConfig) -> torch.Tensor:
-    """(3, S, S) float tensor: RGB, bicubic square resize, ``(x - mean) / std``."""
-    size = cfg.image_size
-    rgb = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
-    x = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    mean = torch.tensor(cfg.image_mean)[:, None, None]
-    std = torch.tensor(cfg.image_std)[:, None, None]
+def normalize(rgb: torch.Tensor, cfg: OFAConfig) -> torch.Tensor:
+    """(B, S, S, 3) uint8 -> (B, 3, S, S) float ``(x / 255 - mean) / std``, on ``rgb``'s device."""
+    x = rgb.permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(cfg.image_mean, device=x.device)[:, None, None]
+    std = torch.tensor(cfg.image_std, device=x.device)[:, None, None]
     return (x - mean) / std
+
+
+def ofa_input_prep(arg: str) -> ImagePrep:
+    """``ofa:ARG``'s CPU-side input: square frames at the checkpoint's resolution."""
+    if arg == "random-tiny":
+        return ImagePrep(RANDOM_TINY.image_size)
+    return ImagePrep(load_config(Path(arg).expanduser()).image_size)
 
 
 class OFACaptioner(Captioner):
@@ -99,11 +106,13 @@ class OFACaptioner(Captioner):
         return cls(model, tokenizer, f"ofa:{folder.name}", max_words, device=device)
 
     def pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        return torch.stack([preprocess(im, self.model.config) for im in images])
+        size = self.model.config.image_size
+        rgb = torch.from_numpy(np.stack([square_rgb(im, size) for im in images]))
+        return normalize(rgb, self.model.config)
 
     @torch.inference_mode()
     def caption_pixels(self, pixels: torch.Tensor) -> list[str]:
-        """Captions for already preprocessed ``(B, 3, S, S)`` pixels (decode on CPU workers)."""
+        """Captions for normalised ``(B, 3, S, S)`` float pixels (``pixels``, ``normalize``)."""
         pixels = pixels.to(self.device, non_blocking=True)
         input_ids = self.prompt_ids.to(self.device).expand(pixels.size(0), -1)
         on_gpu = self.device.type == "cuda"
@@ -115,6 +124,17 @@ class OFACaptioner(Captioner):
         if not images:
             return []
         return self.caption_pixels(self.pixels(images))
+
+    def caption_arrays(self, arrays: Sequence[np.ndarray]) -> list[str]:
+        """Captions for ``ofa_input_prep`` output: uint8 frames go to the device, 4x smaller
+        than floats, and are normalised there."""
+        if not len(arrays):
+            return []
+        rgb = torch.from_numpy(np.stack(arrays))
+        if self.device.type == "cuda":
+            rgb = rgb.pin_memory()
+        rgb = rgb.to(self.device, non_blocking=True)
+        return self.caption_pixels(normalize(rgb, self.model.config))
 
 
 def build_random_tiny(

@@ -8,12 +8,35 @@ import sys
 import time
 from collections.abc import Sequence
 
+import numpy as np
 from PIL import Image
 
 from captioner import Captioner
+from captioner.registry import input_prep
+from pipelines.config import PrepareConfig
 from pipelines.record import Clip
+from pipelines.stages.base import StageError
+
+# A decoded middle frame, or the array ``caption_input`` made from it for the captioner.
+CaptionInput = Image.Image | np.ndarray
 
 log = logging.getLogger(__name__)
+
+
+def caption_input(clip: Clip, cfg: PrepareConfig) -> Clip:
+    """The CPU half of captioning, on the CPU workers: the middle frame as the model's input.
+
+    Only for captioners with an ``ImagePrep`` (OFA: a square uint8 frame at its resolution);
+    the caption worker then only normalises and captions (see ``captioner.base.ImagePrep``).
+    """
+    prep = input_prep(cfg.captioner)
+    if prep is None:
+        return clip
+    try:
+        clip.caption_input = prep(clip.jpg or b"")
+    except (OSError, ValueError) as exc:
+        raise StageError(f"middle frame is not a readable image: {exc}") from exc
+    return clip
 
 
 def caption_clips(clips: Sequence[Clip], captioner: Captioner | None, batch_size: int) -> None:
@@ -25,9 +48,12 @@ def caption_clips(clips: Sequence[Clip], captioner: Captioner | None, batch_size
     """
     if captioner is None:
         return
-    todo: list[tuple[Clip, Image.Image]] = []
+    todo: list[tuple[Clip, CaptionInput]] = []
     for clip in clips:
         if not clip.ok:
+            continue
+        if clip.caption_input is not None:  # made by ``caption_input`` on a CPU worker
+            todo.append((clip, clip.caption_input))
             continue
         try:
             todo.append((clip, Image.open(io.BytesIO(clip.jpg or b"")).convert("RGB")))
@@ -38,7 +64,7 @@ def caption_clips(clips: Sequence[Clip], captioner: Captioner | None, batch_size
 
 
 def caption_batch(
-    captioner: Captioner, batch: list[tuple[Clip, Image.Image]], depth: int = 0
+    captioner: Captioner, batch: list[tuple[Clip, CaptionInput]], depth: int = 0
 ) -> int:
     """Caption ``batch`` in one call; if the captioner raises, halve the batch and retry each half.
 
@@ -51,7 +77,7 @@ def caption_batch(
     """
     t0 = time.perf_counter()
     try:
-        texts = captioner.caption([image for _, image in batch])
+        texts = _caption(captioner, [item for _, item in batch])
     except (RuntimeError, ValueError) as exc:
         if len(batch) == 1:
             batch[0][0].fail("caption", f"captioner failed: {type(exc).__name__}: {exc}")
@@ -75,7 +101,18 @@ def caption_batch(
         clip.caption = text
         clip.caption_model = captioner.name
         clip.timings["caption"] = share
+        clip.caption_input = None  # done with it: the writer need not carry it
     return 0
+
+
+def _caption(captioner: Captioner, items: list[CaptionInput]) -> list[str]:
+    if all(isinstance(item, np.ndarray) for item in items):
+        return captioner.caption_arrays(items)
+    return captioner.caption([_as_image(item) for item in items])
+
+
+def _as_image(item: CaptionInput) -> Image.Image:
+    return Image.fromarray(item) if isinstance(item, np.ndarray) else item
 
 
 def release_accelerator_memory() -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from captioner import load_captioner
-from captioner.ofa.captioner import OFACaptioner, save_random_tiny
+from captioner.base import ImagePrep
+from captioner.ofa.captioner import OFACaptioner, normalize, save_random_tiny
 from captioner.ofa.generate import BeamConfig, StepTimes, ban_repeated_ngrams, beam_search
+from captioner.registry import input_prep
 
 
 @pytest.fixture(scope="module")
@@ -112,4 +116,31 @@ def test_ofa_path_backend_loads_a_saved_folder_with_the_same_captions(tmp_path, 
     ids = captioner.prompt_ids.expand(3, -1)
     assert beam_search(loaded.model, ids, pixels, captioner.beam) == beam_search(
         captioner.model, ids, pixels, captioner.beam
+    )
+
+
+def test_input_prep_is_model_free_and_sized_from_the_checkpoint_config(tmp_path):
+    assert input_prep("ofa:random-tiny") == ImagePrep(64)
+    folder = save_random_tiny(tmp_path / "ofa-tiny")
+    assert input_prep(f"ofa:{folder}") == ImagePrep(64)
+    for spec in ("none", "random-tiny", "hf:/models/blip"):
+        assert input_prep(spec) is None  # these backends decode images themselves
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        input_prep(f"ofa:{tmp_path / 'missing'}")
+
+
+def test_captions_from_cpu_prepared_frames_equal_captions_from_images(captioner):
+    prep = input_prep("ofa:random-tiny")
+    jpgs = []
+    for image in _images():
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, format="JPEG")
+        jpgs.append(buf.getvalue())
+    arrays = [prep(jpg) for jpg in jpgs]
+    assert all(a.dtype == np.uint8 and a.shape == (64, 64, 3) for a in arrays)
+    from_images = captioner.caption([Image.open(io.BytesIO(jpg)) for jpg in jpgs])
+    assert captioner.caption_arrays(arrays) == from_images
+    pixels = captioner.pixels([Image.open(io.BytesIO(jpg)) for jpg in jpgs])
+    assert torch.equal(
+        pixels, normalize(torch.from_numpy(np.stack(arrays)), captioner.model.config)
     )
