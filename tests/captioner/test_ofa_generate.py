@@ -144,3 +144,23 @@ def test_captions_from_cpu_prepared_frames_equal_captions_from_images(captioner)
     assert torch.equal(
         pixels, normalize(torch.from_numpy(np.stack(arrays)), captioner.model.config)
     )
+
+
+def test_beam_search_under_bf16_autocast_keeps_a_bf16_cache_and_near_fp32_logits(captioner):
+    """The GPU path's autocast, run on CPU: caches in bf16, shared encoder keys, masks and
+    scores in the right dtypes, captions still well formed."""
+    model, cfg = captioner.model, captioner.beam
+    pixels = captioner.pixels(_images())
+    ids = captioner.prompt_ids.expand(len(pixels), -1)
+    target = torch.tensor([[0, 40, 41, 42, 43]]).expand(len(pixels), -1)
+    with torch.no_grad():
+        ref = model(ids, pixels, target)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(ids, pixels, target)
+            state = model.decoder.start(model.encoder(ids, pixels), 8, batch_size=5 * len(pixels))
+            beams = beam_search(model, ids, pixels, cfg)
+    assert state.self_kv[0][0].dtype == torch.bfloat16
+    assert state.cross_kv[0][0].dtype == torch.bfloat16
+    assert state.cross_kv[0][0].size(0) == len(pixels)
+    assert (logits.float() - ref).abs().max() < 0.1 * ref.abs().max()
+    assert all(0 < len(seq) <= cfg.max_new_tokens for seq in beams)

@@ -128,3 +128,42 @@ def test_temporal_embedding_is_linearly_interpolated_when_t_differs_from_12(mode
     torch.testing.assert_close(base - zero, torch.full((32,), 5.5))
     for t, expected in enumerate((1.0, 4.0, 7.0, 10.0)):
         torch.testing.assert_close(four[0, 4 + t * 16] - zero, torch.full((32,), expected))
+
+
+def test_forward_and_backward_under_bf16_autocast_stay_close_to_fp32(tiny_weights: Path) -> None:
+    """The GPU path's autocast, run on CPU: mixed dtypes in the proxy tokens, the block-wise
+    attention and the loss must not clash, and bf16 must stay near fp32 (nothing goes NaN)."""
+    from trainer.loss import omnisource_loss
+
+    torch.manual_seed(0)
+    model = load_clipvip(ModelConfig(), tiny_weights).eval()
+    torch.manual_seed(1)
+    video, frame = torch.randn(4, 3, 3, 32, 32), torch.randn(4, 1, 3, 32, 32)
+    ids = torch.randint(1, 90, (4, 7))
+    text = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    caption = {"input_ids": ids.flip(1), "attention_mask": torch.ones_like(ids)}
+
+    def loss_and_grads(bf16: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            feats = model(video, text, frame=frame, caption=caption)
+        assert all(f.dtype == (torch.bfloat16 if bf16 else torch.float32) for f in feats.values())
+        feats = {k: v.float() for k, v in feats.items()}
+        loss = omnisource_loss("d", model.logit_scale, *(feats[k] for k in FEATS))
+        loss.backward()
+        return loss.detach(), {
+            n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
+        }
+
+    ref_loss, ref_grads = loss_and_grads(bf16=False)
+    loss, grads = loss_and_grads(bf16=True)
+    assert torch.isfinite(loss) and abs(float(loss - ref_loss)) < 0.05 * float(ref_loss)
+    assert grads.keys() == ref_grads.keys()
+    for name in ("vision_model.embeddings.added_cls", "logit_scale"):
+        a = next(g for n, g in grads.items() if n.endswith(name))
+        b = next(g for n, g in ref_grads.items() if n.endswith(name))
+        assert torch.isfinite(a).all()
+        assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.95
+
+
+FEATS = ("video", "subtitle", "frame", "caption")
