@@ -213,7 +213,8 @@ def test_gradient_accumulation_averages_micro_batches(tiny_weights: Path) -> Non
 
 def test_torchrun_two_ranks_run_the_whole_loop_in_step(train_shards: Path, tmp_path: Path) -> None:
     """`clipvip train` under torchrun with gloo: every rank takes the same number of full-batch
-    steps from its own shard, and the checkpoint records each rank's data position."""
+    steps from its own shard, and the checkpoint records each rank's data position. Validation
+    is split over the ranks too (one shard each) and scores what one process scores."""
     run = tmp_path / "ddp_run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [
@@ -237,6 +238,8 @@ def test_torchrun_two_ranks_run_the_whole_loop_in_step(train_shards: Path, tmp_p
         str(train_shards),
         "--out",
         str(run),
+        "--val-shards",
+        str(train_shards),
         "--steps",
         "3",
         "--no-progress",
@@ -254,3 +257,13 @@ def test_torchrun_two_ranks_run_the_whole_loop_in_step(train_shards: Path, tmp_p
     # 4 clips per rank, batches of 3: one full batch per epoch, the partial one dropped
     assert state["positions"] == [1, 1] and state["epoch"] == 2
     assert len(_losses(run)) >= 1
+    logged = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    val = next(x for x in logged if "val/t2v/R1" in x)
+    from trainer.train import Dist, load_trained, validate
+
+    model, tokenizer, cfg, _ = load_trained(run, torch.device("cpu"), which="last")
+    cfg.data.num_workers = 0
+    alone = validate(model, cfg, str(train_shards), tokenizer, Dist())
+    for direction, metrics in alone.items():
+        for name, value in metrics.items():
+            assert val[f"val/{direction}/{name}"] == pytest.approx(value), (direction, name)
