@@ -94,14 +94,13 @@ def beam_search(
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
     active = list(range(b))  # original image of each image still in the batch, in batch order
     captioned = 0  # images with ``beam`` finished hypotheses
-    last_tokens: dict[int, list[int]] = {}  # beam 0 of an image that left with nothing finished
 
     for step in range(max_len):
         logits = model.decoder.step(tokens[:, step : step + 1], state)[:, -1]
         t0 = tick("decoder", t0)
-        if timer is not None:
-            timer.image_steps += len(active)
         n = len(active)
+        if timer is not None:
+            timer.image_steps += n
         lprobs = torch.log_softmax(logits.float(), dim=-1)  # (N*K, V)
         lprobs[:, banned] = float("-inf")
         if step == 0 and max_len > 1:  # min_len 1, as fairseq's generator: never an empty caption
@@ -161,11 +160,9 @@ def beam_search(
         timer.images += b
     for pos, img in enumerate(active):
         if not finished[img]:  # every hypothesis was banned out: keep the first live beam
-            last_tokens[img] = tokens[pos * k, 1:].tolist()
+            finished[img].append((0.0, tokens[pos * k, 1:].tolist()))
     best = []
     for img in range(b):
-        if not finished[img]:
-            finished[img].append((0.0, last_tokens[img]))
         score, ids = max(finished[img], key=lambda item: item[0])
         best.append([t for t in ids if t != mcfg.pad_token_id])
     return best
