@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=0.0,
         help="make </s> likelier so random captions end early, as real ones do (OFA-Caption "
-        "writes about 10 words), e.g. --eos-boost 0.5; shown as steps/image (default 0)",
+        "writes about 10 words), e.g. --eos-boost 3 for random-tiny; see steps/image (default 0)",
     )
     args = p.parse_args(argv)
     torch.manual_seed(0)
