@@ -215,6 +215,7 @@ def caption_worker_input(cap: OFACaptioner, batch: int, repeats: int) -> str:
     default frame size."""
     import tempfile
 
+    from benchmarks.middle_frame import rate
     from captioner.base import ImagePrep
     from captioner.ofa.captioner import normalize
     from pipelines.ff import Limits, run_tool
@@ -245,15 +246,8 @@ def caption_worker_input(cap: OFACaptioner, batch: int, repeats: int) -> str:
         f"caption worker, input per image at {cfg.image_size} px: from the JPEG "
         f"{per['jpeg']:.2f} ms vs from CPU-made frames {per['frames']:.2f} ms "
         f"({per['jpeg'] / per['frames']:.1f}x); the CPU workers pay "
-        f"{_timed(lambda: prep(jpg), repeats) * 1e3:.2f} ms for the frame instead"
+        f"{1e3 / rate(lambda: prep(jpg), repeats):.2f} ms for the frame instead"
     )
-
-
-def _timed(fn, repeats: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - t0) / repeats
 
 
 def boost_eos(cap: OFACaptioner, boost: float) -> None:

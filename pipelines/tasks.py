@@ -162,7 +162,8 @@ def begin_attempt(store: Store, index: int) -> int:
 
 
 def process(task: Task | int, cfg: PrepareConfig) -> Task:
-    """The CPU stages (probe, clip, middle frame) for every clip of the task (or task index).
+    """The CPU stages (probe, clip, middle frame, the captioner's input) for every clip of the
+    task (or task index).
 
     In process on a task's first attempt (unless ``cfg.isolate == "always"``); isolated in a
     child process on any later one, so a row that crashes the worker fails alone.
@@ -170,9 +171,10 @@ def process(task: Task | int, cfg: PrepareConfig) -> Task:
     if isinstance(task, int):
         task = load_task(task, cfg)
     task.attempt = begin_attempt(Store(cfg.out), task.index)
+    stages = cpu_stages(cfg)
     if task.attempt == 1 and cfg.isolate != "always":
         for clip in task.clips:
-            for name, stage in cpu_stages(cfg):
+            for name, stage in stages:
                 apply(name, stage, clip, cfg)
         return task
     if task.attempt > 1:
@@ -184,7 +186,7 @@ def process(task: Task | int, cfg: PrepareConfig) -> Task:
         )
     child = isolation.shared()
     for i, clip in enumerate(task.clips):
-        for name, _ in cpu_stages(cfg):
+        for name, _ in stages:
             task.clips[i] = clip = child.apply(name, clip, cfg)
     return task
 

@@ -65,7 +65,7 @@ def caption_clips(clips: Sequence[Clip], captioner: Captioner | None, batch_size
 
 def caption_batch(
     captioner: Captioner, batch: list[tuple[Clip, CaptionInput]], depth: int = 0
-) -> int:
+) -> None:
     """Caption ``batch`` in one call; if the captioner raises, halve the batch and retry each half.
 
     Why halves: a model error on a batch is either the batch's size (CUDA out of memory on a
@@ -73,7 +73,7 @@ def caption_batch(
     retries the first at a size that fits and isolates the second in log2(batch) rounds, so only
     the image at fault fails (stage ``caption``, the error as reason). Captions do not depend on
     the batch (the captioner contract), so a retried clip gets the caption it would have got.
-    Returns how many model calls failed. The first split of a batch is logged as a warning.
+    The first split of a batch is logged as a warning.
     """
     t0 = time.perf_counter()
     try:
@@ -81,7 +81,7 @@ def caption_batch(
     except (RuntimeError, ValueError) as exc:
         if len(batch) == 1:
             batch[0][0].fail("caption", f"captioner failed: {type(exc).__name__}: {exc}")
-            return 1
+            return
         log.log(
             logging.WARNING if depth == 0 else logging.DEBUG,
             "captioner failed on a batch of %d images (%s: %s); retrying in halves",
@@ -91,28 +91,23 @@ def caption_batch(
         )
         release_accelerator_memory()
         half = len(batch) // 2
-        return (
-            1
-            + caption_batch(captioner, batch[:half], depth + 1)
-            + caption_batch(captioner, batch[half:], depth + 1)
-        )
+        caption_batch(captioner, batch[:half], depth + 1)
+        caption_batch(captioner, batch[half:], depth + 1)
+        return
     share = (time.perf_counter() - t0) / len(batch)
     for (clip, _), text in zip(batch, texts, strict=True):
         clip.caption = text
         clip.caption_model = captioner.name
         clip.timings["caption"] = share
         clip.caption_input = None  # done with it: the writer need not carry it
-    return 0
 
 
 def _caption(captioner: Captioner, items: list[CaptionInput]) -> list[str]:
-    if all(isinstance(item, np.ndarray) for item in items):
+    """Arrays when the CPU workers made them (then every clip has one: a clip whose
+    ``caption_input`` failed is out of the run), decoded images otherwise."""
+    if isinstance(items[0], np.ndarray):
         return captioner.caption_arrays(items)
-    return captioner.caption([_as_image(item) for item in items])
-
-
-def _as_image(item: CaptionInput) -> Image.Image:
-    return Image.fromarray(item) if isinstance(item, np.ndarray) else item
+    return captioner.caption(items)
 
 
 def release_accelerator_memory() -> None:
