@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python -m benchmarks.middle_frame
 	$(BIN)/python -m benchmarks.engines
 	$(BIN)/python -m benchmarks.ofa
+	$(BIN)/python -m benchmarks.handoff
 	$(BIN)/python -m benchmarks.gap
 	$(BIN)/python -m benchmarks.train
 

@@ -1,8 +1,10 @@
 """Ray engine (Ray Data): schedules the shared task phases; holds no stage logic.
 
-Tasks flow as rows of one bytes column: CPU stages in Ray tasks (any node), captioning in an
-actor pool (one model per actor, images batched across the task's clips), then the write.
-Streaming execution means shards land while later tasks are still being cut.
+Tasks flow as rows: CPU stages in Ray tasks (any node), captioning in an actor pool (one model
+per actor, images batched across the task's clips), then the write. Streaming execution means
+shards land while later tasks are still being cut. A row is a ``pipelines.parcel``: the actors
+take the task as Arrow and read only its clip records and frames; the clip bytes pass through
+them as an Arrow column that is never copied into Python (measured: ``benchmarks/handoff.py``).
 
 Where the caption actors go is the user's call, not the code's: ``num_gpus`` per actor (default
 1 when the cluster has GPUs, so they land only on GPU nodes) and any custom resources
@@ -22,9 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import ray
 
 from captioner import load_captioner
+from pipelines import parcel
 from pipelines import tasks as T
 from pipelines.config import PrepareConfig
 from pipelines.tasks import EngineUnavailable
@@ -52,11 +56,11 @@ def _node() -> str:
 
 def _process(row: dict[str, Any], cfg: PrepareConfig) -> dict[str, Any]:
     task = T.process(int(row["task_index"]), cfg)  # reads its rows from the staged manifest
-    return {"task": task.to_bytes(), "cpu_node": _node()}
+    return {**parcel.pack(task), "cpu_node": _node()}
 
 
 def _write(row: dict[str, Any], cfg: PrepareConfig) -> dict[str, Any]:
-    stats = T.write(T.Task.from_bytes(row["task"]), cfg)
+    stats = T.write(parcel.join(row["task"], row["payload"]), cfg)
     return {
         "task_index": stats["task"],
         "rows": stats["rows"],
@@ -67,23 +71,49 @@ def _write(row: dict[str, Any], cfg: PrepareConfig) -> dict[str, Any]:
 
 
 class CaptionActor:
-    """One captioner per actor, kept for the whole run."""
+    """One captioner per actor, kept for the whole run. Takes parcels as an Arrow table (batch
+    format ``pyarrow``) and returns it with the captioned clip records in place of ``task``, the
+    frames dropped and every other column (the payload) the same Arrow data, never read."""
 
     def __init__(self, cfg: PrepareConfig) -> None:
         self.cfg = cfg
         self.captioner = load_captioner(cfg.captioner, cfg.caption_max_words)
         self.node = _node()
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
-        tasks = [
-            T.caption(T.Task.from_bytes(d), self.captioner, self.cfg).to_bytes()
-            for d in batch["task"]
-        ]
-        return {
-            "task": tasks,
-            "cpu_node": list(batch["cpu_node"]),
-            "caption_node": [self.node] * len(tasks),
-        }
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        tasks = []
+        for i in range(batch.num_rows):
+            task = parcel.for_caption(
+                binary_value(batch, "task", i),
+                binary_value(batch, "frames", i),
+                batch.column("frame_index")[i].as_py(),
+            )
+            tasks.append(T.caption(task, self.captioner, self.cfg).to_bytes())
+        rest = batch.drop_columns(["task", *parcel.FRAME_COLUMNS])
+        return rest.append_column("task", pa.array(tasks, pa.binary())).append_column(
+            "caption_node", pa.array([self.node] * batch.num_rows, pa.string())
+        )
+
+
+def binary_value(table: pa.Table, name: str, row: int) -> Any:
+    """Row ``row`` of a binary column as a buffer that views the column's memory.
+
+    ``table.column(name)[row]`` copies the value (0.16 s for a 345 MB value, measured here); the
+    caption actor reads frames of that size per task. Any layout other than (large) binary is
+    read the plain way.
+    """
+    for chunk in table.column(name).chunks:
+        if row >= len(chunk):
+            row -= len(chunk)
+            continue
+        if not (pa.types.is_binary(chunk.type) or pa.types.is_large_binary(chunk.type)):
+            return chunk[row].as_py()
+        width = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
+        _, offsets, data = chunk.buffers()
+        bounds = np.frombuffer(offsets, dtype=width)[chunk.offset + row : chunk.offset + row + 2]
+        start, end = int(bounds[0]), int(bounds[1])
+        return data.slice(start, end - start) if data is not None and end > start else b""
+    raise IndexError(f"row {row} is past the end of column {name!r}")
 
 
 def init(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -186,6 +216,7 @@ def _run(plan: T.Plan, opts: RayOptions) -> dict[str, Any]:
             CaptionActor,
             fn_constructor_kwargs={"cfg": cfg},
             batch_size=1,
+            batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=actors),
             **caption_args,
         )

@@ -1,0 +1,80 @@
+"""A processed task split for the trip through the caption workers, and joined for the writer.
+
+Why: the caption step needs the clips' metadata and the captioner's input frames; the clip bytes
+(the mp4, and the JPEG where frames made from it replace it) are for the writer only. Sent
+whole, a task of 1,000 clips for OFA-large (1,000 frames of 480x480x3 plus 1,000 clips of 200 KB,
+~920 MB) is copied out of the engine's buffers into Python objects, unpickled, pickled and copied
+back, all in the process that should be feeding the GPU. Split, the caption worker unpickles a
+few hundred KB of clip records, views the frames where they lie and passes the payload on as an
+opaque value it never reads (``pipelines.ray`` keeps it an Arrow column end to end).
+
+A parcel is a plain dict of columns (what Ray Data rows are):
+``task`` (the pickled ``Task`` without clip bytes or frames), ``frames`` (the frames back to back,
+uint8), ``frame_index`` (JSON: which clip each frame belongs to, one frame's shape; a string, so
+every row has the same column types however many frames it has) and ``payload`` (the pickled
+``[(mp4, jpg), ...]`` in clip order).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from typing import Any
+
+import numpy as np
+
+from pipelines.tasks import Task
+
+FRAME_COLUMNS = ("frames", "frame_index")
+
+
+def pack(task: Task) -> dict[str, Any]:
+    """Split a task that went through the CPU stages. The JPEG stays with a clip that has no
+    frame (a captioner without an ``ImagePrep`` decodes the JPEG itself)."""
+    payload = []
+    owners = [i for i, clip in enumerate(task.clips) if clip.caption_input is not None]
+    for clip in task.clips:
+        keep_jpg = clip.ok and clip.caption_input is None
+        payload.append((clip.mp4, None if keep_jpg else clip.jpg))
+        clip.mp4 = None
+        if not keep_jpg:
+            clip.jpg = None
+    frames = np.stack([task.clips[i].caption_input for i in owners]) if owners else None
+    for i in owners:
+        task.clips[i].caption_input = None
+    return {
+        "task": pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL),
+        "frames": frames.tobytes() if frames is not None else b"",
+        "frame_index": json.dumps(
+            {"clips": owners, "shape": list(frames.shape[1:]) if frames is not None else []}
+        ),
+        "payload": pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL),
+    }
+
+
+def for_caption(task: Any, frames: Any, frame_index: str) -> Task:
+    """The light task with each clip's frame put back, for the caption worker.
+
+    ``task`` and ``frames`` may be any buffer (bytes, an Arrow buffer): the frames are viewed,
+    read-only, not copied; the captioner stacks its batch anyway.
+    """
+    light: Task = pickle.loads(task)
+    index = json.loads(frame_index)
+    if index["clips"]:
+        view = np.frombuffer(frames, dtype=np.uint8).reshape(len(index["clips"]), *index["shape"])
+        for j, i in enumerate(index["clips"]):
+            light.clips[i].caption_input = view[j]
+    return light
+
+
+def join(task: Any, payload: Any) -> Task:
+    """The task with its clip bytes back, for the writer. A clip that failed on the way (in
+    captioning) stays without them, as ``Clip.fail`` leaves every failed clip."""
+    whole: Task = pickle.loads(task)
+    for clip, (mp4, jpg) in zip(whole.clips, pickle.loads(payload), strict=True):
+        if not clip.ok:
+            continue
+        clip.mp4 = mp4
+        if jpg is not None:
+            clip.jpg = jpg
+    return whole
