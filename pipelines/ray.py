@@ -191,6 +191,7 @@ def _run(plan: T.Plan, opts: RayOptions) -> dict[str, Any]:
     # Ray Data logs a progress table per operator every few seconds; our bar already shows rows.
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled"
     cfg = plan.cfg
     wanted = list(opts.caption_resources) if cfg.captioner != "none" else []
     resources = _wait_for_resources(wanted)

@@ -11,7 +11,8 @@ rewrites the same shard names with the same bytes, so no sample is ever lost or 
 Engines only schedule the three phases below (``process``: CPU stages; ``caption``: the model;
 ``write``), or all at once with ``run_task``.
 
-Each start of a task's CPU phase is counted in ``attempts/{i:06d}``. A task that was started
+Each start of a task's CPU phase is counted in ``attempts/{i:06d}`` (removed once every task
+has finished; the count stays in the task's stats file). A task that was started
 before and never finished (its worker died, or the whole run was killed) runs its rows isolated
 in a child process on the next attempt (``pipelines.isolation``), so a row that crashes the
 decoder fails alone instead of killing every retry of its task.
@@ -294,4 +295,5 @@ def finalize(cfg: PrepareConfig) -> dict[str, Any]:
     store.put_bytes(ERRORS_FILE, lines.encode("utf-8"))
     if summary["complete"]:
         store.remove("_tmp")
+        store.remove(ATTEMPTS_DIR)  # each task's count stays in its stats file
     return summary

@@ -159,6 +159,7 @@ def test_local_run_killed_by_the_crash_resumes_with_the_crashing_row_failed_alon
     assert "attempt 2" in second.stderr
     stats = assert_poison_failed_alone(out, clean)
     assert stats["tasks_retried"] == 1  # only the crashing row's task ran isolated
+    assert not (out / "attempts").exists()  # complete: the counts live in the stats files
     assert "retried:  1 tasks" in format_status(run_status(str(out)))
     third = run(prepare_cmd(corpus, out, "--runner", "local"), env)
     assert "0 to run" in third.stderr
