@@ -55,6 +55,7 @@ bench: install
 	$(BIN)/python -m benchmarks.handoff
 	$(BIN)/python -m benchmarks.gap
 	$(BIN)/python -m benchmarks.train
+	$(BIN)/python -m benchmarks.clip_decode
 
 # Prepare the demo corpus, train the tiny CLIP-ViP on it, evaluate retrieval.
 train-demo: install

@@ -107,3 +107,35 @@ def test_video2dataset_shard_is_read_with_frames_from_the_clip(tiny_weights: Pat
     still = [bool((v == v[0]).all()) for v in b["video"]]
     assert sum(still) == 3  # the three JPEGs; the three YouTube clips move
     assert b["caption"] is None  # no caption.txt: only loss 'vs' applies
+
+
+def test_decoded_frames_are_exactly_each_frame_scaled_on_its_own(tmp_path: Path) -> None:
+    """The clip-wide scaler that ``decode_frames`` keeps (for speed) gives the pixels a scaler
+    built for each frame gives, and any decoder thread count gives the same frames."""
+    import io
+    import subprocess
+
+    import av
+    import numpy as np
+
+    from trainer.data import _center_crop, _resized_size, decode_frames
+
+    clip = tmp_path / "clip.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=142x80:rate=3", "-t", "4"]
+        + ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(clip)],
+        check=True,
+    )
+    mp4 = clip.read_bytes()
+    frames, middle = decode_frames(mp4, 48, 5, None, with_middle=True)
+    with av.open(io.BytesIO(mp4)) as container:
+        alone = []
+        for frame in container.decode(video=0):
+            w, h = _resized_size(frame.width, frame.height, 48)
+            rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC")
+            alone.append(_center_crop(rgb.to_ndarray(), 48))
+    indices = sample_frame_indices(len(alone), 5, None)
+    assert np.array_equal(frames, np.stack([alone[i] for i in indices]))
+    assert np.array_equal(middle, alone[len(alone) // 2])
+    one_thread, _ = decode_frames(mp4, 48, 5, None, threads=1)
+    assert np.array_equal(one_thread, frames)
