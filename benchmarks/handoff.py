@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -113,7 +112,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
     from pipelines.ray import CaptionActor

@@ -69,7 +69,7 @@ class Task:
     attempt: int = 1
 
     def to_bytes(self) -> bytes:
-        """Engines that want flat rows (Ray Data) carry tasks as one bytes column."""
+        """For rows of bytes (Ray Data): a parcel's clip records (``pipelines.parcel``)."""
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
 
     @staticmethod
