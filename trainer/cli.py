@@ -46,6 +46,8 @@ examples:
   # the latest checkpoint instead, results also written as JSON
   clipvip evaluate --checkpoint runs/tiny --which latest --shards demo_out/local \\
       --json runs/tiny/eval.json
+  # a large split on 8 GPUs: each rank encodes its shards, rank 0 reports (leave out --device)
+  torchrun --nproc_per_node 8 -m clipvip evaluate --checkpoint runs/vip_b32 --shards data/test
 
 Each sample is one (video, text) pair with the text in KEY.txt. Prints text->video and
 video->text R@1, R@5, R@10 (percent), median and mean rank, with and without Dual Softmax.
@@ -98,36 +100,45 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    """One process, or every rank of a ``torchrun`` job encoding its share of the shards (rank 0
+    gathers the pairs, in key order, and reports: the same numbers as one process)."""
     import torch
+    import torch.distributed as dist
 
     from trainer.data import make_loader
-    from trainer.evaluate import encode_pairs, format_report, retrieval_report
-    from trainer.train import load_trained
+    from trainer.evaluate import encode_share, format_report, gather_pairs, retrieval_report
+    from trainer.train import load_trained, setup_distributed
 
-    device = torch.device(args.device) if args.device else None
-    model, tokenizer, cfg, folder = load_trained(args.checkpoint, device, which=args.which)
-    data_json = Path(args.checkpoint) / "data.json"
-    if data_json.exists():
-        seen = json.loads(data_json.read_text("utf-8"))
-        for role in ("shards", "val_shards"):
-            if seen.get(role) and Path(seen[role]).resolve() == Path(args.shards).resolve():
-                log.warning(
-                    "%s was this run's %s: the checkpoint was %s on it, so these numbers are "
-                    "optimistic; evaluate on a held-out test split",
-                    args.shards,
-                    "training set" if role == "shards" else "validation set",
-                    "trained" if role == "shards" else "selected",
-                )
-    if args.batch_size:
-        cfg.data.batch_size = args.batch_size
-    if args.workers is not None:
-        cfg.data.num_workers = args.workers
-    loader = make_loader(args.shards, cfg.data, tokenizer, train=False, split_by_node=False)
-    text, video, keys = encode_pairs(
-        model, loader, next(model.parameters()).device, progress=not args.no_progress
-    )
+    d = setup_distributed()
+    try:
+        device = torch.device(args.device) if args.device else d.device
+        model, tokenizer, cfg, folder = load_trained(args.checkpoint, device, which=args.which)
+        if d.main:
+            _warn_if_seen(Path(args.checkpoint), args.shards)
+        if args.batch_size:
+            cfg.data.batch_size = args.batch_size
+        if args.workers is not None:
+            cfg.data.num_workers = args.workers
+        loader = make_loader(
+            args.shards, cfg.data, tokenizer, train=False, split_by_node=d.world > 1
+        )
+        share = encode_share(model, loader, device, progress=d.main and not args.no_progress)
+        gathered = gather_pairs(*share, source=args.shards)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if gathered is None:  # not rank 0
+        return 0
+    text, video, keys = gathered
     report = retrieval_report(text, video)
-    log.info("checkpoint %s on %s: %d pairs", folder, args.shards, len(keys))
+    log.info(
+        "checkpoint %s on %s: %d pairs (%d process%s)",
+        folder,
+        args.shards,
+        len(keys),
+        d.world,
+        "" if d.world == 1 else "es",
+    )
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(
@@ -139,6 +150,23 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )
         log.info("metrics written to %s", args.json)
     return 0
+
+
+def _warn_if_seen(run: Path, shards: str) -> None:
+    """Numbers on the run's own training or validation data are optimistic: say so."""
+    data_json = run / "data.json"
+    if not data_json.exists():
+        return
+    seen = json.loads(data_json.read_text("utf-8"))
+    for role in ("shards", "val_shards"):
+        if seen.get(role) and Path(seen[role]).resolve() == Path(shards).resolve():
+            log.warning(
+                "%s was this run's %s: the checkpoint was %s on it, so these numbers are "
+                "optimistic; evaluate on a held-out test split",
+                shards,
+                "training set" if role == "shards" else "validation set",
+                "trained" if role == "shards" else "selected",
+            )
 
 
 def register(sub: argparse._SubParsersAction) -> None:

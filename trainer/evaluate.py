@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from trainer.data import normalize_pixels
@@ -43,6 +44,51 @@ def encode_pairs(
     if not keys:
         raise ValueError("no decodable samples to evaluate")
     return torch.cat(texts), torch.cat(videos), keys
+
+
+@torch.no_grad()
+def encode_share(
+    model: ClipViP, batches: Iterable[dict[str, Any]], device: torch.device, progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``encode_pairs`` for one rank's share of a split, which may be empty (fewer shards than
+    ranks): then no pairs, not an error; ``gather_pairs`` decides whether the whole is empty."""
+    try:
+        return encode_pairs(model, batches, device, progress)
+    except ValueError:
+        return torch.empty(0), torch.empty(0), []
+
+
+def gather_pairs(
+    text: torch.Tensor, video: torch.Tensor, keys: list[str], source: str
+) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+    """Every rank's encoded pairs on rank 0, in key order (``None`` on the other ranks).
+
+    Why key order: the pairs then do not depend on how many ranks encoded them or in which
+    order the loader met the shards, so one process and N ranks score exactly the same
+    matrix. Raises on rank 0 when there is no pair at all, or a key twice (two samples would
+    each be the other's positive and negative).
+    """
+    parts = [(text, video, keys)]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        main = dist.get_rank() == 0
+        gathered: list[Any] = [None] * dist.get_world_size() if main else []
+        dist.gather_object(parts[0], gathered if main else None, dst=0)
+        if not main:
+            return None
+        parts = gathered
+    pairs = sorted(
+        ((key, t, v) for text, video, keys in parts for key, t, v in zip(keys, text, video)),
+        key=lambda pair: pair[0],
+    )
+    if not pairs:
+        raise ValueError(f"no decodable samples to evaluate in {source}")
+    if len({key for key, _, _ in pairs}) != len(pairs):
+        raise ValueError(f"{source} holds a key twice")
+    return (
+        torch.stack([t for _, t, _ in pairs]),
+        torch.stack([v for _, _, v in pairs]),
+        [key for key, _, _ in pairs],
+    )
 
 
 def retrieval_report(text: torch.Tensor, video: torch.Tensor) -> dict[str, dict[str, float]]:

@@ -35,7 +35,7 @@ from trainer.checkpoint import (
 )
 from trainer.config import TrainConfig
 from trainer.data import make_loader, normalize_pixels
-from trainer.evaluate import encode_pairs, format_report, retrieval_report, rsum
+from trainer.evaluate import encode_share, format_report, gather_pairs, retrieval_report, rsum
 from trainer.loss import clamp_logit_scale, omnisource_loss
 from trainer.model import ClipViP, load_clipvip
 from trainer.optim import build_optimizer, build_scheduler
@@ -300,29 +300,11 @@ def validate(
     it would on rank 0 alone while the other ranks wait. Pairs are put in key order, so the
     report does not depend on how many ranks encoded them.
     """
-    split = d.world > 1
-    loader = make_loader(val_shards, cfg.data, tokenizer, train=False, split_by_node=split)
-    try:
-        text, video, keys = encode_pairs(model, loader, d.device)
-    except ValueError:  # this rank's share is empty (fewer shards than ranks)
-        text, video, keys = torch.empty(0), torch.empty(0), []
-    parts = [(text, video, keys)]
-    if d.world > 1:
-        gathered: list[Any] = [None] * d.world if d.main else []
-        dist.gather_object(parts[0], gathered if d.main else None, dst=0)
-        parts = gathered
-    if not d.main:
+    loader = make_loader(val_shards, cfg.data, tokenizer, train=False, split_by_node=d.world > 1)
+    gathered = gather_pairs(*encode_share(model, loader, d.device), source=val_shards)
+    if gathered is None:
         return None
-    pairs = sorted(
-        ((key, t, v) for text, video, keys in parts for key, t, v in zip(keys, text, video)),
-        key=lambda pair: pair[0],
-    )
-    if not pairs:
-        raise ValueError(f"no decodable samples to validate on in {val_shards}")
-    if len({key for key, _, _ in pairs}) != len(pairs):
-        raise ValueError(f"validation shards {val_shards} hold a key twice")
-    text = torch.stack([t for _, t, _ in pairs])
-    video = torch.stack([v for _, _, v in pairs])
+    text, video, _ = gathered
     return retrieval_report(text, video)
 
 

@@ -267,3 +267,27 @@ def test_torchrun_two_ranks_run_the_whole_loop_in_step(train_shards: Path, tmp_p
     for direction, metrics in alone.items():
         for name, value in metrics.items():
             assert val[f"val/{direction}/{name}"] == pytest.approx(value), (direction, name)
+
+    # `clipvip evaluate` under torchrun: each rank encodes its shard, rank 0 reports what one
+    # process reports (the pairs are scored in key order either way)
+    evaluate = ["evaluate", "--checkpoint", str(run), "--which", "latest", "--shards"]
+    evaluate += [str(train_shards), "--workers", "0", "--no-progress", "--json"]
+    launcher = cmd[: cmd.index("--master_port") + 1] + [str(_free_port()), "-m", "clipvip"]
+    proc = subprocess.run(
+        [*launcher, *evaluate, str(tmp_path / "two.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("t2v_dsl") == 1  # one report, from rank 0
+    assert "(2 processes)" in proc.stderr
+    from clipvip.cli import main
+
+    assert main([*evaluate, str(tmp_path / "one.json")]) == 0
+    two = json.loads((tmp_path / "two.json").read_text())
+    one = json.loads((tmp_path / "one.json").read_text())
+    assert two["pairs"] == one["pairs"] == 8
+    for direction in ("t2v", "v2t", "t2v_dsl", "v2t_dsl"):
+        assert two[direction] == pytest.approx(one[direction]), direction
