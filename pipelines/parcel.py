@@ -39,17 +39,34 @@ def pack(task: Task) -> dict[str, Any]:
         clip.mp4 = None
         if not keep_jpg:
             clip.jpg = None
-    frames = np.stack([task.clips[i].caption_input for i in owners]) if owners else None
-    for i in owners:
-        task.clips[i].caption_input = None
+    frames, shape = _move_frames(task, owners)
     return {
         "task": pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL),
-        "frames": frames.tobytes() if frames is not None else b"",
-        "frame_index": json.dumps(
-            {"clips": owners, "shape": list(frames.shape[1:]) if frames is not None else []}
-        ),
+        "frames": frames,
+        "frame_index": json.dumps({"clips": owners, "shape": shape}),
         "payload": pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL),
     }
+
+
+def _move_frames(task: Task, owners: list[int]) -> tuple[bytearray, list[int]]:
+    """The frames of ``owners`` back to back in one buffer, each freed once copied: the worker
+    holds one copy of a task's frames at a time (690 MB for 1,000 frames at 480 px), not the
+    two or three ``np.stack(...).tobytes()`` would."""
+    if not owners:
+        return bytearray(), []
+    shape = task.clips[owners[0]].caption_input.shape
+    frames = bytearray(len(owners) * int(np.prod(shape)))
+    view = np.frombuffer(frames, dtype=np.uint8).reshape(len(owners), *shape)
+    for j, i in enumerate(owners):
+        frame = np.asarray(task.clips[i].caption_input)
+        if frame.shape != shape or frame.dtype != np.uint8:  # no silent broadcast or cast
+            raise ValueError(
+                f"clip {task.clips[i].key}: captioner input {frame.dtype}{frame.shape}, "
+                f"expected uint8{shape} like the task's other frames"
+            )
+        view[j] = frame
+        task.clips[i].caption_input = None
+    return frames, list(shape)
 
 
 def for_caption(task: Any, frames: Any, frame_index: str) -> Task:

@@ -76,6 +76,13 @@ def test_the_caption_worker_gets_no_clip_bytes_and_the_jpeg_only_when_it_has_no_
             assert row["frames"] == b""
 
 
+def test_pack_refuses_a_frame_of_another_shape_instead_of_broadcasting_it():
+    task = _task(frames=True)
+    task.clips[1].caption_input = task.clips[1].caption_input[:1]  # (1, W, 3) would broadcast
+    with pytest.raises(ValueError, match="clip c1: captioner input"):
+        parcel.pack(task)
+
+
 def _column(values: list[bytes], kind: pa.DataType, chunks: int = 1) -> pa.Table:
     step = max(1, len(values) // chunks)
     arrays = [pa.array(values[i : i + step], kind) for i in range(0, len(values), step)]
