@@ -45,7 +45,7 @@ def make_clip(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def per_frame_scaler(mp4: bytes, threads: bool = True) -> np.ndarray:
+def per_frame_scaler(mp4: bytes) -> np.ndarray:
     """The baseline: ``decode_frames``' loop with a scaler built for every frame."""
     with av.open(io.BytesIO(mp4)) as container:
         count = container.streams.video[0].frames
@@ -53,8 +53,7 @@ def per_frame_scaler(mp4: bytes, threads: bool = True) -> np.ndarray:
     wanted, got = set(indices), {}
     with av.open(io.BytesIO(mp4)) as container:
         stream = container.streams.video[0]
-        if threads:
-            stream.thread_type = "AUTO"
+        stream.thread_type = "AUTO"
         for n, frame in enumerate(container.decode(stream)):
             if n in wanted:
                 w, h = _resized_size(frame.width, frame.height, SIZE)

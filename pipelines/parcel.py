@@ -41,7 +41,7 @@ def pack(task: Task) -> dict[str, Any]:
             clip.jpg = None
     frames, shape = _move_frames(task, owners)
     return {
-        "task": pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL),
+        "task": task.to_bytes(),
         "frames": frames,
         "frame_index": json.dumps({"clips": owners, "shape": shape}),
         "payload": pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL),
@@ -75,7 +75,7 @@ def for_caption(task: Any, frames: Any, frame_index: str) -> Task:
     ``task`` and ``frames`` may be any buffer (bytes, an Arrow buffer): the frames are viewed,
     read-only, not copied; the captioner stacks its batch anyway.
     """
-    light: Task = pickle.loads(task)
+    light = Task.from_bytes(task)
     index = json.loads(frame_index)
     if index["clips"]:
         view = np.frombuffer(frames, dtype=np.uint8).reshape(len(index["clips"]), *index["shape"])
@@ -87,7 +87,7 @@ def for_caption(task: Any, frames: Any, frame_index: str) -> Task:
 def join(task: Any, payload: Any) -> Task:
     """The task with its clip bytes back, for the writer. A clip that failed on the way (in
     captioning) stays without them, as ``Clip.fail`` leaves every failed clip."""
-    whole: Task = pickle.loads(task)
+    whole = Task.from_bytes(task)
     for clip, (mp4, jpg) in zip(whole.clips, pickle.loads(payload), strict=True):
         if not clip.ok:
             continue

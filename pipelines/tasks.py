@@ -73,7 +73,8 @@ class Task:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
 
     @staticmethod
-    def from_bytes(data: bytes) -> Task:
+    def from_bytes(data: Any) -> Task:
+        """From bytes or any buffer (an Arrow buffer viewed in place)."""
         return pickle.loads(data)
 
 

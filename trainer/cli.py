@@ -106,7 +106,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
     from trainer.data import make_loader
-    from trainer.evaluate import encode_share, format_report, gather_pairs, retrieval_report
+    from trainer.evaluate import encode_pairs, format_report, gather_pairs, retrieval_report
     from trainer.train import load_trained, setup_distributed
 
     d = setup_distributed()
@@ -122,7 +122,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         loader = make_loader(
             args.shards, cfg.data, tokenizer, train=False, split_by_node=d.world > 1
         )
-        share = encode_share(model, loader, device, progress=d.main and not args.no_progress)
+        share = encode_pairs(model, loader, device, progress=d.main and not args.no_progress)
         gathered = gather_pairs(*share, source=args.shards)
     finally:
         if dist.is_initialized():

@@ -26,11 +26,17 @@ log = logging.getLogger(__name__)
 def encode_pairs(
     model: ClipViP, batches: Iterable[dict[str, Any]], device: torch.device, progress: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """(text features (N, E), video features (N, E), keys) over every batch, on the CPU."""
+    """(text features (N, E), video features (N, E), keys) over every batch, on the CPU.
+
+    No pairs (one rank's share of a split with fewer shards than ranks) is not an error here:
+    ``gather_pairs`` decides whether the whole split is empty.
+    """
     was_training = model.training
     model.eval()
     texts, videos, keys = [], [], []
     for batch in tqdm(batches, desc="encode", unit="batch", disable=not progress):
+        for key, error in batch.get("errors", []):
+            log.warning("evaluation skips %s: %s", key, error)
         if not batch["keys"]:
             continue
         pixels = normalize_pixels(batch["video"].to(device))
@@ -38,24 +44,10 @@ def encode_pairs(
         tokens = {k: v.to(device) for k, v in batch["subtitle"].items()}
         texts.append(model.encode_text(**tokens).float().cpu())
         keys += batch["keys"]
-        for key, error in batch.get("errors", []):
-            log.warning("evaluation skips %s: %s", key, error)
     model.train(was_training)
     if not keys:
-        raise ValueError("no decodable samples to evaluate")
-    return torch.cat(texts), torch.cat(videos), keys
-
-
-@torch.no_grad()
-def encode_share(
-    model: ClipViP, batches: Iterable[dict[str, Any]], device: torch.device, progress: bool = False
-) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """``encode_pairs`` for one rank's share of a split, which may be empty (fewer shards than
-    ranks): then no pairs, not an error; ``gather_pairs`` decides whether the whole is empty."""
-    try:
-        return encode_pairs(model, batches, device, progress)
-    except ValueError:
         return torch.empty(0), torch.empty(0), []
+    return torch.cat(texts), torch.cat(videos), keys
 
 
 def gather_pairs(

@@ -35,7 +35,7 @@ from trainer.checkpoint import (
 )
 from trainer.config import TrainConfig
 from trainer.data import make_loader, normalize_pixels
-from trainer.evaluate import encode_share, format_report, gather_pairs, retrieval_report, rsum
+from trainer.evaluate import encode_pairs, format_report, gather_pairs, retrieval_report, rsum
 from trainer.loss import clamp_logit_scale, omnisource_loss
 from trainer.model import ClipViP, load_clipvip
 from trainer.optim import build_optimizer, build_scheduler
@@ -301,7 +301,7 @@ def validate(
     report does not depend on how many ranks encoded them.
     """
     loader = make_loader(val_shards, cfg.data, tokenizer, train=False, split_by_node=d.world > 1)
-    gathered = gather_pairs(*encode_share(model, loader, d.device), source=val_shards)
+    gathered = gather_pairs(*encode_pairs(model, loader, d.device), source=val_shards)
     if gathered is None:
         return None
     text, video, _ = gathered
