@@ -92,7 +92,10 @@ def decode_frames(
     try:
         with av.open(io.BytesIO(mp4)) as container:
             stream = container.streams.video[0]
-            count = stream.frames or sum(1 for p in container.demux(stream) if p.size)
+            # The frames a player shows: not the header's count, which in an MP4 also counts
+            # the packets its edit list hides (a stream-copy cut's lead-in); the decoder below
+            # drops those, so indices count shown frames too, as the middle-frame stage does.
+            count = sum(1 for p in container.demux(stream) if p.size and not p.is_discard)
         indices = sample_frame_indices(count, num_samples, rng)
         middle = count // 2
         wanted = set(indices) | ({middle} if with_middle else set())

@@ -2,8 +2,10 @@
 
 Stream copy when the span allows it: the whole video, or a span that starts on a keyframe (the end
 of a copied span may keep the few B-frames of its last packets), of an
-H.264/HEVC stream, with no resize or frame-rate change asked for. Otherwise re-encode with
-libx264 (frame-accurate seek). Output is fragmented MP4 written to a pipe, so no temp file per
+H.264/HEVC stream, with no resize or frame-rate change asked for, from a source whose edit list
+hides no frames (a source that was itself cut by stream copy at a non-keyframe keeps the packets
+from the keyframe before its cut, hidden by its MP4 edit list; the fragmented MP4 written here has
+no edit list, so a copy would show them). Otherwise re-encode with libx264 (frame-accurate seek). Output is fragmented MP4 written to a pipe, so no temp file per
 clip; ``-fflags +bitexact`` and no copied metadata keep the bytes reproducible.
 """
 
@@ -39,6 +41,15 @@ def _starts_on_keyframe(path: str, start: float) -> bool:
     return False
 
 
+def _hides_frames(path: str) -> bool:
+    """True when the container's index flags frames for discarding (an MP4 edit list's doing)."""
+    try:
+        with av.open(path) as container:
+            return any(e.is_discard for e in container.streams.video[0].index_entries)
+    except (av.FFmpegError, IndexError):
+        return True  # cannot tell: re-encoding is always right
+
+
 def _scale_filter(cfg: PrepareConfig, width: int, height: int) -> str | None:
     m = cfg.max_short_side
     if not m or min(width, height) <= m:
@@ -61,6 +72,7 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
         and not scale
         and not resample
         and (whole or _starts_on_keyframe(path, start))
+        and not _hides_frames(path)
     )
     input_args = {"threads": str(cfg.ffmpeg_threads)}
     if not whole:

@@ -4,8 +4,11 @@ This is the frame CLIP-ViP's loader takes for frame mode and the one OFA caption
 in process with PyAV (the same FFmpeg libraries, no process start-up per clip), in two passes:
 
 1. demux every packet once without decoding, keeping only its timestamp, byte position and
-   keyframe flag (never the packet: holding a long clip's packets costs more than reading them),
-   to learn N and the presentation timestamp of frame N // 2 exactly;
+   keyframe and discard flags (never the packet: holding a long clip's packets costs more than
+   reading them), to learn N and the presentation timestamp of frame N // 2 exactly. N counts
+   the frames a player shows: an MP4 edit list (what a stream-copy cut at a non-keyframe
+   writes) hides the frames before its start, which libavformat flags for discarding; they are
+   decoded as references but are not frames of the clip (ffmpeg's decode skips them too);
 2. seek back to the last keyframe at or before the target (in decode order, and not after it in
    presentation order, so an open GOP's leading pictures get their references) and decode
    forward to the exact timestamp. Never the nearest keyframe instead.
@@ -41,6 +44,11 @@ class _Scan:
     pts: list[int] = field(default_factory=list)
     pos: list[int] = field(default_factory=list)
     keyframes: list[int] = field(default_factory=list)
+    hidden: set[int] = field(default_factory=set)  # flagged for discarding: not shown
+
+    def shown(self) -> list[int]:
+        """Presentation timestamps of the frames a player shows, in presentation order."""
+        return sorted(p for i, p in enumerate(self.pts) if i not in self.hidden)
 
 
 class _SeekMissed(Exception):
@@ -58,6 +66,8 @@ def _scan(container: av.container.InputContainer, stream: av.VideoStream) -> _Sc
         scan.pos.append(p.pos)
         if p.is_keyframe:
             scan.keyframes.append(i)
+        if p.is_discard:
+            scan.hidden.add(i)
     return scan
 
 
@@ -137,12 +147,12 @@ def decode_middle_frame(
             raise StageError("clip has no video stream")
         stream = container.streams.video[0]
         scan = _scan(container, stream)
-        if not scan.pts:
+        order = scan.shown()
+        if not order:
             raise StageError("clip has no video frames")
-        order = sorted(scan.pts)
         index = len(order) // 2
         target = order[index]
-        at = scan.pts.index(target)  # decode order
+        at = next(i for i, p in enumerate(scan.pts) if p == target and i not in scan.hidden)
         starts = [k for k in scan.keyframes if k <= at]
         if not starts:
             raise StageError("no keyframe before the middle frame (clip does not start decodable)")

@@ -83,6 +83,25 @@ def test_span_starting_on_a_keyframe_is_stream_copied(videos):
     assert 50 <= clip.clip_info["num_frames"] <= 52
 
 
+def test_source_whose_edit_list_hides_frames_is_reencoded_not_copied(videos, tmp_path):
+    """A stream copy into our (fragmented, edit-list-free) MP4 would show the hidden frames."""
+    cut = tmp_path / "cut.mp4"  # a stream-copy cut at 1.3 s: keeps the packets from 1.0 s on
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-ss", "1.3", "-i", str(videos["h264_long"])]
+        + ["-t", "2", "-c", "copy", str(cut)],
+        check=True,
+    )
+    with av.open(str(cut)) as c:
+        packets = sum(1 for p in c.demux(video=0) if p.size)
+    with av.open(str(cut)) as c:
+        shown = sum(1 for _ in c.decode(video=0))
+    clip = run_cpu_stages(cut)
+    assert clip.ok, clip.error
+    assert clip.clip_info["mode"] == "re-encode"
+    # (ffmpeg's constant-frame-rate output may repeat the last frame to fill the stated duration)
+    assert abs(clip.clip_info["num_frames"] - shown) <= 1 < packets - shown
+
+
 def test_fps_and_short_side_options_reencode(videos):
     clip = run_cpu_stages(videos["h264_long"], fps=3, max_short_side=60)
     assert clip.ok, clip.error
@@ -147,6 +166,8 @@ def hard_videos(tmp_path_factory) -> dict[str, Path]:
             "-g",
             "30",
         ],
+        # every frame a reference, no reordering (x264 ultrafast-like), keyframes every 30
+        "no_bframes.mp4": [*X264, "-bf", "0", "-g", "30"],
         # MPEG-TS: a container a seek does not land exactly in (pass 2 demuxes from the start)
         "bframes.ts": [*X264, "-bf", "2", "-g", "30", "-f", "mpegts"],
     }
@@ -165,6 +186,18 @@ def hard_videos(tmp_path_factory) -> dict[str, Path]:
     ).stdout
     (d / "piped.mkv").write_bytes(piped)
     out["piped.mkv"] = d / "piped.mkv"
+    # Stream-copy cuts at a non-keyframe: the MP4 edit list hides the frames from the keyframe
+    # before the cut to the cut (libavformat flags them for discarding), without and with B-frames
+    for name, source in (
+        ("edit_list.mp4", "no_bframes.mp4"),
+        ("edit_list_bframes.mp4", "bpyramid.mp4"),
+    ):
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", "1.3", "-i", str(out[source])]
+            + ["-t", "2.5", "-c", "copy", str(d / name)],
+            check=True,
+        )
+        out[name] = d / name
     return out
 
 
@@ -177,6 +210,8 @@ def hard_videos(tmp_path_factory) -> dict[str, Path]:
         ("vfr.mp4", True),
         ("piped.mkv", None),
         ("bframes.ts", None),
+        ("edit_list.mp4", True),
+        ("edit_list_bframes.mp4", True),
     ],
 )
 def test_middle_frame_is_exact_for_reordered_vfr_and_unseekable_clips(
@@ -196,6 +231,19 @@ def test_middle_frame_is_exact_for_reordered_vfr_and_unseekable_clips(
     assert np.array_equal(frame.to_ndarray().ravel(), ffmpeg_exact_frame_yuv(data, index, tmp_path))
     if seeks is not None:  # None: either way is fine, as long as the frame is exact
         assert bool(restarts) != seeks, "pass 2 seeks in MP4 instead of demuxing again"
+
+
+@pytest.mark.parametrize("name", ["edit_list.mp4", "edit_list_bframes.mp4"])
+def test_middle_frame_counts_only_the_frames_an_edit_list_shows(hard_videos, name):
+    """A stream-copy cut keeps the packets from the keyframe before the cut; they are not frames
+    of the clip (a player, ffmpeg and the loader never show them), so N leaves them out."""
+    with av.open(str(hard_videos[name])) as c:
+        packets = [p for p in c.demux(video=0) if p.size]
+    hidden = sum(p.is_discard for p in packets)
+    assert hidden > 0, "the fixture must have an edit list that hides frames"
+    _, index, count, time = decode_middle_frame(str(hard_videos[name]))
+    assert count == len(packets) - hidden and index == count // 2
+    assert float(time) == pytest.approx(index / 25, abs=1e-3)  # from the first shown frame
 
 
 def test_middle_frame_falls_back_to_demuxing_from_the_start(hard_videos, tmp_path, monkeypatch):

@@ -139,3 +139,39 @@ def test_decoded_frames_are_exactly_each_frame_scaled_on_its_own(tmp_path: Path)
     assert np.array_equal(middle, alone[len(alone) // 2])
     one_thread, _ = decode_frames(mp4, 48, 5, None, threads=1)
     assert np.array_equal(one_thread, frames)
+
+
+def test_clip_whose_edit_list_hides_frames_is_sampled_over_the_shown_frames(
+    tmp_path: Path,
+) -> None:
+    """A stream-copy cut at a non-keyframe keeps packets its MP4 edit list hides (its header
+    counts them); sampling and the middle frame use only the frames a player shows."""
+    import io
+    import subprocess
+
+    import av
+    import numpy as np
+
+    from trainer.data import decode_frames
+
+    source, cut = tmp_path / "source.mp4", tmp_path / "cut.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "4"]
+        + ["-c:v", "libx264", "-bf", "0", "-g", "20", "-pix_fmt", "yuv420p", str(source)],
+        check=True,
+    )
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-ss", "1.3", "-i", str(source), "-c", "copy", str(cut)],
+        check=True,
+    )
+    mp4 = cut.read_bytes()
+    with av.open(io.BytesIO(mp4)) as container:
+        header = container.streams.video[0].frames
+        shown = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert header > len(shown), "the fixture must hide frames behind its edit list"
+    frames, middle = decode_frames(mp4, 48, 4, None, with_middle=True)
+    indices = sample_frame_indices(len(shown), 4, None)
+    whole = decode_frames(mp4, 48, len(shown), None)[0]  # every shown frame, in order
+    assert np.array_equal(frames, whole[indices])
+    assert np.array_equal(middle, whole[len(shown) // 2])
+    assert not np.array_equal(frames[-1], frames[-2]), "the last sample is a real, distinct frame"
