@@ -31,6 +31,7 @@ class VideoInfo:
     format_name: str
     num_frames: int | None = None
     duration_source: str = "container"  # "container", "stream" or "counted"
+    rotation: int = 0  # degrees a player turns the picture (display matrix), counterclockwise
 
 
 @dataclass(slots=True)

@@ -115,6 +115,9 @@ def decode_frames(
                     rgb = scaler.reformat(
                         frame, width=w, height=h, format="rgb24", interpolation="BICUBIC"
                     ).to_ndarray()
+                    # A foreign clip stored sideways with a display matrix: turn it as a player
+                    # does (counterclockwise quarter turns; clips cut by `prepare` are upright).
+                    rgb = np.rot90(rgb, round(frame.rotation / 90) % 4)
                     got[n] = _center_crop(rgb, size)
                 if n >= stop:
                     break

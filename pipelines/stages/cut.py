@@ -5,7 +5,10 @@ of a copied span may keep the few B-frames of its last packets), of an
 H.264/HEVC stream, with no resize or frame-rate change asked for, from a source whose edit list
 hides no frames (a source that was itself cut by stream copy at a non-keyframe keeps the packets
 from the keyframe before its cut, hidden by its MP4 edit list; the fragmented MP4 written here has
-no edit list, so a copy would show them). Otherwise re-encode with libx264 (frame-accurate seek). Output is fragmented MP4 written to a pipe, so no temp file per
+no edit list, so a copy would show them), and stored upright (no display-matrix rotation: the
+re-encode turns the picture as a player would, so every clip, its middle frame and the trainer's
+frames are upright without each reader having to honour the matrix). Otherwise re-encode with
+libx264 (frame-accurate seek). Output is fragmented MP4 written to a pipe, so no temp file per
 clip; ``-fflags +bitexact`` and no copied metadata keep the bytes reproducible.
 """
 
@@ -71,6 +74,7 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
         info.video_codec in COPYABLE
         and not scale
         and not resample
+        and not info.rotation
         and (whole or _starts_on_keyframe(path, start))
         and not _hides_frames(path)
     )

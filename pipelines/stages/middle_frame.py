@@ -188,17 +188,30 @@ def resize_short_side(image: Image.Image, short_side: int | None) -> Image.Image
     return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
 
 
+_QUARTER_TURNS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180}
+_QUARTER_TURNS[3] = Image.Transpose.ROTATE_270
+
+
+def upright(frame: av.VideoFrame) -> Image.Image:
+    """The frame as a player shows it: turned by its display matrix, if it has one (the clip
+    stage stores clips upright, so in the pipeline this is the frame as decoded)."""
+    image = frame.to_image()
+    turns = round(frame.rotation / 90) % 4  # counterclockwise quarter turns
+    return image.transpose(_QUARTER_TURNS[turns]) if turns else image
+
+
 def middle_frame(clip: Clip, cfg: PrepareConfig) -> Clip:
     assert clip.mp4 is not None, "clip runs before middle_frame"
     try:
         frame, index, n, t = decode_middle_frame(clip.mp4, threads=cfg.ffmpeg_threads)
     except av.FFmpegError as exc:
         raise StageError(f"cannot decode the clip: {exc}") from exc
-    image = resize_short_side(frame.to_image(), cfg.frame_short_side)
+    shown = upright(frame)
+    image = resize_short_side(shown, cfg.frame_short_side)
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=cfg.jpeg_quality)
     clip.jpg = buf.getvalue()
     clip.frame_index = index
     clip.frame_time = round(float(t), 6)
-    clip.clip_info.update({"num_frames": n, "width": frame.width, "height": frame.height})
+    clip.clip_info.update({"num_frames": n, "width": shown.width, "height": shown.height})
     return clip

@@ -47,6 +47,19 @@ def _count_frames(path: str, cfg: PrepareConfig) -> int:
         raise StageError("could not count the video's frames") from exc
 
 
+def _rotation(stream: dict) -> int:
+    """Degrees (0, 90, 180 or 270, counterclockwise) a player turns the picture: phone videos
+    are stored sideways with a display matrix saying so (ffprobe's sign: 90 = a quarter turn
+    counterclockwise)."""
+    for side in stream.get("side_data_list", []):
+        if "rotation" in side:
+            try:
+                return round(float(side["rotation"]) / 90) % 4 * 90
+            except (TypeError, ValueError):
+                return 0
+    return 0
+
+
 def probe(clip: Clip, cfg: PrepareConfig) -> Clip:
     check_allowed(clip.video, cfg.extra.get("input_root"))
     path = local_path(clip.video)
@@ -94,6 +107,7 @@ def probe(clip: Clip, cfg: PrepareConfig) -> Clip:
         format_name=format_name,
         num_frames=num_frames,
         duration_source=source,
+        rotation=_rotation(vs),
     )
     _check_span(clip, duration)
     return clip

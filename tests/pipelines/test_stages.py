@@ -102,6 +102,54 @@ def test_source_whose_edit_list_hides_frames_is_reencoded_not_copied(videos, tmp
     assert abs(clip.clip_info["num_frames"] - shown) <= 1 < packets - shown
 
 
+def with_display_rotation(src: Path, dst: Path, degrees: int) -> Path:
+    """Remux ``src`` with a display matrix, as a phone stores a portrait video (sideways)."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        stream.set_display_rotation(degrees)
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    return dst
+
+
+def ffmpeg_rgb_frame(path: Path, index: int) -> np.ndarray:
+    """Frame ``index`` as the ffmpeg CLI shows it (turned by the display matrix), RGB."""
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-vf", rf"select=eq(n\,{index})"]
+        + ["-fps_mode", "passthrough", "-frames:v", "1", "-c:v", "png", "-f", "image2pipe", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    return np.asarray(Image.open(io.BytesIO(out)).convert("RGB"))
+
+
+@pytest.mark.parametrize("degrees", [90, -90, 180])
+def test_video_stored_sideways_becomes_an_upright_clip_and_frame(videos, tmp_path, degrees):
+    """A whole-video stream copy would keep the display matrix while the JPEG (and any reader
+    that ignores the matrix) stayed sideways: the clip is re-encoded upright instead."""
+    rotated = with_display_rotation(videos["h264_long"], tmp_path / "phone.mp4", degrees)
+    clip = run_cpu_stages(rotated, frame_short_side=None)
+    assert clip.ok, clip.error
+    assert clip.info.rotation == degrees % 360 and clip.clip_info["mode"] == "re-encode"
+    shown = ffmpeg_rgb_frame(rotated, clip.frame_index)
+    with av.open(io.BytesIO(clip.mp4)) as c:
+        first = next(c.decode(video=0))
+    assert first.rotation == 0 and (first.height, first.width) == shown.shape[:2]
+    jpg = np.asarray(Image.open(io.BytesIO(clip.jpg)).convert("RGB"), dtype=float)
+    assert jpg.shape == shown.shape
+    assert np.abs(jpg - shown).mean() < 8, "the JPEG is the frame as a player shows it"
+
+
+@pytest.mark.parametrize("degrees", [90, -90, 180])
+def test_middle_frame_of_a_clip_with_a_display_matrix_is_turned_upright(videos, tmp_path, degrees):
+    rotated = with_display_rotation(videos["h264_long"], tmp_path / "phone.mp4", degrees)
+    frame, index, _, _ = decode_middle_frame(str(rotated))
+    upright = np.asarray(MIDDLE_FRAME.upright(frame))
+    assert np.array_equal(upright, ffmpeg_rgb_frame(rotated, index))
+
+
 def test_fps_and_short_side_options_reencode(videos):
     clip = run_cpu_stages(videos["h264_long"], fps=3, max_short_side=60)
     assert clip.ok, clip.error
