@@ -8,7 +8,12 @@ from the keyframe before its cut, hidden by its MP4 edit list; the fragmented MP
 no edit list, so a copy would show them), and stored upright (no display-matrix rotation: the
 re-encode turns the picture as a player would, so every clip, its middle frame and the trainer's
 frames are upright without each reader having to honour the matrix). Otherwise re-encode with
-libx264 (frame-accurate seek). Output is fragmented MP4 written to a pipe, so no temp file per
+libx264, frame-accurate: in containers whose seek lands on a keyframe at or before the target
+(MP4, Matroska/WebM, AVI: they index their keyframes) ffmpeg seeks the input to the span's
+start; in the others (MPEG-TS above all) a seek lands on any packet, the decoder then drops
+frames up to the next keyframe and the clip would start late (measured: 0.4 s late, 40 frames
+of 50), so the input seek stops ``SEEK_MARGIN_S`` short and ffmpeg decodes the rest of the way
+(exact when a keyframe lies within the margin before the start). Output is fragmented MP4 written to a pipe, so no temp file per
 clip; ``-fflags +bitexact`` and no copied metadata keep the bytes reproducible.
 """
 
@@ -24,21 +29,26 @@ from pipelines.source import local_path
 from pipelines.stages.base import StageError
 
 COPYABLE = {"h264", "hevc"}
+KEYFRAME_SEEKING = {"mov", "matroska", "avi"}  # demuxers (first name of ffprobe's format_name)
+SEEK_MARGIN_S = 10.0
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 
 
 def _starts_on_keyframe(path: str, start: float) -> bool:
-    """True when the first keyframe at or before ``start`` is at ``start`` (within 1 ms)."""
+    """True when the first keyframe at or before ``start`` is at ``start`` (within 1 ms).
+
+    ``start`` counts from the file's start time, as ffmpeg's ``-ss`` does (a file's timestamps
+    need not begin at 0)."""
     try:
         with av.open(path) as container:
             stream = container.streams.video[0]
-            container.seek(int(start / stream.time_base), stream=stream, backward=True)
+            origin = (container.start_time or 0) / av.time_base
+            at = start + origin
+            container.seek(int(at / stream.time_base), stream=stream, backward=True)
             for packet in container.demux(stream):
                 if packet.pts is None:
                     continue
-                return (
-                    packet.is_keyframe and abs(float(packet.pts * stream.time_base) - start) < 1e-3
-                )
+                return packet.is_keyframe and abs(float(packet.pts * stream.time_base) - at) < 1e-3
     except (av.FFmpegError, IndexError):
         return False
     return False
@@ -70,8 +80,10 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
     whole = start <= 0 and end >= info.duration
     scale = _scale_filter(cfg, info.width, info.height)
     resample = cfg.fps is not None and abs(cfg.fps - info.fps) > 1e-3
+    keyframe_seeking = info.format_name.split(",")[0] in KEYFRAME_SEEKING
     copy = (
         info.video_codec in COPYABLE
+        and (whole or keyframe_seeking)
         and not scale
         and not resample
         and not info.rotation
@@ -79,9 +91,16 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
         and not _hides_frames(path)
     )
     input_args = {"threads": str(cfg.ffmpeg_threads)}
+    output_args: dict = {}
     if not whole:
-        input_args["ss"] = f"{start:.6f}"
-    output_args: dict = {
+        # Seek the input short of the start where its seek is not keyframe-exact; ffmpeg then
+        # decodes and drops the frames up to the start (an output -ss counts from the input's).
+        early = 0.0 if keyframe_seeking or copy else min(start, SEEK_MARGIN_S)
+        if start - early > 0:
+            input_args["ss"] = f"{start - early:.6f}"
+        if early > 0:
+            output_args["ss"] = f"{early:.6f}"
+    output_args |= {
         "format": "mp4",
         "movflags": MOVFLAGS,
         "an": None,

@@ -102,6 +102,52 @@ def test_source_whose_edit_list_hides_frames_is_reencoded_not_copied(videos, tmp
     assert abs(clip.clip_info["num_frames"] - shown) <= 1 < packets - shown
 
 
+def source_frames_of(clip: Clip) -> list[int]:
+    """For each frame of the clip, the index of the source frame it shows (nearest in pixels)."""
+    with av.open(clip.video) as c:
+        source = [f.to_ndarray(format="gray").astype(np.int16) for f in c.decode(video=0)]
+    with av.open(io.BytesIO(clip.mp4)) as c:
+        ours = [f.to_ndarray(format="gray").astype(np.int16) for f in c.decode(video=0)]
+    return [int(np.argmin([np.abs(f - s).mean() for s in source])) for f in ours]
+
+
+@pytest.fixture(scope="module")
+def awkward_sources(tmp_path_factory) -> dict[str, Path]:
+    """25 fps, a keyframe each second, no B-frames: an MP4 whose timestamps start at 0.5 s and
+    a 14 s MPEG-TS (starts at 1.4 s, and its seek lands on any packet, not on a keyframe)."""
+    d = tmp_path_factory.mktemp("awkward")
+    src = ["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", *X264, "-bf", "0", "-g", "25"]
+    for name, extra in (
+        ("late.mp4", ["-t", "6", "-output_ts_offset", "0.5"]),
+        ("long.ts", ["-t", "14"]),
+    ):
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", *src, *extra, str(d / name)], check=True
+        )
+    return {"late.mp4": d / "late.mp4", "long.ts": d / "long.ts"}
+
+
+@pytest.mark.parametrize(
+    ("name", "start", "end", "mode", "frames"),
+    [
+        # spans count from the file's first timestamp, as ffmpeg's -ss does; 1.5 s is no
+        # keyframe there (1.5 s after the first frame), so no stream copy from 1.0 s
+        ("late.mp4", 1.5, 3.5, "re-encode", range(38, 87)),
+        ("late.mp4", 2.0, 4.0, "stream-copy", range(50, 100)),
+        # the input seek would land 0.4 s late (the next keyframe); decoded from short of it
+        ("long.ts", 0.6, 2.6, "re-encode", range(15, 65)),
+        ("long.ts", 12.6, 13.6, "re-encode", range(315, 340)),  # input seek + 10 s decoded
+    ],
+)
+def test_span_is_cut_at_its_own_start_whatever_the_container(
+    awkward_sources, name, start, end, mode, frames
+):
+    clip = run_cpu_stages(awkward_sources[name], start=start, end=end)
+    assert clip.ok, clip.error
+    assert clip.clip_info["mode"] == mode
+    assert source_frames_of(clip) == list(frames)
+
+
 def with_display_rotation(src: Path, dst: Path, degrees: int) -> Path:
     """Remux ``src`` with a display matrix, as a phone stores a portrait video (sideways)."""
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
