@@ -32,6 +32,7 @@ class VideoInfo:
     num_frames: int | None = None
     duration_source: str = "container"  # "container", "stream" or "counted"
     rotation: int = 0  # degrees a player turns the picture (display matrix), counterclockwise
+    stream_index: int = 0  # the file's stream that is the video (not cover art, not a still)
 
 
 @dataclass(slots=True)

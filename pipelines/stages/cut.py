@@ -1,7 +1,8 @@
 """Stage 2, clip: cut the row's span out of the source video into an mp4 (bytes).
 
-Stream copy when the span allows it: the whole video, or a span that starts on a keyframe (the end
-of a copied span may keep the few B-frames of its last packets), of an
+Stream copy when the span allows it: the whole video, or a span that starts on a keyframe (a
+copy cuts packets in decode order, so with B-frames the clip may end on the reference frame
+just past the span that its last B-frames were decoded from: one frame, measured), of an
 H.264/HEVC stream, with no resize or frame-rate change asked for, from a source whose edit list
 hides no frames (a source that was itself cut by stream copy at a non-keyframe keeps the packets
 from the keyframe before its cut, hidden by its MP4 edit list; the fragmented MP4 written here has
@@ -34,14 +35,14 @@ SEEK_MARGIN_S = 10.0
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 
 
-def _starts_on_keyframe(path: str, start: float) -> bool:
+def _starts_on_keyframe(path: str, index: int, start: float) -> bool:
     """True when the first keyframe at or before ``start`` is at ``start`` (within 1 ms).
 
     ``start`` counts from the file's start time, as ffmpeg's ``-ss`` does (a file's timestamps
     need not begin at 0)."""
     try:
         with av.open(path) as container:
-            stream = container.streams.video[0]
+            stream = container.streams[index]
             origin = (container.start_time or 0) / av.time_base
             at = start + origin
             container.seek(int(at / stream.time_base), stream=stream, backward=True)
@@ -54,11 +55,11 @@ def _starts_on_keyframe(path: str, start: float) -> bool:
     return False
 
 
-def _hides_frames(path: str) -> bool:
+def _hides_frames(path: str, index: int) -> bool:
     """True when the container's index flags frames for discarding (an MP4 edit list's doing)."""
     try:
         with av.open(path) as container:
-            return any(e.is_discard for e in container.streams.video[0].index_entries)
+            return any(e.is_discard for e in container.streams[index].index_entries)
     except (av.FFmpegError, IndexError):
         return True  # cannot tell: re-encoding is always right
 
@@ -87,8 +88,8 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
         and not scale
         and not resample
         and not info.rotation
-        and (whole or _starts_on_keyframe(path, start))
-        and not _hides_frames(path)
+        and (whole or _starts_on_keyframe(path, info.stream_index, start))
+        and not _hides_frames(path, info.stream_index)
     )
     input_args = {"threads": str(cfg.ffmpeg_threads)}
     output_args: dict = {}
@@ -108,12 +109,16 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
         "dn": None,
         "map_metadata": "-1",
         "fflags": "+bitexact",
-        "map": "0:v:0",
+        "map": f"0:{info.stream_index}",
     }
     if not whole:
         output_args["t"] = f"{end - start:.6f}"
     if copy:
         output_args["c:v"] = "copy"
+        # A seek may land on a keyframe before the start (Matroska: measured a whole second
+        # early); ffmpeg copies those packets too unless told not to, and our fragmented MP4
+        # has no edit list to hide them.
+        output_args["copypriorss"] = "0"
     else:
         filters = [f for f in (scale, f"fps={cfg.fps:g}" if resample else None) if f]
         if filters:

@@ -47,6 +47,12 @@ def _count_frames(path: str, cfg: PrepareConfig) -> int:
         raise StageError("could not count the video's frames") from exc
 
 
+def _still(stream: dict) -> bool:
+    return stream.get("codec_name") in {"mjpeg", "png", "webp", "bmp"} and (
+        int(stream.get("nb_frames") or 1) <= 1
+    )
+
+
 def _rotation(stream: dict) -> int:
     """Degrees (0, 90, 180 or 270, counterclockwise) a player turns the picture: phone videos
     are stored sideways with a display matrix saying so (ffprobe's sign: 90 = a quarter turn
@@ -75,12 +81,12 @@ def probe(clip: Clip, cfg: PrepareConfig) -> Clip:
     if not video:
         kind = "audio-only file" if audio else "no streams ffmpeg can read"
         raise StageError(f"no video stream ({kind})")
-    vs = video[0]
+    # The video: a stream that is not a still (a cover image can be a track of its own, listed
+    # first), the largest picture among those, as ffmpeg's own default stream choice does.
+    moving = [s for s in video if not _still(s)] or video
+    vs = max(moving, key=lambda s: int(s.get("width") or 0) * int(s.get("height") or 0))
     format_name = fmt.get("format_name", "")
-    if format_name in STILL_FORMATS or (
-        vs.get("codec_name") in {"mjpeg", "png", "webp", "bmp"}
-        and int(vs.get("nb_frames") or 1) <= 1
-    ):
+    if format_name in STILL_FORMATS or _still(vs):
         raise StageError(f"a still image ({vs.get('codec_name')} in {format_name}), not a video")
     width, height = int(vs.get("width") or 0), int(vs.get("height") or 0)
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
@@ -108,6 +114,7 @@ def probe(clip: Clip, cfg: PrepareConfig) -> Clip:
         num_frames=num_frames,
         duration_source=source,
         rotation=_rotation(vs),
+        stream_index=int(vs.get("index", 0)),
     )
     _check_span(clip, duration)
     return clip
