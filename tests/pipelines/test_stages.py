@@ -66,6 +66,34 @@ def test_probe_reads_duration_size_and_codecs(videos):
     assert info.duration == pytest.approx(4.0, abs=0.1) and info.fps == 25
 
 
+PROBE = importlib.import_module("pipelines.stages.probe")
+
+
+def test_probe_asks_ffprobe_once_per_file_for_its_many_clips(videos, tmp_path, monkeypatch):
+    """HD-VILA cuts ~30 clips from each video: one ffprobe run serves them all, a broken file's
+    failure too; a file rewritten in place is probed again."""
+    calls = []
+    real = PROBE.ffprobe_json
+    monkeypatch.setattr(
+        PROBE, "ffprobe_json", lambda path, *a: calls.append(path) or real(path, *a)
+    )
+    video = tmp_path / "v.mp4"
+    video.write_bytes(videos["h264_long"].read_bytes())
+    clips = [run_cpu_stages(video, start=s, end=s + 1.0) for s in (0.0, 1.5, 3.0, 4.5)]
+    assert all(c.ok for c in clips) and len(calls) == 1
+    assert clips[0].info == clips[1].info and clips[0].info is not clips[1].info
+    late = run_cpu_stages(video, start=9.0, end=10.0)  # the span is still checked per row
+    assert late.error.stage == "probe" and "past the video's end" in late.error.reason
+    video.write_bytes(videos["h264"].read_bytes())  # another video under the same name
+    again = run_cpu_stages(video)
+    assert len(calls) == 2 and again.info.audio_codec == "aac"
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 100)
+    failed = [run_cpu_stages(broken, start=s, end=s + 1.0) for s in (0.0, 1.0)]
+    assert len(calls) == 3
+    assert failed[0].error == failed[1].error and failed[0].error.stage == "probe"
+
+
 def test_whole_h264_video_is_stream_copied_and_spans_are_reencoded(videos):
     whole = run_cpu_stages(videos["h264_long"])
     span = run_cpu_stages(videos["h264_long"], start=1.3, end=3.7)
