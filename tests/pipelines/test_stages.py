@@ -506,15 +506,11 @@ def test_tool_timeout_fails_the_row_with_a_reason(videos):
     assert clip.error is not None and "timed out" in clip.error.reason
 
 
-def test_clips_per_video_benchmark_runs_and_prints_the_ratio(tmp_path):
+def test_clips_per_video_benchmark_runs_and_prints_the_ratio(tmp_path, capsys):
     """The benchmark's smoke run: tiny, so CI checks it still works, never how fast."""
     from benchmarks.clips_per_video import main
 
-    out = io.StringIO()
-    import contextlib
-
-    with contextlib.redirect_stdout(out):
-        main(["--clips", "2", "--rounds", "1", "--work", str(tmp_path)])
-    lines = out.getvalue().splitlines()
+    main(["--clips", "2", "--rounds", "1", "--work", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
     assert lines[-1].startswith("all") and lines[-1].endswith("x clips/s")
     assert any(line.startswith("probe") for line in lines)
