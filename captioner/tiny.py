@@ -101,7 +101,7 @@ def build_random_tiny(seed: int = 0):
         VisionEncoderDecoderConfig,
         VisionEncoderDecoderModel,
         ViTConfig,
-        ViTImageProcessor,
+        ViTImageProcessorPil,  # the PIL backend: ViTImageProcessor wants torchvision, or warns
     )
 
     tokenizer = build_tokenizer()
@@ -144,7 +144,7 @@ def build_random_tiny(seed: int = 0):
         tokenizer.unk_token_id,
     ]
     model.generation_config.begin_suppress_tokens = [tokenizer.eos_token_id]
-    processor = ViTImageProcessor(size={"height": 32, "width": 32}, do_resize=True)
+    processor = ViTImageProcessorPil(size={"height": 32, "width": 32}, do_resize=True)
     return model, processor, tokenizer
 
 
