@@ -1,21 +1,28 @@
 """Stage 2, clip: cut the row's span out of the source video into an mp4 (bytes).
 
-Stream copy when the span allows it: the whole video, or a span that starts on a keyframe (a
-copy cuts packets in decode order, so with B-frames the clip may end on the reference frame
-just past the span that its last B-frames were decoded from: one frame, measured), of an
-H.264/HEVC stream, with no resize or frame-rate change asked for, from a source whose edit list
-hides no frames (a source that was itself cut by stream copy at a non-keyframe keeps the packets
-from the keyframe before its cut, hidden by its MP4 edit list; the fragmented MP4 written here has
-no edit list, so a copy would show them), and stored upright (no display-matrix rotation: the
-re-encode turns the picture as a player would, so every clip, its middle frame and the trainer's
-frames are upright without each reader having to honour the matrix). Otherwise re-encode with
-libx264, frame-accurate: in containers whose seek lands on a keyframe at or before the target
-(MP4, Matroska/WebM, AVI: they index their keyframes) ffmpeg seeks the input to the span's
-start; in the others (MPEG-TS above all) a seek lands on any packet, the decoder then drops
-frames up to the next keyframe and the clip would start late (measured: 0.4 s late, 40 frames
-of 50), so the input seek stops ``SEEK_MARGIN_S`` short and ffmpeg decodes the rest of the way
-(exact when a keyframe lies within the margin before the start). Output is fragmented MP4 written to a pipe, so no temp file per
-clip; ``-fflags +bitexact`` and no copied metadata keep the bytes reproducible.
+Stream copy when the span allows it, else a frame-accurate libx264 re-encode. A copy needs:
+
+- the whole video, or a span that starts on a keyframe of a container whose seek lands on
+  keyframes (a copy cuts packets in decode order, so with B-frames the clip may end on the
+  reference frame just past the span that its last B-frames were decoded from: one frame,
+  measured);
+- H.264/HEVC, no resize or frame-rate change asked for;
+- a source whose edit list hides no frames (a file itself cut by stream copy at a non-keyframe
+  keeps the packets from the keyframe before its cut, hidden by its MP4 edit list; the
+  fragmented MP4 written here has none, so a copy would show them);
+- an upright source (no display-matrix rotation): the re-encode turns the picture as a player
+  does, so every clip, its middle frame and the trainer's frames are upright without each
+  reader having to honour the matrix.
+
+Seeking: in containers whose seek lands on a keyframe at or before the target (MP4,
+Matroska/WebM, AVI: they index their keyframes) ffmpeg seeks the input to the span's start. In
+the others (MPEG-TS above all) a seek lands on any packet, the decoder then drops frames up to
+the next keyframe and the clip would start late (measured: 0.4 s late, 40 frames of 50), so the
+input seek stops ``SEEK_MARGIN_S`` short and ffmpeg decodes the rest of the way (exact when a
+keyframe lies within the margin before the start).
+
+Output is fragmented MP4 written to a pipe, so no temp file per clip; ``-fflags +bitexact`` and
+no copied metadata keep the bytes reproducible.
 """
 
 from __future__ import annotations
