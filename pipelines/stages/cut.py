@@ -2,10 +2,10 @@
 
 Stream copy when the span allows it, else a frame-accurate libx264 re-encode. A copy needs:
 
-- the whole video, or a span that starts on a keyframe of a container whose seek lands on
-  keyframes (a copy cuts packets in decode order, so with B-frames the clip may end on the
-  reference frame just past the span that its last B-frames were decoded from: one frame,
-  measured);
+- the whole video, or a span that starts on a keyframe of a stream without B-frames in a
+  container whose seek lands on keyframes (a copy cuts packets in decode order: with B-frames
+  the clip kept the reference frame from just past the span that its last B-frames are decoded
+  from, and ended on it, measured; CLIP-ViP's evaluation sampling takes the last frame);
 - H.264/HEVC, no resize or frame-rate change asked for;
 - a source whose edit list hides no frames (a file itself cut by stream copy at a non-keyframe
   keeps the packets from the keyframe before its cut, hidden by its MP4 edit list; the
@@ -42,14 +42,16 @@ SEEK_MARGIN_S = 10.0
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 
 
-def _starts_on_keyframe(path: str, index: int, start: float) -> bool:
-    """True when the first keyframe at or before ``start`` is at ``start`` (within 1 ms).
+def _copyable_span(path: str, index: int, start: float) -> bool:
+    """True when the stream has no B-frames and a keyframe at ``start`` (within 1 ms).
 
     ``start`` counts from the file's start time, as ffmpeg's ``-ss`` does (a file's timestamps
     need not begin at 0)."""
     try:
         with av.open(path) as container:
             stream = container.streams[index]
+            if stream.codec_context.has_b_frames:
+                return False
             origin = (container.start_time or 0) / av.time_base
             at = start + origin
             container.seek(int(at / stream.time_base), stream=stream, backward=True)
@@ -95,7 +97,7 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
         and not scale
         and not resample
         and not info.rotation
-        and (whole or _starts_on_keyframe(path, info.stream_index, start))
+        and (whole or _copyable_span(path, info.stream_index, start))
         and not _hides_frames(path, info.stream_index)
     )
     input_args = {"threads": str(cfg.ffmpeg_threads)}

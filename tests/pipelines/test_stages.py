@@ -102,13 +102,19 @@ def test_whole_h264_video_is_stream_copied_and_spans_are_reencoded(videos):
     assert 59 <= span.clip_info["num_frames"] <= 60, "2.4 s at 25 fps, frame-accurate cut"
 
 
-def test_span_starting_on_a_keyframe_is_stream_copied(videos):
-    clip = run_cpu_stages(
-        videos["h264_long"], start=2.0, end=4.0
-    )  # -g 25 at 25 fps: keyframe each second
-    assert clip.ok and clip.clip_info["mode"] == "stream-copy"
-    # The start is exact (a keyframe); a copied end may keep the B-frames of the last packets.
-    assert 50 <= clip.clip_info["num_frames"] <= 52
+def test_span_starting_on_a_keyframe_is_stream_copied_only_without_b_frames(videos, tmp_path):
+    """A copy cuts packets in decode order: with B-frames the clip would end on the reference
+    frame from past the span that its last B-frames need, so those spans are re-encoded."""
+    no_b = tmp_path / "no_b.mp4"  # -g 25 at 25 fps: a keyframe each second
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(videos["h264_long"]), *X264]
+        + ["-bf", "0", "-g", "25", str(no_b)],
+        check=True,
+    )
+    for video, mode in ((no_b, "stream-copy"), (videos["h264_long"], "re-encode")):
+        clip = run_cpu_stages(video, start=2.0, end=4.0)
+        assert clip.ok and clip.clip_info["mode"] == mode
+        assert source_frames_of(clip) == list(range(50, 100)), mode
 
 
 def test_source_whose_edit_list_hides_frames_is_reencoded_not_copied(videos, tmp_path):
@@ -141,7 +147,7 @@ def source_frames_of(clip: Clip) -> list[int]:
 
 @pytest.fixture(scope="module")
 def awkward_sources(tmp_path_factory) -> dict[str, Path]:
-    """25 fps, a keyframe each second, no B-frames (but in the Matroska file): an MP4 whose timestamps start at 0.5 s, a
+    """25 fps, a keyframe each second, no B-frames (but in one Matroska file): an MP4 whose timestamps start at 0.5 s, a
     14 s MPEG-TS (starts at 1.4 s, and its seek lands on any packet, not on a keyframe) and a
     Matroska file (its seek lands on a keyframe, but not always the last one before the time)."""
     d = tmp_path_factory.mktemp("awkward")
@@ -149,12 +155,13 @@ def awkward_sources(tmp_path_factory) -> dict[str, Path]:
     for name, extra in (
         ("late.mp4", ["-t", "6", "-output_ts_offset", "0.5"]),
         ("long.ts", ["-t", "14"]),
-        ("keyed.mkv", ["-t", "6", "-bf", "2"]),  # B-frames: keyframes' dts before their pts
+        ("keyed.mkv", ["-t", "6"]),
+        ("keyed_b.mkv", ["-t", "6", "-bf", "2"]),
     ):
         subprocess.run(
             ["ffmpeg", "-nostdin", "-v", "error", *src, *extra, str(d / name)], check=True
         )
-    return {name: d / name for name in ("late.mp4", "long.ts", "keyed.mkv")}
+    return {name: d / name for name in ("late.mp4", "long.ts", "keyed.mkv", "keyed_b.mkv")}
 
 
 @pytest.mark.parametrize(
@@ -169,6 +176,7 @@ def awkward_sources(tmp_path_factory) -> dict[str, Path]:
         ("long.ts", 12.6, 13.6, "re-encode", range(315, 340)),  # input seek + 10 s decoded
         # the seek lands a second early: the packets before the start are not copied
         ("keyed.mkv", 2.0, 4.0, "stream-copy", range(50, 100)),
+        ("keyed_b.mkv", 2.0, 4.0, "re-encode", range(50, 100)),  # B-frames: no span copy
     ],
 )
 def test_span_is_cut_at_its_own_start_whatever_the_container(
@@ -177,11 +185,7 @@ def test_span_is_cut_at_its_own_start_whatever_the_container(
     clip = run_cpu_stages(awkward_sources[name], start=start, end=end)
     assert clip.ok, clip.error
     assert clip.clip_info["mode"] == mode
-    got = source_frames_of(clip)
-    assert got[: len(frames)] == list(frames)
-    # A copied span's end may keep a packet or two past it: the reference frame that the last
-    # B-frames (decode order) need; never more.
-    assert len(got) - len(frames) <= (2 if mode == "stream-copy" else 0)
+    assert source_frames_of(clip) == list(frames)
 
 
 def test_the_video_is_found_behind_an_image_track_listed_first(videos, tmp_path):
