@@ -17,24 +17,12 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from benchmarks.media import make_h264_bframes
 from pipelines.config import PrepareConfig
-from pipelines.ff import Limits, run_tool
 from pipelines.record import Clip
 from pipelines.stages import CPU_STAGES, apply
 
 PROBE = importlib.import_module("pipelines.stages.probe")
-
-
-def make_video(path: Path, seconds: int) -> Path:
-    if not path.exists():
-        run_tool(
-            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi"]
-            + ["-i", "testsrc2=size=1280x720:rate=30", "-t", str(seconds)]
-            + ["-c:v", "libx264", "-preset", "veryfast", "-g", "250", "-pix_fmt", "yuv420p"]
-            + [str(path)],
-            Limits(timeout_s=600, memory_mb=0),
-        )
-    return path
 
 
 def run_rows(video: Path, clips: int, remember: bool) -> dict[str, float]:
@@ -61,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "clipvip-bench")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    video = make_video(args.work / "youtube_like_720p.mp4", 5 * args.clips + 2)
+    video = make_h264_bframes(args.work / f"youtube_like_720p_{args.clips}.mp4", 5 * args.clips + 2)
     runs: dict[bool, list[dict[str, float]]] = {True: [], False: []}
     run_rows(video, 1, True)  # warm the page cache and imports
     for _ in range(args.rounds):

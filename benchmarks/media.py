@@ -42,3 +42,17 @@ def make_h264(
             Limits(timeout_s=900, memory_mb=0),
         )
     return path
+
+
+def make_h264_bframes(path: Path, seconds: float) -> Path:
+    """720p H.264 with B-frames (x264 ``veryfast``: 3 B-frames, keyframe every 250), as YouTube
+    serves."""
+    if not path.exists():
+        run_tool(
+            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi"]
+            + ["-i", "testsrc2=size=1280x720:rate=30", "-t", str(seconds)]
+            + ["-c:v", "libx264", "-preset", "veryfast", "-g", "250", "-pix_fmt", "yuv420p"]
+            + [str(path)],
+            Limits(timeout_s=900, memory_mb=0),
+        )
+    return path

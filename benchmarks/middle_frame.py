@@ -19,23 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.media import make_h264
+from benchmarks.media import make_h264, make_h264_bframes
 from pipelines.config import PrepareConfig
-from pipelines.ff import Limits, run_tool
 from pipelines.stages.middle_frame import decode_middle_frame
-
-
-def make_h264_bframes(path: Path, seconds: float) -> Path:
-    """720p H.264 with B-frames (x264 ``veryfast``: 3 B-frames, keyframe every 250)."""
-    if not path.exists():
-        run_tool(
-            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi"]
-            + ["-i", "testsrc2=size=1280x720:rate=30", "-t", str(seconds)]
-            + ["-c:v", "libx264", "-preset", "veryfast", "-g", "250", "-pix_fmt", "yuv420p"]
-            + [str(path)],
-            Limits(timeout_s=900, memory_mb=0),
-        )
-    return path
 
 
 def threads_args(threads: int | None) -> list[str]:
