@@ -188,8 +188,11 @@ def resize_short_side(image: Image.Image, short_side: int | None) -> Image.Image
     return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
 
 
-_QUARTER_TURNS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180}
-_QUARTER_TURNS[3] = Image.Transpose.ROTATE_270
+_QUARTER_TURNS = {
+    1: Image.Transpose.ROTATE_90,
+    2: Image.Transpose.ROTATE_180,
+    3: Image.Transpose.ROTATE_270,
+}  # counterclockwise, as the display matrix counts
 
 
 def upright(frame: av.VideoFrame) -> Image.Image:
