@@ -3,8 +3,8 @@
 What ffprobe says about a file is remembered per process, keyed by the file's path, size and
 modification time: a task's rows usually cut several clips from one video (HD-VILA has ~30 per
 video), and an ffprobe run costs ~70 ms, a tenth of cutting a 5 s 720p clip at CLIP-ViP's 3 fps
-(``benchmarks.clips_per_video``). A file
-that fails is remembered too, so a broken video's 30 rows do not each wait out the timeout.
+(``benchmarks.clips_per_video``). A file that fails is remembered too, so a broken video's 30
+rows do not each wait out the timeout.
 """
 
 from __future__ import annotations
