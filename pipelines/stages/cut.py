@@ -42,18 +42,23 @@ SEEK_MARGIN_S = 10.0
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 
 
-def _copyable_span(path: str, index: int, start: float) -> bool:
-    """True when the stream has no B-frames and a keyframe at ``start`` (within 1 ms).
+def _source_allows_copy(path: str, index: int, start: float | None) -> bool:
+    """What only the file itself can say about a copy, read in one open: its index flags no
+    frame for discarding (an MP4 edit list hides none), and for a span (``start`` given) the
+    stream has no B-frames and a keyframe at ``start`` (within 1 ms).
 
     ``start`` counts from the file's start time, as ffmpeg's ``-ss`` does (a file's timestamps
-    need not begin at 0)."""
+    need not begin at 0). Anything unreadable answers no: re-encoding is always right."""
     try:
         with av.open(path) as container:
             stream = container.streams[index]
+            if any(e.is_discard for e in stream.index_entries):
+                return False
+            if start is None:
+                return True
             if stream.codec_context.has_b_frames:
                 return False
-            origin = (container.start_time or 0) / av.time_base
-            at = start + origin
+            at = start + (container.start_time or 0) / av.time_base
             container.seek(int(at / stream.time_base), stream=stream, backward=True)
             for packet in container.demux(stream):
                 if packet.pts is None:
@@ -62,15 +67,6 @@ def _copyable_span(path: str, index: int, start: float) -> bool:
     except (av.FFmpegError, IndexError):
         return False
     return False
-
-
-def _hides_frames(path: str, index: int) -> bool:
-    """True when the container's index flags frames for discarding (an MP4 edit list's doing)."""
-    try:
-        with av.open(path) as container:
-            return any(e.is_discard for e in container.streams[index].index_entries)
-    except (av.FFmpegError, IndexError):
-        return True  # cannot tell: re-encoding is always right
 
 
 def _scale_filter(cfg: PrepareConfig, width: int, height: int) -> str | None:
@@ -97,8 +93,7 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
         and not scale
         and not resample
         and not info.rotation
-        and (whole or _copyable_span(path, info.stream_index, start))
-        and not _hides_frames(path, info.stream_index)
+        and _source_allows_copy(path, info.stream_index, None if whole else start)
     )
     input_args = {"threads": str(cfg.ffmpeg_threads)}
     output_args: dict = {}

@@ -97,7 +97,7 @@ def probe(clip: Clip, cfg: PrepareConfig) -> Clip:
     _KNOWN.move_to_end(key)
     if isinstance(known, str):
         raise StageError(known)
-    clip.info = dataclasses.replace(known)  # a copy: a later stage may annotate its own
+    clip.info = dataclasses.replace(known)  # its own copy: clips never share a mutable record
     _check_span(clip, known.duration)
     return clip
 
