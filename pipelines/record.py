@@ -33,6 +33,7 @@ class VideoInfo:
     duration_source: str = "container"  # "container", "stream" or "counted"
     rotation: int = 0  # degrees a player turns the picture (display matrix), counterclockwise
     stream_index: int = 0  # the file's stream that is the video (not cover art, not a still)
+    sar: float = 1.0  # sample aspect ratio: a stored pixel's width over its height (DVD: 64/51)
 
 
 @dataclass(slots=True)

@@ -10,9 +10,9 @@ Stream copy when the span allows it, else a frame-accurate libx264 re-encode. A 
 - a source whose edit list hides no frames (a file itself cut by stream copy at a non-keyframe
   keeps the packets from the keyframe before its cut, hidden by its MP4 edit list; the
   fragmented MP4 written here has none, so a copy would show them);
-- an upright source (no display-matrix rotation): the re-encode turns the picture as a player
-  does, so every clip, its middle frame and the trainer's frames are upright without each
-  reader having to honour the matrix.
+- an upright source with square pixels (no display-matrix rotation, sample aspect ratio 1):
+  the re-encode turns and stretches the picture as a player does, so every clip, its middle
+  frame and the trainer's frames show it as meant without each reader honouring the metadata.
 
 Seeking: in containers whose seek lands on a keyframe at or before the target (MP4,
 Matroska/WebM, AVI: they index their keyframes) ffmpeg seeks the input to the span's start. In
@@ -32,7 +32,7 @@ import ffmpeg
 
 from pipelines.config import PrepareConfig
 from pipelines.ff import run_tool
-from pipelines.record import Clip
+from pipelines.record import Clip, VideoInfo
 from pipelines.source import local_path
 from pipelines.stages.base import StageError
 
@@ -40,6 +40,7 @@ COPYABLE = {"h264", "hevc"}
 KEYFRAME_SEEKING = {"mov", "matroska", "avi"}  # demuxers (first name of ffprobe's format_name)
 SEEK_MARGIN_S = 10.0
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+SQUARE_TOLERANCE = 1e-3  # a scaler's own rounding leaves e.g. 1792:1791 on a 398x224 frame
 
 
 def _source_allows_copy(path: str, index: int, start: float | None) -> bool:
@@ -69,12 +70,27 @@ def _source_allows_copy(path: str, index: int, start: float | None) -> bool:
     return False
 
 
-def _scale_filter(cfg: PrepareConfig, width: int, height: int) -> str | None:
-    m = cfg.max_short_side
-    if not m or min(width, height) <= m:
+def _even(x: float) -> int:
+    return max(2, 2 * int(x / 2 + 0.5))  # libx264 with yuv420p needs even sides
+
+
+def output_size(info: VideoInfo, max_short_side: int | None) -> tuple[int, int] | None:
+    """The re-encoded clip's width and height: the picture as a player shows it (turned by the
+    display matrix, stretched by the sample aspect ratio to square pixels), short side at most
+    ``max_short_side``, both even. None when the stored frame already is that (no scaler).
+
+    Square pixels because every reader downstream takes pixels as they are stored: the middle
+    frame's JPEG, the captioner and the trainer's frames would otherwise see an anamorphic
+    picture squeezed (a 64:51 DVD frame is 20% too narrow)."""
+    width, height = info.width * info.sar, float(info.height)
+    if info.rotation % 180:
+        width, height = height, width
+    scale = 1.0
+    if max_short_side and min(width, height) > max_short_side:
+        scale = max_short_side / min(width, height)
+    if scale == 1.0 and abs(info.sar - 1) < SQUARE_TOLERANCE:
         return None
-    # Short side to m, long side to keep the aspect, both even (libx264 with yuv420p needs it).
-    return f"scale='if(lt(iw,ih),{m},-2)':'if(lt(iw,ih),-2,{m})'"
+    return _even(width * scale), _even(height * scale)
 
 
 def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
@@ -84,15 +100,16 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
     start = clip.start or 0.0
     end = min(clip.end if clip.end is not None else info.duration, info.duration)
     whole = start <= 0 and end >= info.duration
-    scale = _scale_filter(cfg, info.width, info.height)
+    size = output_size(info, cfg.max_short_side)
     resample = cfg.fps is not None and abs(cfg.fps - info.fps) > 1e-3
     keyframe_seeking = info.format_name.split(",")[0] in KEYFRAME_SEEKING
     copy = (
         info.video_codec in COPYABLE
         and (whole or keyframe_seeking)
-        and not scale
+        and not size
         and not resample
         and not info.rotation
+        and abs(info.sar - 1) < SQUARE_TOLERANCE
         and _source_allows_copy(path, info.stream_index, None if whole else start)
     )
     input_args = {"threads": str(cfg.ffmpeg_threads)}
@@ -124,9 +141,13 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
         # has no edit list to hide them.
         output_args["copypriorss"] = "0"
     else:
-        filters = [f for f in (scale, f"fps={cfg.fps:g}" if resample else None) if f]
-        if filters:
-            output_args["vf"] = ",".join(filters)
+        # Frame rate first: the scaler then sees only the frames kept (a tenth of them going
+        # from 30 to 3 fps; the same output bytes, measured, the cut ~10% faster). ffmpeg has
+        # already turned a rotated picture upright before these filters.
+        filters = [f"fps={cfg.fps:g}"] if resample else []
+        if size:
+            filters.append(f"scale={size[0]}:{size[1]}")
+        output_args["vf"] = ",".join([*filters, "setsar=1"])
         output_args.update(
             {
                 "c:v": "libx264",

@@ -76,6 +76,17 @@ def _rotation(stream: dict) -> int:
     return 0
 
 
+def _sample_aspect(stream: dict) -> float:
+    """A stored pixel's width over its height; 1 where the file says nothing (``0:1``, absent).
+    Anamorphic video (DVD, some broadcast and camcorder files) stores 16:9 pictures in 4:3 or
+    narrower frames and relies on the player to stretch them."""
+    try:
+        num, den = (int(x) for x in str(stream.get("sample_aspect_ratio", "")).split(":"))
+    except ValueError:
+        return 1.0
+    return round(num / den, 6) if num > 0 and den > 0 else 1.0
+
+
 _KNOWN: OrderedDict[tuple, VideoInfo | str] = OrderedDict()  # file -> its info or why it failed
 _KNOWN_SIZE = 16
 
@@ -149,6 +160,7 @@ def _video_info(path: str, cfg: PrepareConfig) -> VideoInfo:
         duration_source=source,
         rotation=_rotation(vs),
         stream_index=int(vs.get("index", 0)),
+        sar=_sample_aspect(vs),
     )
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import importlib
 import io
 import subprocess
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image
 
 from pipelines.config import PrepareConfig
-from pipelines.record import Clip
+from pipelines.record import Clip, VideoInfo
 from pipelines.stages import CPU_STAGES, apply
 from pipelines.stages.middle_frame import decode_middle_frame
 
@@ -67,6 +68,7 @@ def test_probe_reads_duration_size_and_codecs(videos):
 
 
 PROBE = importlib.import_module("pipelines.stages.probe")
+CUT = importlib.import_module("pipelines.stages.cut")
 
 
 def test_probe_asks_ffprobe_once_per_file_for_its_many_clips(videos, tmp_path, monkeypatch):
@@ -253,6 +255,55 @@ def test_middle_frame_of_a_clip_with_a_display_matrix_is_turned_upright(videos, 
     frame, index, _, _ = decode_middle_frame(str(rotated))
     upright = np.asarray(MIDDLE_FRAME.upright(frame))
     assert np.array_equal(upright, ffmpeg_rgb_frame(rotated, index))
+
+
+def lavfi_video(dst: Path, picture: str, *filters: str) -> Path:
+    """Two seconds of ffmpeg's ``testsrc2`` at 10 fps, every frame a keyframe, as H.264."""
+    chain = ",".join([f"testsrc2=size={picture}:rate=10", *filters])
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", chain, "-t", "2"]
+        + ["-c:v", "libx264", "-g", "1", "-pix_fmt", "yuv420p", str(dst)],
+        check=True,
+    )
+    return dst
+
+
+def test_anamorphic_video_becomes_a_square_pixel_clip_and_frame(tmp_path):
+    """A 426x240 picture stored squeezed into 320x240 with a 4:3 sample aspect ratio, as DVDs
+    and some camcorders store 16:9: the clip and its JPEG come out 426x240 with square pixels,
+    the picture a player shows, not the squeezed one every reader would otherwise take."""
+    square = lavfi_video(tmp_path / "square.mp4", "426x240")
+    squeezed = lavfi_video(tmp_path / "dvd.mp4", "426x240", "scale=320:240", "setsar=4/3")
+    clip = run_cpu_stages(squeezed, frame_short_side=None)
+    assert clip.ok, clip.error
+    assert clip.info.sar == pytest.approx(4 / 3) and clip.clip_info["mode"] == "re-encode"
+    with av.open(io.BytesIO(clip.mp4)) as c:
+        stream = c.streams.video[0]
+        assert (stream.width, stream.height, stream.sample_aspect_ratio) == (426, 240, 1)
+    jpg = np.asarray(Image.open(io.BytesIO(clip.jpg)).convert("RGB"), dtype=float)
+    shown = ffmpeg_rgb_frame(square, clip.frame_index)
+    assert jpg.shape == shown.shape == (240, 426, 3)
+    assert np.abs(jpg - shown).mean() < 10, "the JPEG is the picture before it was squeezed"
+
+
+def test_clip_size_is_upright_square_pixels_with_the_short_side_capped():
+    size = CUT.output_size
+    info = VideoInfo(
+        duration=1,
+        fps=30,
+        width=1280,
+        height=720,
+        video_codec="h264",
+        audio_codec=None,
+        format_name="mov",
+    )
+    assert size(info, None) is None and size(info, 720) is None  # nothing to scale
+    assert size(info, 224) == (398, 224)
+    assert size(dataclasses.replace(info, rotation=90), 224) == (224, 398)
+    dvd = dataclasses.replace(info, width=720, height=576, sar=64 / 45)  # PAL 16:9
+    assert size(dvd, None) == (1024, 576) and size(dvd, 288) == (512, 288)
+    assert size(dataclasses.replace(dvd, rotation=270), 288) == (288, 512)
+    assert size(dataclasses.replace(info, sar=1792 / 1791), None) is None  # a scaler's rounding
 
 
 def test_fps_and_short_side_options_reencode(videos):
