@@ -1,17 +1,21 @@
 """The trainer's per-sample decode (``trainer.data.decode_frames``), ms/sample, against baselines.
 
-The clip is what ``prepare --fps 3 --max-short-side 320`` writes for CLIP-ViP pretraining: 10 s
-at 3 fps, 568x320, libx264 ``veryfast`` CRF 23 (the cut stage's settings). Per sample the loader
-decodes up to the last sampled frame and turns T = 12 of them into 224 px RGB (bicubic short
-side, centre crop). Measured, same clip, same process:
+The clips are what ``prepare --fps 3 --max-short-side 320`` writes for CLIP-ViP pretraining,
+cut by the pipeline's own clip stage from a 720p H.264 source (``--source``: a real video, or
+ffmpeg's ``testsrc2`` when none is given): 10 s at 3 fps, short side 320, libx264 ``veryfast``
+CRF 23, once with ``--fast-decode`` (the default: x264's fastdecode tune, CAVLC and no
+deblocking) and once without. Per sample the loader decodes up to the last sampled frame and
+turns T = 12 of them into 224 px RGB (bicubic short side, centre crop). Measured, same process:
 
-- ours: ``decode_frames`` (one scaler kept for the clip's frames, FFmpeg's frame threads);
+- ours: ``decode_frames`` (one scaler kept for the clip's frames, FFmpeg's frame threads) on the
+  fast-decode clip, and on the clip ``--no-fast-decode`` writes;
 - per-frame scaler: the same loop with ``frame.reformat`` (a bicubic scaler built per frame,
   what ``decode_frames`` did before);
 - one decoder thread: ours with ``threads=1`` (no frame threads).
 
 Wall ms and CPU ms (all threads) per sample: a loader runs one worker per core, so CPU time, not
-wall time, bounds its samples/s per core. Run: ``python -m benchmarks.clip_decode [--n 40]``.
+wall time, bounds its samples/s per core.
+Run: ``python -m benchmarks.clip_decode [--n 40] [--source VIDEO]``.
 """
 
 from __future__ import annotations
@@ -27,28 +31,30 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipelines.ff import Limits, run_tool
+from benchmarks.media import make_h264_bframes
+from pipelines.config import PrepareConfig
+from pipelines.record import Clip
+from pipelines.stages import CPU_STAGES, apply
 from trainer.data import _center_crop, _resized_size, decode_frames, sample_frame_indices
 
 SIZE, FRAMES = 224, 12
 
 
-def make_clip(path: Path) -> bytes:
-    if not path.exists():
-        run_tool(
-            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi"]
-            + ["-i", "testsrc2=size=568x320:rate=3", "-t", "10"]
-            + ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"]
-            + [str(path)],
-            Limits(timeout_s=300, memory_mb=0),
-        )
-    return path.read_bytes()
+def make_clip(source: Path, fast_decode: bool) -> bytes:
+    """The first 10 s of ``source`` (all of it if shorter) as prepare cuts them."""
+    clip = Clip(key="bench", row=0, video=str(source), start=0.0, end=10.0)
+    cfg = PrepareConfig(fps=3, max_short_side=320, fast_decode=fast_decode)
+    for name, stage in CPU_STAGES[:2]:  # probe, clip
+        apply(name, stage, clip, cfg)
+    assert clip.mp4 is not None, clip.error
+    return clip.mp4
 
 
 def per_frame_scaler(mp4: bytes) -> np.ndarray:
     """The baseline: ``decode_frames``' loop with a scaler built for every frame."""
     with av.open(io.BytesIO(mp4)) as container:
-        count = container.streams.video[0].frames
+        stream = container.streams.video[0]
+        count = sum(1 for p in container.demux(stream) if p.size and not p.is_discard)
     indices = sample_frame_indices(count, FRAMES, random.Random(0))
     wanted, got = set(indices), {}
     with av.open(io.BytesIO(mp4)) as container:
@@ -75,23 +81,27 @@ def timed(fn: Callable[[], object], n: int) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=40, help="samples per variant (default: 40)")
-    p.add_argument("--work", default=None, help="folder for the clip (default: a temp one)")
+    p.add_argument("--work", default=None, help="folder for the source (default: a temp one)")
+    p.add_argument("--source", type=Path, default=None, help="a video to cut the clips from")
     args = p.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="clipvip_decode_"))
-    mp4 = make_clip(work / "clip_3fps_320p.mp4")
+    source = args.source or make_h264_bframes(work / "testsrc2_720p_10s.mp4", 10)
+    mp4, slow_mp4 = make_clip(source, fast_decode=True), make_clip(source, fast_decode=False)
 
-    def ours() -> np.ndarray:
-        return decode_frames(mp4, SIZE, FRAMES, random.Random(0))[0]
+    def ours(clip: bytes = mp4, threads: int = 0) -> np.ndarray:
+        return decode_frames(clip, SIZE, FRAMES, random.Random(0), threads=threads)[0]
 
     assert np.array_equal(ours(), per_frame_scaler(mp4)), "the scalers must agree exactly"
     rows = {
         "ours": timed(ours, args.n),
+        "ours, no fastdecode": timed(lambda: ours(slow_mp4), args.n),
         "per-frame scaler": timed(lambda: per_frame_scaler(mp4), args.n),
-        "one decoder thread": timed(
-            lambda: decode_frames(mp4, SIZE, FRAMES, random.Random(0), threads=1), args.n
-        ),
+        "one decoder thread": timed(lambda: ours(threads=1), args.n),
     }
-    print(f"loader decode, {FRAMES} frames at {SIZE} px from a 10 s 3 fps 568x320 clip, n={args.n}")
+    with av.open(io.BytesIO(mp4)) as container:
+        frames = list(container.decode(video=0))
+        shape = f"{len(frames)} frames at {frames[0].width}x{frames[0].height}"
+    print(f"loader decode, {FRAMES} of {shape} to {SIZE} px; source {source.name}; n={args.n}")
     print(f"{'variant':<20} {'wall ms':>8} {'CPU ms':>8} {'samples/s/core':>15}")
     for name, (wall, cpu) in rows.items():
         print(f"{name:<20} {wall:8.1f} {cpu:8.1f} {1000 / cpu:15.1f}")
@@ -99,6 +109,12 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"ours vs per-frame scaler: {base_wall / rows['ours'][0]:.2f}x wall, "
         f"{base_cpu / rows['ours'][1]:.2f}x CPU"
+    )
+    slow_wall, slow_cpu = rows["ours, no fastdecode"]
+    print(
+        f"fast-decode clip vs --no-fast-decode clip: {slow_wall / rows['ours'][0]:.2f}x wall, "
+        f"{slow_cpu / rows['ours'][1]:.2f}x CPU; clip bytes {len(mp4):,} vs {len(slow_mp4):,} "
+        f"({len(mp4) / len(slow_mp4):.2f}x)"
     )
     print(
         f"one decoder thread vs ours: {rows['ours'][1] / rows['one decoder thread'][1]:.2f}x CPU "

@@ -96,6 +96,21 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
         help="refuse local video paths outside DIR (for manifests you did not write)",
     )
     g.add_argument(
+        "--crf",
+        type=_crf,
+        default=d.crf,
+        metavar="N",
+        help=f"libx264 quality of re-encoded clips, lower is better and bigger (default: {d.crf})",
+    )
+    g.add_argument(
+        "--fast-decode",
+        action=argparse.BooleanOptionalAction,
+        default=d.fast_decode,
+        help="encode re-encoded clips for fast decoding (x264 --tune fastdecode): the trainer's "
+        "loader decodes each clip every epoch and spends 1.6x less CPU on them, for 6-9%% more "
+        "bytes; stream-copied clips are untouched (default: on)",
+    )
+    g.add_argument(
         "--ffmpeg-threads",
         type=int,
         default=d.ffmpeg_threads,
@@ -214,6 +229,13 @@ def split_runner(runner: str) -> tuple[str, list[str]]:
     return (runner, []) if runner in ENGINES else ("beam", [f"--runner={runner}"])
 
 
+def _crf(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 51:
+        raise argparse.ArgumentTypeError(f"libx264's CRF runs from 0 (lossless) to 51, got {value}")
+    return value
+
+
 def config_from_args(args: argparse.Namespace) -> PrepareConfig:
     return PrepareConfig(
         out=args.out,
@@ -229,6 +251,8 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
         caption_batch_size=args.caption_batch_size,
         allow_empty_text=args.allow_empty_text,
         ffmpeg_threads=args.ffmpeg_threads,
+        crf=args.crf,
+        fast_decode=args.fast_decode,
         tool_timeout_s=args.tool_timeout,
         tool_memory_mb=args.tool_memory_mb,
         isolate=args.isolate,

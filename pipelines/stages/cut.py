@@ -152,7 +152,8 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
             {
                 "c:v": "libx264",
                 "preset": "veryfast",
-                "crf": "23",
+                "crf": str(cfg.crf),
+                **({"tune": "fastdecode"} if cfg.fast_decode else {}),
                 "pix_fmt": "yuv420p",
                 "flags:v": "+bitexact",
                 "threads": str(cfg.ffmpeg_threads),

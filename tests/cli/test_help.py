@@ -38,3 +38,16 @@ def test_prepare_help_teaches_the_outputs(capsys):
         "resumes",
     ):
         assert word in text
+
+
+def test_prepare_encoding_flags_reach_the_config(capsys):
+    from pipelines.cli import config_from_args
+
+    parser = build_parser()
+    default = config_from_args(parser.parse_args(["prepare", "m.csv", "--out", "o"]))
+    assert (default.crf, default.fast_decode) == (23, True)
+    args = parser.parse_args(["prepare", "m.csv", "--out", "o", "--crf", "18", "--no-fast-decode"])
+    assert (config_from_args(args).crf, config_from_args(args).fast_decode) == (18, False)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["prepare", "m.csv", "--out", "o", "--crf", "52"])
+    assert "CRF runs from 0 (lossless) to 51" in capsys.readouterr().err

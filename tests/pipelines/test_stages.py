@@ -1,6 +1,7 @@
 import dataclasses
 import importlib
 import io
+import re
 import subprocess
 from pathlib import Path
 
@@ -266,6 +267,44 @@ def lavfi_video(dst: Path, picture: str, *filters: str) -> Path:
         check=True,
     )
     return dst
+
+
+def h264_headers(mp4: bytes, tmp_path: Path) -> dict[str, set[int]]:
+    """Two switches of the clip's H.264 headers, as ffmpeg's ``trace_headers`` reads them."""
+    path = tmp_path / "headers.mp4"
+    path.write_bytes(mp4)
+    log = subprocess.run(
+        ["ffmpeg", "-v", "trace", "-i", str(path), "-c", "copy", "-bsf:v", "trace_headers"]
+        + ["-frames:v", "3", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    found: dict[str, set[int]] = {}
+    for name in ("entropy_coding_mode_flag", "disable_deblocking_filter_idc"):
+        found[name] = {int(m) for m in re.findall(rf"\b{name}\s+\S+ = (\d+)", log)}
+    return found
+
+
+@pytest.mark.parametrize("fast_decode", [True, False])
+def test_fast_decode_clips_are_cavlc_without_deblocking(videos, tmp_path, fast_decode):
+    """``--fast-decode`` (the default) is x264's fastdecode tune: CAVLC instead of CABAC and no
+    in-loop deblocking, the two costs the trainer's loader pays on every frame of every epoch."""
+    clip = run_cpu_stages(videos["h264_long"], fps=3, fast_decode=fast_decode, crf=30)
+    assert clip.ok, clip.error
+    headers = h264_headers(clip.mp4, tmp_path)
+    cabac, no_deblock = (0, 1) if fast_decode else (1, 0)
+    assert headers == {
+        "entropy_coding_mode_flag": {cabac},
+        "disable_deblocking_filter_idc": {no_deblock},
+    }
+
+
+def test_crf_trades_clip_bytes_for_quality(videos):
+    small = run_cpu_stages(videos["h264_long"], fps=3, crf=40)
+    large = run_cpu_stages(videos["h264_long"], fps=3, crf=18)
+    assert small.ok and large.ok
+    assert small.clip_info["bytes"] < large.clip_info["bytes"]
 
 
 def test_anamorphic_video_becomes_a_square_pixel_clip_and_frame(tmp_path):
