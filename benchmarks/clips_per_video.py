@@ -1,10 +1,17 @@
-"""Many clips from one video: the CPU stages per clip, probe remembered per file vs run per row.
+"""Many clips from one video: the CPU stages per clip, three ways.
 
 HD-VILA-100M cuts ~30 clips from each video, and a task's rows come in manifest order, so a
-worker meets the same video row after row. ``probe`` remembers what ffprobe said about a file
-(path, size, mtime); the baseline forgets it before every row, as the stage did before. The
-clips are cut at CLIP-ViP's pretraining settings (``--fps 3 --max-short-side 224``), where the
-cut itself is cheap and a probe is a visible share. Both run interleaved, in one process, on one
+worker meets the same video row after row. Measured, interleaved in one process:
+
+- ``probe per row``: ffprobe for every row and each span cut by its own ffmpeg run (the
+  pipeline before it remembered probes);
+- ``remembered``: ``probe`` remembers what ffprobe said about a file (path, size, mtime), each
+  span still cut alone (what a task's retry, isolated row by row, still does);
+- ``together``: what a task's CPU phase does now: probe every row, then the spans of one video
+  cut in one ffmpeg run (``pipelines.stages.together``; the same bytes, checked here), then the
+  middle frames.
+
+The clips are cut at CLIP-ViP's pretraining settings (``--fps 3 --max-short-side 224``) from one
 720p H.264 video (x264 ``veryfast``, B-frames, keyframe every 250 frames, as YouTube serves).
 Run: ``python -m benchmarks.clips_per_video [--clips 12] [--rounds 2]``.
 """
@@ -20,52 +27,86 @@ from pathlib import Path
 from benchmarks.media import make_h264_bframes
 from pipelines.config import PrepareConfig
 from pipelines.record import Clip
-from pipelines.stages import CPU_STAGES, apply
+from pipelines.stages import CPU_STAGES, apply, probe
+from pipelines.stages.together import cut_together
 
 PROBE = importlib.import_module("pipelines.stages.probe")
 
 
-def run_rows(video: Path, clips: int, remember: bool) -> dict[str, float]:
-    """Seconds per stage, summed over ``clips`` 5 s spans of ``video``."""
+MODES = ("probe per row", "remembered", "together")
+
+
+def run_rows(
+    video: Path, clips: int, mode: str, span: float = 5.0
+) -> tuple[dict[str, float], list[bytes]]:
+    """Seconds per stage summed over ``clips`` back-to-back spans of ``video`` from 1 s on, and
+    the clips' bytes."""
     cfg = PrepareConfig(fps=3, max_short_side=224)
-    totals: dict[str, float] = {}
+    rows = [
+        Clip(key=f"k{i}", row=i, video=str(video), start=1 + span * i, end=1 + span * (i + 1))
+        for i in range(clips)
+    ]
     PROBE._KNOWN.clear()
-    for i in range(clips):
-        if not remember:
+    if mode == "together":
+        for clip in rows:
+            apply("probe", probe, clip, cfg)
+        assert cut_together(rows, cfg) == clips
+    for clip in rows:
+        if mode == "probe per row":
             PROBE._KNOWN.clear()
-        clip = Clip(key=f"k{i}", row=i, video=str(video), start=1.0 + 5 * i, end=6.0 + 5 * i)
         for name, stage in CPU_STAGES:
+            if mode == "together" and name in ("probe", "clip"):
+                continue
             apply(name, stage, clip, cfg)
         assert clip.ok, clip.error
+    totals: dict[str, float] = {}
+    for clip in rows:
         for name, seconds in clip.timings.items():
             totals[name] = totals.get(name, 0.0) + seconds
-    return totals
+    return totals, [clip.mp4 or b"" for clip in rows]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clips", type=int, default=12, help="5 s clips cut from the video")
+    parser.add_argument("--clips", type=int, default=12, help="clips cut from the video")
+    parser.add_argument(
+        "--span", type=float, default=5.0, help="seconds a clip (HD-VILA-100M: 13.4 on average)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of each")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "clipvip-bench")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    video = make_h264_bframes(args.work / f"youtube_like_720p_{args.clips}.mp4", 5 * args.clips + 2)
-    runs: dict[bool, list[dict[str, float]]] = {True: [], False: []}
-    run_rows(video, 1, True)  # warm the page cache and imports
+    seconds = round(args.span * args.clips + 2)
+    video = make_h264_bframes(args.work / f"youtube_like_720p_{seconds}s.mp4", seconds)
+    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
+    run_rows(video, 1, "remembered")  # warm the page cache and imports
     for _ in range(args.rounds):
-        for remember in (False, True):
-            runs[remember].append(run_rows(video, args.clips, remember))
-    stages = list(runs[True][0])
+        outputs = {}
+        for mode in MODES:
+            totals, outputs[mode] = run_rows(video, args.clips, mode, args.span)
+            runs[mode].append(totals)
+        assert outputs["together"] == outputs["remembered"], "cut together: other bytes"
+    stages = list(runs["remembered"][0])
 
-    def ms(remember: bool, stage: str) -> float:
-        return statistics.median(r[stage] for r in runs[remember]) / args.clips * 1000
+    def ms(mode: str, stage: str) -> float:
+        return statistics.median(r.get(stage, 0.0) for r in runs[mode]) / args.clips * 1000
 
-    print(f"{args.clips} clips of 5 s from one 720p video, ms per clip (median of {args.rounds}):")
-    print(f"{'stage':<14}{'probe per row':>14}{'remembered':>12}")
+    print(
+        f"{args.clips} clips of {args.span:g} s from one 720p video, ms per clip "
+        f"(median of {args.rounds}):"
+    )
+    print(f"{'stage':<14}" + "".join(f"{mode:>15}" for mode in MODES))
     for stage in stages:
-        print(f"{stage:<14}{ms(False, stage):>14.1f}{ms(True, stage):>12.1f}")
-    before, after = (sum(ms(r, s) for s in stages) for r in (False, True))
-    print(f"{'all':<14}{before:>14.1f}{after:>12.1f}   {before / after:.2f}x clips/s")
+        print(f"{stage:<14}" + "".join(f"{ms(mode, stage):>15.1f}" for mode in MODES))
+    total = {mode: sum(ms(mode, s) for s in stages) for mode in MODES}
+    print(f"{'all':<14}" + "".join(f"{total[mode]:>15.1f}" for mode in MODES))
+    base = total["probe per row"]
+    print(
+        "clips/s against probe per row: "
+        + ", ".join(f"{mode} {base / total[mode]:.2f}x" for mode in MODES[1:])
+        + f"; together against remembered {total['remembered'] / total['together']:.2f}x "
+        "(the same clip bytes)"
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ from captioner import Captioner
 from pipelines import isolation, staging
 from pipelines.config import PrepareConfig
 from pipelines.record import Clip
-from pipelines.stages import apply, caption_clips, cpu_stages
+from pipelines.stages import apply, caption_clips, cpu_stages, probe
+from pipelines.stages.together import cut_together
 from shards.format import Sample
 from shards.index import INDEX, make_index
 from shards.store import Store
@@ -175,8 +176,15 @@ def process(task: Task | int, cfg: PrepareConfig) -> Task:
     task.attempt = begin_attempt(Store(cfg.out), task.index)
     stages = cpu_stages(cfg)
     if task.attempt == 1 and cfg.isolate != "always":
+        # Probe every row first, so the spans of one video can be cut in one ffmpeg run (the
+        # same bytes as one by one, see pipelines.stages.together); the rest goes row by row.
+        for clip in task.clips:
+            apply("probe", probe, clip, cfg)
+        cut_together(task.clips, cfg)
         for clip in task.clips:
             for name, stage in stages:
+                if name == "probe" or (name == "clip" and clip.mp4 is not None):
+                    continue
                 apply(name, stage, clip, cfg)
         return task
     if task.attempt > 1:
