@@ -49,11 +49,16 @@ Group = list[tuple[Clip, CutPlan]]
 
 def groups(clips: Sequence[Clip], cfg: PrepareConfig) -> list[Group]:
     """The runs of two or more rows to cut together (see the module's docstring)."""
+    if cfg.fps is None:
+        return []  # nothing is re-encoded at a new frame rate
     by_stream: dict[tuple[str, int], Group] = {}
     for clip in clips:
         if not clip.ok or clip.mp4 is not None:
             continue
-        plan = plan_cut(clip, cfg)
+        try:
+            plan = plan_cut(clip, cfg)
+        except Exception:  # noqa: BLE001 - cut_clip meets it again and records it for the row
+            continue
         if plan.copy or plan.whole or not plan.keyframe_seeking or not plan.resample:
             continue
         by_stream.setdefault((plan.path, plan.stream_index), []).append((clip, plan))
