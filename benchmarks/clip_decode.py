@@ -35,7 +35,13 @@ from benchmarks.media import make_h264_bframes
 from pipelines.config import PrepareConfig
 from pipelines.record import Clip
 from pipelines.stages import CPU_STAGES, apply
-from trainer.data import _center_crop, _resized_size, decode_frames, sample_frame_indices
+from trainer.data import (
+    _center_crop,
+    _resized_size,
+    decode_frames,
+    sample_frame_indices,
+    shown_frames,
+)
 
 SIZE, FRAMES = 224, 12
 
@@ -54,7 +60,7 @@ def per_frame_scaler(mp4: bytes) -> np.ndarray:
     """The baseline: ``decode_frames``' loop with a scaler built for every frame."""
     with av.open(io.BytesIO(mp4)) as container:
         stream = container.streams.video[0]
-        count = sum(1 for p in container.demux(stream) if p.size and not p.is_discard)
+        count = shown_frames(container, stream)
     indices = sample_frame_indices(count, FRAMES, random.Random(0))
     wanted, got = set(indices), {}
     with av.open(io.BytesIO(mp4)) as container:

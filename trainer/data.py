@@ -77,6 +77,13 @@ def _center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
     return rgb[top : top + size, left : left + size]
 
 
+def shown_frames(container: av.container.InputContainer, stream: av.VideoStream) -> int:
+    """The frames a player shows: not the header's count, which in an MP4 also counts the
+    packets its edit list hides (a stream-copy cut's lead-in); the decoder drops those, so
+    indices count shown frames too, as the middle-frame stage does."""
+    return sum(1 for p in container.demux(stream) if p.size and not p.is_discard)
+
+
 def decode_frames(
     mp4: bytes,
     size: int,
@@ -92,10 +99,7 @@ def decode_frames(
     try:
         with av.open(io.BytesIO(mp4)) as container:
             stream = container.streams.video[0]
-            # The frames a player shows: not the header's count, which in an MP4 also counts
-            # the packets its edit list hides (a stream-copy cut's lead-in); the decoder below
-            # drops those, so indices count shown frames too, as the middle-frame stage does.
-            count = sum(1 for p in container.demux(stream) if p.size and not p.is_discard)
+            count = shown_frames(container, stream)
         indices = sample_frame_indices(count, num_samples, rng)
         middle = count // 2
         wanted = set(indices) | ({middle} if with_middle else set())
