@@ -27,8 +27,8 @@ from pathlib import Path
 from benchmarks.media import make_h264_bframes
 from pipelines.config import PrepareConfig
 from pipelines.record import Clip
-from pipelines.stages import CPU_STAGES, apply, probe
-from pipelines.stages.together import cut_together
+from pipelines.stages import apply, cpu_stages
+from pipelines.tasks import run_stages
 
 PROBE = importlib.import_module("pipelines.stages.probe")
 
@@ -48,17 +48,14 @@ def run_rows(
     ]
     PROBE._KNOWN.clear()
     if mode == "together":
+        run_stages(rows, cfg)  # what a task's CPU phase runs
+    else:
         for clip in rows:
-            apply("probe", probe, clip, cfg)
-        assert cut_together(rows, cfg) == clips
-    for clip in rows:
-        if mode == "probe per row":
-            PROBE._KNOWN.clear()
-        for name, stage in CPU_STAGES:
-            if mode == "together" and name in ("probe", "clip"):
-                continue
-            apply(name, stage, clip, cfg)
-        assert clip.ok, clip.error
+            if mode == "probe per row":
+                PROBE._KNOWN.clear()
+            for name, stage in cpu_stages(cfg):
+                apply(name, stage, clip, cfg)
+    assert all(clip.ok for clip in rows), [clip.error for clip in rows if not clip.ok]
     totals: dict[str, float] = {}
     for clip in rows:
         for name, seconds in clip.timings.items():

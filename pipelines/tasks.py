@@ -164,6 +164,20 @@ def begin_attempt(store: Store, index: int) -> int:
     return before + 1
 
 
+def run_stages(clips: list[Clip], cfg: PrepareConfig) -> None:
+    """The CPU stages over ``clips`` in this process. Every row is probed first, so the spans
+    of one video can be cut in one ffmpeg run (the same bytes as one by one, see
+    ``pipelines.stages.together``); the rest goes row by row."""
+    for clip in clips:
+        apply("probe", probe, clip, cfg)
+    cut_together(clips, cfg)
+    for clip in clips:
+        for name, stage in cpu_stages(cfg):
+            if name == "probe" or (name == "clip" and clip.mp4 is not None):
+                continue
+            apply(name, stage, clip, cfg)
+
+
 def process(task: Task | int, cfg: PrepareConfig) -> Task:
     """The CPU stages (probe, clip, middle frame, the captioner's input) for every clip of the
     task (or task index).
@@ -176,16 +190,7 @@ def process(task: Task | int, cfg: PrepareConfig) -> Task:
     task.attempt = begin_attempt(Store(cfg.out), task.index)
     stages = cpu_stages(cfg)
     if task.attempt == 1 and cfg.isolate != "always":
-        # Probe every row first, so the spans of one video can be cut in one ffmpeg run (the
-        # same bytes as one by one, see pipelines.stages.together); the rest goes row by row.
-        for clip in task.clips:
-            apply("probe", probe, clip, cfg)
-        cut_together(task.clips, cfg)
-        for clip in task.clips:
-            for name, stage in stages:
-                if name == "probe" or (name == "clip" and clip.mp4 is not None):
-                    continue
-                apply(name, stage, clip, cfg)
+        run_stages(task.clips, cfg)
         return task
     if task.attempt > 1:
         log.warning(

@@ -15,6 +15,8 @@ from pipelines.record import Clip, VideoInfo
 from pipelines.stages import CPU_STAGES, apply
 from pipelines.stages.middle_frame import decode_middle_frame
 
+from .conftest import make_video
+
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
@@ -258,17 +260,6 @@ def test_middle_frame_of_a_clip_with_a_display_matrix_is_turned_upright(videos, 
     assert np.array_equal(upright, ffmpeg_rgb_frame(rotated, index))
 
 
-def lavfi_video(dst: Path, picture: str, *filters: str) -> Path:
-    """Two seconds of ffmpeg's ``testsrc2`` at 10 fps, every frame a keyframe, as H.264."""
-    chain = ",".join([f"testsrc2=size={picture}:rate=10", *filters])
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", chain, "-t", "2"]
-        + ["-c:v", "libx264", "-g", "1", "-pix_fmt", "yuv420p", str(dst)],
-        check=True,
-    )
-    return dst
-
-
 def h264_headers(mp4: bytes, tmp_path: Path) -> dict[str, set[int]]:
     """Two switches of the clip's H.264 headers, as ffmpeg's ``trace_headers`` reads them."""
     path = tmp_path / "headers.mp4"
@@ -311,8 +302,17 @@ def test_anamorphic_video_becomes_a_square_pixel_clip_and_frame(tmp_path):
     """A 426x240 picture stored squeezed into 320x240 with a 4:3 sample aspect ratio, as DVDs
     and some camcorders store 16:9: the clip and its JPEG come out 426x240 with square pixels,
     the picture a player shows, not the squeezed one every reader would otherwise take."""
-    square = lavfi_video(tmp_path / "square.mp4", "426x240")
-    squeezed = lavfi_video(tmp_path / "dvd.mp4", "426x240", "scale=320:240", "setsar=4/3")
+    every_frame_a_keyframe = ("-c:v", "libx264", "-g", "1", "-pix_fmt", "yuv420p")
+    square = make_video(
+        tmp_path / "square.mp4", size="426x240", rate=10, seconds=2, codec=every_frame_a_keyframe
+    )
+    squeezed = make_video(
+        tmp_path / "dvd.mp4",
+        size="426x240",
+        rate=10,
+        seconds=2,
+        codec=("-vf", "scale=320:240,setsar=4/3", *every_frame_a_keyframe),
+    )
     clip = run_cpu_stages(squeezed, frame_short_side=None)
     assert clip.ok, clip.error
     assert clip.info.sar == pytest.approx(4 / 3) and clip.clip_info["mode"] == "re-encode"
