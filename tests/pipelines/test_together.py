@@ -56,6 +56,15 @@ def sources(tmp_path_factory) -> dict[str, Path]:
             codec=("-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-g", "24"),
         ),
     }
+    # AVI, the third keyframe-seeking demuxer (MPEG-4 Part 2 with B-frames, as old downloads).
+    out["avi"] = make_video(
+        d / "a.avi",
+        "testsrc2",
+        size="192x144",
+        rate=25,
+        seconds=4.0,
+        codec=("-c:v", "mpeg4", "-g", "25", "-bf", "2"),
+    )
     # A file whose timestamps start at 1.4 s (cut from a stream), and an anamorphic one.
     ffmpeg("-i", str(out["bframes"]), "-c", "copy", "-output_ts_offset", "1.4", str(d / "o.mp4"))
     out["offset"] = d / "o.mp4"
@@ -65,7 +74,7 @@ def sources(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-@pytest.mark.parametrize("name", ["bframes", "vp9", "offset", "sar", "rotated"])
+@pytest.mark.parametrize("name", ["bframes", "vp9", "avi", "offset", "sar", "rotated"])
 def test_spans_cut_together_are_the_bytes_of_each_cut_alone(sources, name):
     cfg = PrepareConfig(fps=3, max_short_side=96)
     assert_same_as_alone(sources[name], SPANS, cfg)
