@@ -77,6 +77,12 @@ def _center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
     return rgb[top : top + size, left : left + size]
 
 
+def _sample_aspect(stream: av.VideoStream) -> float:
+    """A stored pixel's width over its height; 1 where the file says nothing or nonsense."""
+    sar = stream.sample_aspect_ratio
+    return float(sar) if sar is not None and sar > 0 else 1.0
+
+
 def shown_frames(container: av.container.InputContainer, stream: av.VideoStream) -> int:
     """The frames a player shows: not the header's count, which in an MP4 also counts the
     packets its edit list hides (a stream-copy cut's lead-in); the decoder drops those, so
@@ -113,9 +119,13 @@ def decode_frames(
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             stream.thread_count = threads
+            stretch = _sample_aspect(stream)
             for n, frame in enumerate(container.decode(stream)):
                 if n in wanted:
-                    w, h = _resized_size(frame.width, frame.height, size)
+                    # A foreign anamorphic clip (DVD, broadcast: stored pixels are not square)
+                    # is resized to the picture a player shows, as `prepare` cuts clips.
+                    shown_width = max(1, round(frame.width * stretch))
+                    w, h = _resized_size(shown_width, frame.height, size)
                     rgb = scaler.reformat(
                         frame, width=w, height=h, format="rgb24", interpolation="BICUBIC"
                     ).to_ndarray()

@@ -212,3 +212,33 @@ def test_clip_stored_sideways_is_decoded_upright(tmp_path: Path) -> None:
     diff = np.abs(turned.astype(int) - reference)
     assert diff.max() <= 2 and diff.mean() < 0.5
     assert np.abs(sideways.astype(int) - reference).mean() > 20
+
+
+def test_anamorphic_clip_is_resized_to_the_picture_a_player_shows(tmp_path: Path) -> None:
+    """A foreign clip whose stored pixels are twice as wide as tall (sample aspect ratio 2:1)
+    gives the frames of its square-pixel twin, not a squeezed picture: the centre crop of the
+    stretched picture misses the white band at the left edge."""
+    import subprocess
+
+    import numpy as np
+
+    from trainer.data import decode_frames
+
+    band = "color=black:size=120x120:rate=10,drawbox=x=0:y=0:w=20:h=120:color=white:t=fill"
+    anamorphic, twin = tmp_path / "anamorphic.mp4", tmp_path / "twin.mp4"
+    encode = ["-c:v", "libx264", "-pix_fmt", "yuv444p", "-qp", "0"]
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"{band},setsar=2", "-t", "1"]
+        + [*encode, str(anamorphic)],
+        check=True,
+    )
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(anamorphic), "-vf", "scale=240:120,setsar=1"]
+        + [*encode, str(twin)],
+        check=True,
+    )
+    stretched, _ = decode_frames(anamorphic.read_bytes(), 64, 2, None)
+    reference, _ = decode_frames(twin.read_bytes(), 64, 2, None)
+    assert stretched.shape == reference.shape == (2, 64, 64, 3)
+    assert np.abs(stretched.astype(int) - reference).mean() < 2
+    assert stretched[:, :, :8].max() < 40, "the band (left sixth of the picture) is cropped off"
