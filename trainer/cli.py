@@ -123,19 +123,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
             args.shards, cfg.data, tokenizer, train=False, split_by_node=d.world > 1
         )
         share = encode_pairs(model, loader, device, progress=d.main and not args.no_progress)
-        gathered = gather_pairs(*share, source=args.shards)
+        pairs = gather_pairs(share, source=args.shards)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    if gathered is None:  # not rank 0
+    if pairs is None:  # not rank 0
         return 0
-    text, video, keys = gathered
-    report = retrieval_report(text, video)
+    report = retrieval_report(pairs.text, pairs.video, pairs.text_video)
     log.info(
-        "checkpoint %s on %s: %d pairs (%d process%s)",
+        "checkpoint %s on %s: %d texts over %d videos, %d of them with several texts "
+        "(%d process%s)",
         folder,
         args.shards,
-        len(keys),
+        len(pairs.keys),
+        len(pairs.video),
+        pairs.shared,
         d.world,
         "" if d.world == 1 else "es",
     )
@@ -143,7 +145,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {"checkpoint": str(folder), "shards": args.shards, "pairs": len(keys), **report},
+                {
+                    "checkpoint": str(folder),
+                    "shards": args.shards,
+                    "pairs": len(pairs.keys),
+                    "videos": len(pairs.video),
+                    **report,
+                },
                 indent=2,
             )
             + "\n"

@@ -9,6 +9,7 @@ whichever worker or rank reads it, and a resumed run sees the same pixels as an 
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 from collections.abc import Sequence
@@ -167,28 +168,57 @@ def normalize_pixels(x: torch.Tensor) -> torch.Tensor:
     return (x.float() - mean) / std
 
 
+def video_identity(sample: dict[str, Any]) -> str:
+    """Which video a sample shows: its source video and span, from the sample's JSON.
+
+    Samples of one clip (MSR-VTT's 20 sentences written one sample each, two descriptions of
+    one DiDeMo moment) are one video to retrieve, not 20 near-identical candidates that are
+    each other's negatives. Shards without that JSON (made elsewhere): every sample its own.
+    """
+    meta = sample.get("json")
+    if isinstance(meta, dict) and meta.get("video") is not None:
+        return json.dumps([meta["video"], meta.get("span")])
+    return str(sample["key"])
+
+
 class ClipTransform:
-    """A decoded shard sample -> video, middle frame, subtitle and caption (or None on failure)."""
+    """A decoded shard sample -> video, middle frame, subtitle and caption (or None on failure).
+
+    Evaluation keeps the last video's pixels: a clip's several texts are adjacent samples of
+    one shard (one worker), and evaluation sampling has no randomness, so they are decoded once.
+    """
 
     def __init__(self, cfg: DataConfig, train: bool, seed: int = 0, epoch: int = 0) -> None:
         self.cfg, self.train, self.seed, self.epoch = cfg, train, seed, epoch
+        self._last: tuple[str, torch.Tensor, torch.Tensor] | None = None
+
+    def _pixels(self, sample: dict[str, Any], video_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.train and self._last is not None and self._last[0] == video_id:
+            return self._last[1], self._last[2]
+        rng = random.Random(f"{self.seed}:{self.epoch}:{sample['key']}") if self.train else None
+        has_jpg = "jpg" in sample
+        video, middle = decode_frames(
+            sample["mp4"], self.cfg.image_size, self.cfg.num_frames, rng, not has_jpg
+        )
+        # the shard's middle frame; shards made elsewhere (video2dataset) may lack it
+        frame = image_pixels(sample["jpg"], self.cfg.image_size) if has_jpg else middle
+        pixels = to_chw(video), to_chw(frame[None])  # (T, 3, S, S), (1, 3, S, S) uint8
+        if not self.train:
+            self._last = (video_id, *pixels)
+        return pixels
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any] | None:
         key = sample["key"]
-        rng = random.Random(f"{self.seed}:{self.epoch}:{key}") if self.train else None
+        video_id = video_identity(sample)
         try:
-            has_jpg = "jpg" in sample
-            video, middle = decode_frames(
-                sample["mp4"], self.cfg.image_size, self.cfg.num_frames, rng, not has_jpg
-            )
-            # the shard's middle frame; shards made elsewhere (video2dataset) may lack it
-            frame = image_pixels(sample["jpg"], self.cfg.image_size) if has_jpg else middle
+            video, frame = self._pixels(sample, video_id)
         except (DecodeError, KeyError, OSError) as exc:
             return {"key": key, "error": f"{type(exc).__name__}: {exc}"}
         return {
             "key": key,
-            "video": to_chw(video),  # (T, 3, S, S) uint8
-            "frame": to_chw(frame[None]),  # (1, 3, S, S) uint8
+            "video_id": video_id,
+            "video": video,
+            "frame": frame,
             "subtitle": sample.get("txt", ""),
             "caption": sample.get("caption.txt"),
         }
@@ -214,6 +244,7 @@ class Collate:
         good = [s for s in samples if "error" not in s]
         batch: dict[str, Any] = {
             "keys": [s["key"] for s in good],
+            "video_ids": [s.get("video_id", s["key"]) for s in good],  # no id: its own video
             "errors": [(s["key"], s["error"]) for s in samples if "error" in s],
         }
         if not good:

@@ -1,16 +1,20 @@
 """Text-video retrieval on a prepared downstream set: R@1/5/10, MdR, MnR, with and without DSL.
 
 Each shard sample is one (video, text) pair; the text is the sample's ``txt`` (for a captioned
-set such as MSR-VTT the pipeline writes the caption there). Rows of ``sim`` are texts, columns
-videos, in the same order, so the ground truth is the diagonal.
+set such as MSR-VTT the pipeline writes the caption there). Samples that show the same clip
+(same source video and span: MSR-VTT's 20 sentences written one sample each) are one video
+with several texts: it is encoded once and is one candidate, so a text is never scored
+against copies of its own video, and a video is ranked by its best text (``trainer.metrics``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
@@ -22,79 +26,124 @@ from trainer.model import ClipViP
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Encoded:
+    """One rank's encodings: a feature per text and one per distinct video, on the CPU."""
+
+    keys: list[str] = field(default_factory=list)  # the text's sample, one per text
+    text: list[torch.Tensor] = field(default_factory=list)  # (E,) per text
+    video_of: list[str] = field(default_factory=list)  # the text's video identity
+    videos: dict[str, torch.Tensor] = field(default_factory=dict)  # identity -> (E,)
+
+
+@dataclass
+class Pairs:
+    """A whole split, ready to score: texts in key order, videos in identity order."""
+
+    keys: list[str]
+    text: torch.Tensor  # (N, E)
+    video: torch.Tensor  # (V, E)
+    text_video: np.ndarray  # (N,) the row of ``video`` each text shows
+
+    @property
+    def shared(self) -> int:
+        """Videos with more than one text."""
+        return int((np.bincount(self.text_video, minlength=len(self.video)) > 1).sum())
+
+
 @torch.no_grad()
 def encode_pairs(
     model: ClipViP, batches: Iterable[dict[str, Any]], device: torch.device, progress: bool = False
-) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """(text features (N, E), video features (N, E), keys) over every batch, on the CPU.
+) -> Encoded:
+    """Every batch's texts, and each video the first time this rank meets it.
 
     No pairs (one rank's share of a split with fewer shards than ranks) is not an error here:
     ``gather_pairs`` decides whether the whole split is empty.
     """
     was_training = model.training
     model.eval()
-    texts, videos, keys = [], [], []
+    out = Encoded()
     for batch in tqdm(batches, desc="encode", unit="batch", disable=not progress):
         for key, error in batch.get("errors", []):
             log.warning("evaluation skips %s: %s", key, error)
         if not batch["keys"]:
             continue
-        pixels = normalize_pixels(batch["video"].to(device))
-        videos.append(model.encode_video(pixels).float().cpu())
+        ids = batch.get("video_ids") or batch["keys"]
+        fresh: dict[str, int] = {}
+        for i, video_id in enumerate(ids):
+            if video_id not in out.videos:
+                fresh.setdefault(video_id, i)
+        if fresh:
+            pixels = normalize_pixels(batch["video"][list(fresh.values())].to(device))
+            features = model.encode_video(pixels).float().cpu()
+            out.videos.update(zip(fresh, features, strict=True))
         tokens = {k: v.to(device) for k, v in batch["subtitle"].items()}
-        texts.append(model.encode_text(**tokens).float().cpu())
-        keys += batch["keys"]
+        out.text += list(model.encode_text(**tokens).float().cpu())
+        out.keys += batch["keys"]
+        out.video_of += ids
     model.train(was_training)
-    if not keys:
-        return torch.empty(0), torch.empty(0), []
-    return torch.cat(texts), torch.cat(videos), keys
+    return out
 
 
-def gather_pairs(
-    text: torch.Tensor, video: torch.Tensor, keys: list[str], source: str
-) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
-    """Every rank's encoded pairs on rank 0, in key order (``None`` on the other ranks).
+def gather_pairs(share: Encoded, source: str) -> Pairs | None:
+    """Every rank's encodings on rank 0, texts in key order (``None`` on the other ranks).
 
     Why key order: the pairs then do not depend on how many ranks encoded them or in which
     order the loader met the shards, so one process and N ranks score exactly the same
     matrix. Raises on rank 0 when there is no pair at all, or a key twice (two samples would
     each be the other's positive and negative).
     """
-    parts = [(text, video, keys)]
+    parts = [share]
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         main = dist.get_rank() == 0
         gathered: list[Any] = [None] * dist.get_world_size() if main else []
-        dist.gather_object(parts[0], gathered if main else None, dst=0)
+        dist.gather_object(share, gathered if main else None, dst=0)
         if not main:
             return None
         parts = gathered
-    pairs = sorted(
-        ((key, t, v) for text, video, keys in parts for key, t, v in zip(keys, text, video)),
-        key=lambda pair: pair[0],
+    texts = sorted(
+        (
+            (key, feature, video_id)
+            for part in parts
+            for key, feature, video_id in zip(part.keys, part.text, part.video_of, strict=True)
+        ),
+        key=lambda item: item[0],
     )
-    if not pairs:
+    if not texts:
         raise ValueError(f"no decodable samples to evaluate in {source}")
-    if len({key for key, _, _ in pairs}) != len(pairs):
+    if len({key for key, _, _ in texts}) != len(texts):
         raise ValueError(f"{source} holds a key twice")
-    return (
-        torch.stack([t for _, t, _ in pairs]),
-        torch.stack([v for _, _, v in pairs]),
-        [key for key, _, _ in pairs],
+    videos: dict[str, torch.Tensor] = {}
+    for part in parts:  # a video met by two ranks: either encoding (the same clip)
+        for video_id, feature in part.videos.items():
+            videos.setdefault(video_id, feature)
+    order = sorted(videos)
+    row = {video_id: i for i, video_id in enumerate(order)}
+    return Pairs(
+        keys=[key for key, _, _ in texts],
+        text=torch.stack([feature for _, feature, _ in texts]),
+        video=torch.stack([videos[video_id] for video_id in order]),
+        text_video=np.array([row[video_id] for _, _, video_id in texts], dtype=np.int64),
     )
 
 
-def retrieval_report(text: torch.Tensor, video: torch.Tensor) -> dict[str, dict[str, float]]:
+def retrieval_report(
+    text: torch.Tensor, video: torch.Tensor, text_video: np.ndarray | None = None
+) -> dict[str, dict[str, float]]:
     """All four tables: t2v and v2t, plain and with Dual Softmax (inference-time only).
 
-    DSL for t2v rescales each video's column by a softmax over the texts; for v2t each text's
-    column by a softmax over the videos: the same prior, seen from the other side.
+    ``text_video[i]``: the row of ``video`` that text i shows (default: row i, one text per
+    video). DSL for t2v rescales each video's column by a softmax over the texts; for v2t each
+    text's column by a softmax over the videos: the same prior, seen from the other side.
     """
     sim = text @ video.T  # (texts, videos)
+    owner = np.arange(len(text)) if text_video is None else np.asarray(text_video)
+    each = np.arange(len(video))
     return {
-        "t2v": retrieval_metrics(sim),
-        "v2t": retrieval_metrics(sim.T),
-        "t2v_dsl": retrieval_metrics(dual_softmax(sim)),
-        "v2t_dsl": retrieval_metrics(dual_softmax(sim.T)),
+        "t2v": retrieval_metrics(sim, owner, each),
+        "v2t": retrieval_metrics(sim.T, each, owner),
+        "t2v_dsl": retrieval_metrics(dual_softmax(sim), owner, each),
+        "v2t_dsl": retrieval_metrics(dual_softmax(sim.T), each, owner),
     }
 
 

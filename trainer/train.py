@@ -301,11 +301,10 @@ def validate(
     report does not depend on how many ranks encoded them.
     """
     loader = make_loader(val_shards, cfg.data, tokenizer, train=False, split_by_node=d.world > 1)
-    gathered = gather_pairs(*encode_pairs(model, loader, d.device), source=val_shards)
-    if gathered is None:
+    pairs = gather_pairs(encode_pairs(model, loader, d.device), source=val_shards)
+    if pairs is None:
         return None
-    text, video, _ = gathered
-    return retrieval_report(text, video)
+    return retrieval_report(pairs.text, pairs.video, pairs.text_video)
 
 
 def train(

@@ -73,8 +73,12 @@ def _make_clip(path: Path, source: str) -> None:
     subprocess.run(cmd, check=True, timeout=60)
 
 
-def build_shards(folder: Path, clips: list[tuple[str, str, str]], shard_size: int) -> Path:
-    """Videos -> manifest -> `pipelines.prepare` (local runner) -> RUN folder with index.json."""
+def build_shards(
+    folder: Path, clips: list[tuple[str, str, str]], shard_size: int, texts_per_video: int = 1
+) -> Path:
+    """Videos -> manifest -> `pipelines.prepare` (local runner) -> RUN folder with index.json.
+    ``texts_per_video`` > 1 writes each video that many times (keys KEY-0, KEY-1, ...), with
+    its one text, as a set with several sentences per video is written one sample each."""
     from captioner import registry
     from pipelines.config import PrepareConfig
     from pipelines.manifest import write_manifest
@@ -87,7 +91,9 @@ def build_shards(folder: Path, clips: list[tuple[str, str, str]], shard_size: in
         path = videos / f"{key}.mp4"
         if not path.exists():
             _make_clip(path, source)
-        rows.append({"key": key, "video": str(path), "text": text, "dataset": "trainer-test"})
+        for k in range(texts_per_video):
+            name = key if texts_per_video == 1 else f"{key}-{k}"
+            rows.append({"key": name, "video": str(path), "text": text, "dataset": "trainer-test"})
     manifest = folder / "manifest.jsonl"
     write_manifest(rows, str(manifest))
     registry.BACKENDS["mean-colour"] = lambda arg, max_words, device: MeanColourCaptioner()

@@ -65,3 +65,36 @@ def test_dual_softmax_demotes_a_hub_video() -> None:
     sim = np.array([[0.90, 0.10], [0.80, 0.78]])
     assert retrieval_metrics(sim)["R1"] == 50.0
     assert retrieval_metrics(dual_softmax(sim, temperature=100))["R1"] == 100.0
+
+
+def test_several_texts_per_video_rank_each_text_against_the_videos_once() -> None:
+    # texts 0, 1 show video 0; text 2 shows video 1 (rows texts, columns videos)
+    sim = np.array([[0.9, 0.2], [0.1, 0.3], [0.4, 0.8]])
+    owner = np.array([0, 0, 1])
+    t2v = retrieval_metrics(sim, owner, np.arange(2))
+    assert t2v["MnR"] == pytest.approx((1 + 2 + 1) / 3)  # text 1 is beaten by video 1
+    assert t2v["R1"] == pytest.approx(200 / 3)
+
+
+def test_a_video_with_several_texts_is_ranked_by_its_best_text() -> None:
+    # videos as queries over texts 0..3; video 0 owns texts 0 and 1, video 1 owns 2 and 3
+    sim_t2v = np.array([[0.2, 0.5], [0.7, 0.1], [0.6, 0.9], [0.3, 0.4]])
+    owner = np.array([0, 0, 1, 1])
+    v2t = retrieval_metrics(sim_t2v.T, np.arange(2), owner)
+    # video 0: best own text 0.7, no other text as high -> rank 1; video 1: best own 0.9 -> 1
+    assert v2t["R1"] == 100.0
+    # its other own text never counts against it: lower the best one below a stranger
+    sim_t2v[2, 1] = 0.45  # video 1: own texts 0.45 and 0.4, stranger text 0 scores 0.5
+    assert retrieval_metrics(sim_t2v.T, np.arange(2), owner)["MnR"] == pytest.approx(1.5)
+
+
+def test_ids_reproduce_the_diagonal_and_bad_ids_or_scores_are_refused() -> None:
+    sim = np.random.default_rng(1).normal(size=(7, 7))
+    assert retrieval_metrics(sim, np.arange(7), np.arange(7)) == retrieval_metrics(sim)
+    with pytest.raises(ValueError, match="no ground-truth"):
+        retrieval_metrics(sim[:, :3], np.arange(7), np.arange(3))
+    with pytest.raises(ValueError, match="both"):
+        retrieval_metrics(sim, np.arange(7))
+    sim[2, 2] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        retrieval_metrics(sim)

@@ -35,15 +35,12 @@ def _losses(run: Path) -> list[float]:
     return [x["loss"] for x in lines if "loss" in x]
 
 
-def test_tiny_model_overfits_eight_clips_and_evaluate_reports_r1_100(
-    train_shards: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+@pytest.fixture(scope="module")
+def overfit_run(train_shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model trained 100 steps on the 8 clips, validated on them."""
     from clipvip.cli import main
 
-    run = tmp_path / "run"
+    run = tmp_path_factory.mktemp("overfit") / "run"
     code = main(
         [
             "train",
@@ -67,6 +64,19 @@ def test_tiny_model_overfits_eight_clips_and_evaluate_reports_r1_100(
         ]
     )
     assert code == 0
+    return run
+
+
+def test_tiny_model_overfits_eight_clips_and_evaluate_reports_r1_100(
+    train_shards: Path,
+    overfit_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from clipvip.cli import main
+
+    run = overfit_run
     losses = _losses(run)
     assert losses[-1] < 0.1 * losses[0]
     assert (run / "checkpoints" / "best" / "model.safetensors").exists()
@@ -94,6 +104,30 @@ def test_tiny_model_overfits_eight_clips_and_evaluate_reports_r1_100(
     assert "t2v_dsl" in capsys.readouterr().out
     # evaluating on the split the run trained and selected on is flagged
     assert "optimistic" in caplog.text
+
+
+def test_a_video_with_several_texts_is_one_candidate_decoded_once(
+    overfit_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each of the 8 clips written twice (two samples, one clip, as MSR-VTT's 20 sentences are):
+    8 videos, 16 texts, and R@1 stays 100 both ways. Scored as 16 separate pairs, every text
+    would meet its clip's copy as a negative scoring as high as its own video."""
+    from clipvip.cli import main
+    from trainer import data
+
+    from .conftest import CLIPS, build_shards
+
+    shards = build_shards(tmp_path / "twice", CLIPS[:8], shard_size=16, texts_per_video=2)
+    decoded = []
+    real = data.decode_frames
+    monkeypatch.setattr(data, "decode_frames", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    out = tmp_path / "eval.json"
+    command = ["evaluate", "--checkpoint", str(overfit_run), "--shards", str(shards)]
+    assert main([*command, "--workers", "0", "--no-progress", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert (report["pairs"], report["videos"]) == (16, 8)
+    assert report["t2v"]["R1"] == 100.0 and report["v2t"]["R1"] == 100.0
+    assert len(decoded) == 8, "the second sample of a clip reuses the first one's pixels"
 
 
 def test_resume_continues_bit_identically(train_shards: Path, tmp_path: Path) -> None:
