@@ -41,6 +41,9 @@ class DataConfig:
     batch_size: int = 32  # per rank, per micro-step
     num_workers: int = 4
     shuffle_buffer: int = 1000
+    # training draws its text from the sample's ``sentences`` when ``txt`` is one of them
+    # (``drawn_text``); false: always ``txt``
+    draw_sentence: bool = True
 
 
 class DecodeError(RuntimeError):
@@ -181,6 +184,25 @@ def video_identity(sample: dict[str, Any]) -> str:
     return str(sample["key"])
 
 
+def drawn_text(sample: dict[str, Any], rng: random.Random) -> str:
+    """The text a training step sees: one of the clip's alternative descriptions, drawn anew
+    each epoch, as the official CLIP-ViP loader draws one of MSR-VTT's 20 sentences per video.
+
+    Alternatives are the JSON's ``extra.sentences`` when the sample's ``txt`` is one of them
+    (``clipvip manifest msrvtt`` writes one sample per video so: its first sentence in ``txt``,
+    all 20 in ``sentences``). A ``txt`` joined from them (DiDeMo and ActivityNet paragraphs:
+    the official loader joins DiDeMo's too) or absent from them is kept whole.
+    """
+    text = sample.get("txt", "")
+    meta = sample.get("json")
+    extra = meta.get("extra") if isinstance(meta, dict) else None
+    sentences = extra.get("sentences") if isinstance(extra, dict) else None
+    if not isinstance(sentences, list) or text not in sentences:
+        return text
+    choices = [s for s in sentences if isinstance(s, str) and s.strip()]
+    return rng.choice(choices) if choices else text
+
+
 class ClipTransform:
     """A decoded shard sample -> video, middle frame, subtitle and caption (or None on failure).
 
@@ -214,12 +236,15 @@ class ClipTransform:
             video, frame = self._pixels(sample, video_id)
         except (DecodeError, KeyError, OSError) as exc:
             return {"key": key, "error": f"{type(exc).__name__}: {exc}"}
+        text = sample.get("txt", "")
+        if self.train and self.cfg.draw_sentence:
+            text = drawn_text(sample, random.Random(f"{self.seed}:{self.epoch}:{key}:text"))
         return {
             "key": key,
             "video_id": video_id,
             "video": video,
             "frame": frame,
-            "subtitle": sample.get("txt", ""),
+            "subtitle": text,
             "caption": sample.get("caption.txt"),
         }
 

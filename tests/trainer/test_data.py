@@ -242,3 +242,52 @@ def test_anamorphic_clip_is_resized_to_the_picture_a_player_shows(tmp_path: Path
     assert stretched.shape == reference.shape == (2, 64, 64, 3)
     assert np.abs(stretched.astype(int) - reference).mean() < 2
     assert stretched[:, :, :8].max() < 40, "the band (left sixth of the picture) is cropped off"
+
+
+SENTENCES = ["a man sings on a stage", "music video", "someone is singing", "a concert"]
+
+
+def test_training_draws_one_of_a_videos_sentences_each_epoch(tmp_path: Path) -> None:
+    """MSR-VTT written one sample per video (its first sentence in txt, all 20 in the JSON):
+    training sees another of them each epoch, as the official loader does, seeded so a rerun
+    sees the same; evaluation always the txt; a paragraph joined from the sentences (DiDeMo,
+    ActivityNet) stays whole."""
+    import json
+
+    from pipelines.adapters import build_manifest
+    from pipelines.config import PrepareConfig
+    from pipelines.manifest import write_manifest
+    from pipelines.prepare import EngineOptions, prepare
+    from shards import iter_samples
+    from trainer.data import ClipTransform
+
+    from .conftest import _make_clip
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _make_clip(videos / "video1.mp4", "testsrc")
+    sentences = [{"video_id": "video1", "caption": c, "sen_id": i} for i, c in enumerate(SENTENCES)]
+    annotations = tmp_path / "data.json"
+    annotations.write_text(json.dumps({"videos": [{"video_id": "video1"}], "sentences": sentences}))
+    rows, _ = build_manifest("msrvtt", [str(annotations)], str(videos))
+    paragraph = " ".join(SENTENCES)
+    rows.append({**rows[0], "key": "paragraph", "text": paragraph, "sentences": SENTENCES})
+    write_manifest(rows, str(tmp_path / "manifest.jsonl"))
+    cfg = PrepareConfig(out=str(tmp_path / "run"), name="t", captioner="none")
+    prepare(str(tmp_path / "manifest.jsonl"), cfg, EngineOptions(runner="local"), progress=False)
+    samples = {s["key"]: s for s in iter_samples(str(tmp_path / "run"))}
+    video = samples["video1"]
+    assert video["txt"] == SENTENCES[0]
+
+    data = DataConfig(num_frames=2, image_size=32)
+
+    def seen(sample, epoch: int, train: bool = True, cfg: DataConfig = data) -> str:
+        return ClipTransform(cfg, train=train, seed=0, epoch=epoch)(sample)["subtitle"]
+
+    drawn = [seen(video, epoch) for epoch in range(12)]
+    assert set(drawn) <= set(SENTENCES) and len(set(drawn)) > 1
+    assert drawn == [seen(video, epoch) for epoch in range(12)], "seeded by (seed, epoch, key)"
+    assert {seen(video, epoch, train=False) for epoch in range(4)} == {SENTENCES[0]}
+    assert {seen(samples["paragraph"], epoch) for epoch in range(6)} == {paragraph}
+    fixed = DataConfig(num_frames=2, image_size=32, draw_sentence=False)
+    assert {seen(video, epoch, cfg=fixed) for epoch in range(4)} == {SENTENCES[0]}
