@@ -137,7 +137,8 @@ def add_adapter_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="msrvtt: one row per sentence (key VIDEO-sNN) instead of one per video "
         "whose text is the first sentence (all sentences are always in the "
-        "'sentences' column)",
+        "'sentences' column). For evaluating over every sentence; train on the "
+        "default rows (training draws one of the sentences each epoch)",
     )
     g.add_argument(
         "--subtitles",
