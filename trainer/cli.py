@@ -48,9 +48,13 @@ examples:
       --json runs/tiny/eval.json
   # a large split on 8 GPUs: each rank encodes its shards, rank 0 reports (leave out --device)
   torchrun --nproc_per_node 8 -m clipvip evaluate --checkpoint runs/vip_b32 --shards data/test
+  # a released checkpoint of the official code, e.g. zero-shot after post-pretraining
+  clipvip evaluate --checkpoint downloads/pretrain_clipvip_base_32.pt \
+      --weights models/clip-vit-base-patch32 --shards data/msrvtt_test
 
-Each sample is one (video, text) pair with the text in KEY.txt. Prints text->video and
-video->text R@1, R@5, R@10 (percent), median and mean rank, with and without Dual Softmax.
+Each sample is one (video, text) pair with the text in KEY.txt; samples of one clip (same
+source video and span) are one video with several texts. Prints text->video and video->text
+R@1, R@5, R@10 (percent), median and mean rank, with and without Dual Softmax.
 """
 
 
@@ -105,16 +109,29 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import torch
     import torch.distributed as dist
 
+    from clipvip.cli import UserError
     from trainer.data import make_loader
     from trainer.evaluate import encode_pairs, format_report, gather_pairs, retrieval_report
-    from trainer.train import load_trained, setup_distributed
+    from trainer.train import load_checkpoint_file, load_trained, setup_distributed
 
+    loose = Path(args.checkpoint).is_file()
+    if loose and not args.weights:
+        raise UserError(
+            f"--checkpoint {args.checkpoint} is a file: give --weights DIR, the local CLIP "
+            "folder of its size (e.g. a copy of openai/clip-vit-base-patch32), for its shapes "
+            "and tokenizer"
+        )
     d = setup_distributed()
     try:
         device = torch.device(args.device) if args.device else d.device
-        model, tokenizer, cfg, folder = load_trained(args.checkpoint, device, which=args.which)
-        if d.main:
-            _warn_if_seen(Path(args.checkpoint), args.shards)
+        if loose:
+            model, tokenizer, cfg, folder = load_checkpoint_file(
+                args.checkpoint, args.weights, args.config, device
+            )
+        else:
+            model, tokenizer, cfg, folder = load_trained(args.checkpoint, device, which=args.which)
+            if d.main:
+                _warn_if_seen(Path(args.checkpoint), args.shards)
         if args.batch_size:
             cfg.data.batch_size = args.batch_size
         if args.workers is not None:
@@ -242,8 +259,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument(
         "--checkpoint",
         required=True,
-        metavar="RUN",
-        help="run folder of `clipvip train` (its config.json and checkpoints/)",
+        metavar="RUN|FILE",
+        help="run folder of `clipvip train` (its config.json and checkpoints/), or a checkpoint "
+        "file: an official CLIP-ViP release (.pt) or a model.safetensors, with --weights",
+    )
+    e.add_argument(
+        "--weights",
+        default=None,
+        metavar="DIR",
+        help="for a checkpoint file: the local CLIP folder of its size (shapes, tokenizer)",
+    )
+    e.add_argument(
+        "--config",
+        default="msrvtt_b32",
+        help="for a checkpoint file: the config whose data settings (frames, resolution, "
+        "text length) to evaluate with (default: msrvtt_b32; the size comes from --weights)",
     )
     e.add_argument(
         "--shards", required=True, help="evaluation split: a prepared run folder or .tar"

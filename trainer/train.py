@@ -460,6 +460,33 @@ def train(
     return summary
 
 
+CHECKPOINT_FILES = (".pt", ".pth", ".bin", ".safetensors")
+
+
+def load_checkpoint_file(
+    path: str | Path, weights: str | Path, config: str, device: torch.device | None = None
+) -> tuple[ClipViP, Any, TrainConfig, Path]:
+    """Model, tokenizer, config and file of a loose CLIP-ViP checkpoint: an official release
+    (``pretrain_clipvip_base_32.pt``, keys ``clipmodel.*``, loaded strictly) or a run's
+    ``model.safetensors``. ``weights`` is the CLIP folder of its size (the shapes, the
+    tokenizer); ``config`` gives the frames, resolution and text length to evaluate with."""
+    from trainer.config import load_config
+
+    path = Path(path)
+    if path.suffix not in CHECKPOINT_FILES:
+        raise FileNotFoundError(
+            f"{path} is neither a run folder nor a checkpoint file ({', '.join(CHECKPOINT_FILES)})"
+        )
+    cfg = load_config(config)
+    cfg.model.weights, cfg.model.init_checkpoint = str(weights), str(path)
+    if not (Path(weights) / "config.json").exists():
+        raise FileNotFoundError(f"CLIP weights folder {weights} has no config.json")
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_clipvip(cfg.model, weights)
+    tokenizer = CLIPTokenizer.from_pretrained(str(weights), local_files_only=True)
+    return model.to(device), tokenizer, cfg, path
+
+
 def load_trained(
     run: str | Path, device: torch.device | None = None, which: str = "best"
 ) -> tuple[ClipViP, Any, TrainConfig, Path]:

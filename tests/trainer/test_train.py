@@ -130,6 +130,33 @@ def test_a_video_with_several_texts_is_one_candidate_decoded_once(
     assert len(decoded) == 8, "the second sample of a clip reuses the first one's pixels"
 
 
+def test_evaluate_takes_a_checkpoint_file_as_the_official_code_saves_it(
+    train_shards: Path, overfit_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The run's best weights as a loose file, as ours (model.safetensors) and as the official
+    code's torch.save of a DDP model (.pt, ``module.clipmodel.*``): the same numbers as the
+    run folder; a file without --weights is a one-line error naming the flag."""
+    from clipvip.cli import main
+
+    best = overfit_run / "checkpoints" / "best" / "model.safetensors"
+    official = tmp_path / "pretrain_clipvip_tiny.pt"
+    torch.save({"model": {f"module.{k}": v for k, v in load_file(str(best)).items()}}, official)
+    common = ["--shards", str(train_shards), "--workers", "0", "--no-progress", "--json"]
+    weights = ["--weights", str(overfit_run / "tiny_clip"), "--config", "tiny"]
+    reports = []
+    for n, checkpoint in enumerate([overfit_run, best, official]):
+        out = tmp_path / f"{n}.json"
+        extra = [] if n == 0 else weights
+        assert main(["evaluate", "--checkpoint", str(checkpoint), *extra, *common, str(out)]) == 0
+        reports.append(json.loads(out.read_text()))
+    for report in reports[1:]:
+        for direction in ("t2v", "v2t", "t2v_dsl", "v2t_dsl"):
+            assert report[direction] == pytest.approx(reports[0][direction]), direction
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(official), *common, str(tmp_path / "x")]) == 2
+    assert "give --weights DIR" in capsys.readouterr().err
+
+
 def test_resume_continues_bit_identically(train_shards: Path, tmp_path: Path) -> None:
     overrides = {
         "max_steps": 4,
