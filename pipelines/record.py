@@ -69,6 +69,22 @@ class Clip:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def source_span(self) -> tuple[str, float | None, float | None]:
+        """Which clip of which video the row cuts. Rows with the same one (MSR-VTT's 20
+        sentences written one row each) get the same clip, frame and caption bytes."""
+        return (self.video, self.start, self.end)
+
+    def share(self, lead: Clip) -> Clip:
+        """Take the outputs of ``lead``, a row with the same ``source_span`` that went through
+        the stages (or its failure, with the same stage and reason)."""
+        if lead.error is not None:
+            return self.fail(lead.error.stage, lead.error.reason)
+        self.info, self.mp4, self.clip_info = lead.info, lead.mp4, dict(lead.clip_info)
+        self.jpg, self.frame_index, self.frame_time = lead.jpg, lead.frame_index, lead.frame_time
+        self.caption_input = lead.caption_input
+        return self
+
     def fail(self, stage: str, reason: str) -> Clip:
         """Mark the clip failed and drop the heavy payloads it will never need."""
         self.error = Failure(stage, reason)

@@ -167,15 +167,25 @@ def begin_attempt(store: Store, index: int) -> int:
 def run_stages(clips: list[Clip], cfg: PrepareConfig) -> None:
     """The CPU stages over ``clips`` in this process. Every row is probed first, so the spans
     of one video can be cut in one ffmpeg run (the same bytes as one by one, see
-    ``pipelines.stages.together``); the rest goes row by row."""
+    ``pipelines.stages.together``); the rest goes row by row. A row whose clip another row of
+    the task already cuts (the same ``source_span``) shares that row's outputs instead of
+    making the same bytes again."""
     for clip in clips:
         apply("probe", probe, clip, cfg)
-    cut_together(clips, cfg)
+    leads: dict[tuple, Clip] = {}
+    twins = []
     for clip in clips:
+        lead = leads.setdefault(clip.source_span, clip) if clip.ok else clip
+        if lead is not clip:
+            twins.append((clip, lead))
+    cut_together(list(leads.values()), cfg)
+    for clip in leads.values():
         for name, stage in cpu_stages(cfg):
             if name == "probe" or (name == "clip" and clip.mp4 is not None):
                 continue
             apply(name, stage, clip, cfg)
+    for twin, lead in twins:
+        twin.share(lead)
 
 
 def process(task: Task | int, cfg: PrepareConfig) -> Task:

@@ -49,8 +49,14 @@ def caption_clips(clips: Sequence[Clip], captioner: Captioner | None, batch_size
     if captioner is None:
         return
     todo: list[tuple[Clip, CaptionInput]] = []
+    leads: dict[tuple, Clip] = {}
+    twins: list[tuple[Clip, Clip]] = []  # rows of one clip: one caption, made once
     for clip in clips:
         if not clip.ok:
+            continue
+        lead = leads.setdefault(clip.source_span, clip)
+        if lead is not clip:
+            twins.append((clip, lead))
             continue
         if clip.caption_input is not None:  # made by ``caption_input`` on a CPU worker
             todo.append((clip, clip.caption_input))
@@ -61,6 +67,15 @@ def caption_clips(clips: Sequence[Clip], captioner: Captioner | None, batch_size
             clip.fail("caption", f"middle frame is not a readable image: {exc}")
     for i in range(0, len(todo), batch_size):
         caption_batch(captioner, todo[i : i + batch_size])
+    for twin, lead in twins:
+        if lead.ok:
+            twin.caption, twin.caption_model, twin.caption_input = (
+                lead.caption,
+                lead.caption_model,
+                None,
+            )
+        else:
+            twin.fail(lead.error.stage, lead.error.reason)
 
 
 def caption_batch(

@@ -252,3 +252,52 @@ def test_prepare_format_runs_a_dataset_adapter_and_keeps_its_metadata(videos, tm
     assert set(samples) == {"a test card with colour bars", "a moving test pattern"}
     assert all(meta["extra"] for meta in samples.values()), "adapter columns reach the sample JSON"
     assert (out / "inputs" / "manifest.parquet").is_file()
+
+
+def test_rows_of_one_clip_share_one_cut_frame_and_caption(videos, tmp_path):
+    """MSR-VTT's sentences written one row each: rows with the same video and span are one
+    clip, cut, framed and captioned once (the first row of the task), each sample with its own
+    text and key, the bytes those of the first row run alone."""
+    video = str(videos["h264_long"])
+    rows = [
+        {"key": f"s{i}", "video": video, "start": 1.0, "end": 3.0, "text": f"sentence {i}"}
+        for i in range(3)
+    ]
+    rows.append({"key": "other", "video": video, "start": 1.0, "end": 2.5, "text": "a span"})
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = _run(manifest, tmp_path / "out", shard_size=8)
+    assert (summary["samples"], summary["failed"]) == (4, 0)
+    got = {s["key"]: s for s in iter_samples(str(tmp_path / "out"))}
+    for field in ("mp4", "jpg", "caption.txt"):
+        assert got["s0"][field] == got["s1"][field] == got["s2"][field], field
+    assert got["s0"]["mp4"] != got["other"]["mp4"]
+    assert [got[f"s{i}"]["txt"] for i in range(3)] == [f"sentence {i}" for i in range(3)]
+    alone = tmp_path / "alone.jsonl"
+    alone.write_text(json.dumps(rows[1]) + "\n")
+    _run(alone, tmp_path / "alone", shard_size=8)
+    (single,) = iter_samples(str(tmp_path / "alone"))
+    for field in ("mp4", "jpg", "caption.txt"):
+        assert single[field] == got["s1"][field], field
+    assert {**single["json"], "row": 1} == got["s1"]["json"]
+
+
+def test_a_rows_twin_takes_its_outputs_once_or_its_failure(videos):
+    from pipelines.record import Clip
+    from pipelines.tasks import run_stages
+
+    video = str(videos["h264_long"])
+    rows = [Clip(key=f"s{i}", row=i, video=video, start=1.0, end=3.0) for i in range(3)]
+    run_stages(rows, PrepareConfig(captioner="none"))
+    assert rows[0].mp4 and rows[0].jpg and {"clip", "middle_frame"} <= set(rows[0].timings)
+    for twin in rows[1:]:  # the lead's bytes themselves, no stage run for the twin
+        assert twin.mp4 is rows[0].mp4 and twin.jpg is rows[0].jpg
+        assert twin.clip_info == rows[0].clip_info and twin.frame_time == rows[0].frame_time
+        assert not {"clip", "middle_frame"} & set(twin.timings)
+    bad = [Clip(key=f"b{i}", row=i, video="/no/such/video.mp4", start=1.0) for i in range(2)]
+    run_stages(bad, PrepareConfig(captioner="none"))
+    assert bad[0].error == bad[1].error and bad[1].error.stage == "probe"
+    lead = Clip(key="a", row=0, video="v.mp4", start=1.0, end=2.0)
+    lead.fail("middle_frame", "no frame decoded")
+    twin = Clip(key="b", row=1, video="v.mp4", start=1.0, end=2.0).share(lead)
+    assert (twin.error.stage, twin.error.reason) == ("middle_frame", "no frame decoded")
