@@ -604,7 +604,7 @@ def test_clips_per_video_benchmark_runs_and_prints_the_ratio(tmp_path, capsys):
     """The benchmark's smoke run: tiny, so CI checks it still works, never how fast."""
     from benchmarks.clips_per_video import main
 
-    main(["--clips", "2", "--rounds", "1", "--work", str(tmp_path)])
+    main(["--clips", "2", "--rounds", "1", "--texts-per-clip", "2", "--work", str(tmp_path)])
     lines = capsys.readouterr().out.splitlines()
     assert lines[-2].startswith("all") and "together against remembered" in lines[-1]
     assert any(line.startswith("probe") for line in lines)
