@@ -77,12 +77,13 @@ class Clip:
 
     def share(self, lead: Clip) -> Clip:
         """Take the outputs of ``lead``, a row with the same ``source_span`` that went through
-        the stages (or its failure, with the same stage and reason)."""
+        the stages (or its failure, with the same stage and reason). Not the captioner's
+        input: the caption step captions the lead alone and gives the twins its caption, so
+        no copy of the frame travels to the caption workers for them."""
         if lead.error is not None:
             return self.fail(lead.error.stage, lead.error.reason)
         self.info, self.mp4, self.clip_info = lead.info, lead.mp4, dict(lead.clip_info)
         self.jpg, self.frame_index, self.frame_time = lead.jpg, lead.frame_index, lead.frame_time
-        self.caption_input = lead.caption_input
         return self
 
     def fail(self, stage: str, reason: str) -> Clip:

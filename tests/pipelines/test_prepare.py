@@ -31,6 +31,13 @@ def manifest(videos, tmp_path_factory) -> Path:
             "end": 3.5,
             "text": "um so here",
         },
+        {  # the same clip again (a second sentence): shares test_span's cut, frame and caption
+            "key": "test_span_twin",
+            "video": str(videos["h264_long"]),
+            "start": 1.0,
+            "end": 3.5,
+            "text": "the same span told again",
+        },
         {
             "key": "orig.id/with:odd chars",
             "video": str(videos["h264_long"]),
@@ -67,7 +74,7 @@ def manifest(videos, tmp_path_factory) -> Path:
     return path
 
 
-ROWS, GOOD = 16, 6
+ROWS, GOOD = 17, 7
 
 
 def _run(manifest, out, runner="local", **cfg):
@@ -120,7 +127,7 @@ def test_every_row_is_a_sample_or_a_recorded_failure(clean_run):
     assert "unreadable JSON line" in next(r for s, r in reasons.values() if "JSON" in r)
     assert reasons["audio"] == ("probe", "no video stream (audio-only file)")
     assert reasons["missing"][1].startswith("file not found")
-    assert "duplicate key 'bars_whole'" in reasons["bars_whole-dup14"][1]
+    assert "duplicate key 'bars_whole'" in reasons["bars_whole-dup15"][1]
     escape = next(k for k in reasons if k.startswith("escape-"))
     assert reasons[escape][0] == "probe" and "/" not in escape and "." not in escape
     assert set(summary["failed_by_stage"]) == {"manifest", "probe"}
@@ -142,6 +149,11 @@ def test_samples_hold_all_fields_and_open_with_plain_webdataset(clean_run):
         assert meta["caption_model"] == "random-tiny" and meta["source"]["duration"] > 0
     odd = next(s for s in samples if s["json"]["source_key"] == "orig.id/with:odd chars")
     assert "." not in odd["__key__"] and odd["json"]["span"] == [4.0, None]
+    span, twin = (
+        next(s for s in samples if s["__key__"] == k) for k in ("test_span", "test_span_twin")
+    )
+    assert (twin["mp4"], twin["caption.txt"]) == (span["mp4"], span["caption.txt"])
+    assert twin["txt"] != span["txt"]
 
 
 def test_rerun_skips_finished_tasks_and_changes_nothing(clean_run, manifest):
@@ -288,12 +300,14 @@ def test_a_rows_twin_takes_its_outputs_once_or_its_failure(videos):
 
     video = str(videos["h264_long"])
     rows = [Clip(key=f"s{i}", row=i, video=video, start=1.0, end=3.0) for i in range(3)]
-    run_stages(rows, PrepareConfig(captioner="none"))
-    assert rows[0].mp4 and rows[0].jpg and {"clip", "middle_frame"} <= set(rows[0].timings)
+    run_stages(rows, PrepareConfig(captioner="ofa:random-tiny"))  # one with a CPU input stage
+    lead = rows[0]
+    assert lead.mp4 and lead.jpg and {"clip", "middle_frame", "caption_input"} <= set(lead.timings)
     for twin in rows[1:]:  # the lead's bytes themselves, no stage run for the twin
-        assert twin.mp4 is rows[0].mp4 and twin.jpg is rows[0].jpg
-        assert twin.clip_info == rows[0].clip_info and twin.frame_time == rows[0].frame_time
-        assert not {"clip", "middle_frame"} & set(twin.timings)
+        assert twin.mp4 is lead.mp4 and twin.jpg is lead.jpg
+        assert twin.clip_info == lead.clip_info and twin.frame_time == lead.frame_time
+        assert not {"clip", "middle_frame", "caption_input"} & set(twin.timings)
+        assert twin.caption_input is None, "no frame copy travels to the captioner for a twin"
     bad = [Clip(key=f"b{i}", row=i, video="/no/such/video.mp4", start=1.0) for i in range(2)]
     run_stages(bad, PrepareConfig(captioner="none"))
     assert bad[0].error == bad[1].error and bad[1].error.stage == "probe"
