@@ -8,7 +8,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from pipelines.config import ENGINES, PrepareConfig
+from pipelines.config import ENGINES, RETRYABLE, PrepareConfig
 
 log = logging.getLogger("clipvip")
 
@@ -29,11 +29,14 @@ examples:
   # Beam options pass through: e.g. 2 local worker processes, or another runner
   clipvip prepare clips.jsonl --out out --runner beam --direct_num_workers=2 \\
       --direct_running_mode=multi_processing
+  # after copying in the videos errors.jsonl said were missing: run their tasks again
+  clipvip prepare clips.csv --out data/hdvila --fps 3 --max-short-side 320 --retry-stages probe
 
 outputs (in --out): shards/NAME-000000.tar ... (KEY.mp4, KEY.jpg, KEY.txt, KEY.caption.txt,
 KEY.json), index.json (wids), stats.json, errors.jsonl (one line per failed row), stats/ (one
 file per finished task), inputs/rows/ (the manifest as staged: tasks read their rows there).
-Rerunning the same command resumes: finished tasks are skipped.
+Rerunning the same command resumes: finished tasks are skipped (--retry-failed runs the ones
+with failed rows again).
 """
 
 
@@ -212,7 +215,33 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
         help="Ray: a custom resource each caption actor asks for, so actors land only on nodes "
         "started with it (ray start --resources '{\"captioner\": 1}'); repeatable",
     )
+    g.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="rerun finished tasks whose rows failed, once the cause is fixed (a missing video "
+        "copied in, a flaky bucket, a timeout on a loaded node): rows that work now become "
+        "samples, nothing is written twice. Failures in any stage but 'manifest' (a bad row "
+        "fails again); see --retry-stages",
+    )
+    g.add_argument(
+        "--retry-stages",
+        type=retry_stages_arg,
+        default=None,
+        metavar="STAGES",
+        help=f"with --retry-failed, only failures in these stages: a comma list of "
+        f"{', '.join(RETRYABLE)} (e.g. --retry-stages probe,caption; implies --retry-failed)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def retry_stages_arg(value: str) -> frozenset[str]:
+    stages = frozenset(v.strip() for v in value.split(",") if v.strip())
+    unknown = sorted(stages - set(RETRYABLE))
+    if not stages or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown stage {', '.join(unknown) or value!r}; choose from {', '.join(RETRYABLE)}"
+        )
+    return stages
 
 
 def runner_arg(value: str) -> str:
@@ -273,6 +302,8 @@ def _engine(args: argparse.Namespace):
         caption_resources=parse_resources(args.caption_resource),
         caption_accelerator=args.caption_accelerator,
         beam_args=[*beam_runner, *args.extra],
+        retry_stages=args.retry_stages
+        or (frozenset(RETRYABLE) if args.retry_failed else frozenset()),
     )
 
 

@@ -11,6 +11,8 @@ from pipelines.ff import Limits
 
 # The engines `prepare` schedules on (a Beam runner name selects the Beam engine, see cli).
 ENGINES = ("beam", "ray", "local")
+# the stages whose failures ``--retry-failed`` reruns ("manifest" is the row itself: it fails again)
+RETRYABLE = ("probe", "clip", "middle_frame", "caption_input", "caption")
 
 # Settings that change the samples; a rerun into the same folder must use the same ones.
 SAMPLE_SETTINGS = (

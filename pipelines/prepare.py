@@ -27,6 +27,7 @@ class EngineOptions:
     caption_resources: dict[str, float] = field(default_factory=dict)  # Ray: custom, per actor
     caption_accelerator: str | None = None  # Beam: resource hint on the caption step
     beam_args: Sequence[str] = ()
+    retry_stages: frozenset[str] = frozenset()  # --retry-failed: rerun tasks failed there
 
 
 def prepare(
@@ -37,14 +38,17 @@ def prepare(
         raise ValueError(f"unknown runner {engine.runner!r}; choose one of {', '.join(ENGINES)}")
     input_prep(cfg.captioner)  # an ofa:PATH without config.json stops here, not on a worker
     t0 = time.perf_counter()
-    plan = T.plan(manifest, cfg, progress)
+    plan = T.plan(manifest, cfg, progress, set(engine.retry_stages))
     log.info(
-        "%d rows in %d tasks; %d already done, %d to run on %s",
+        "%d rows in %d tasks; %d already done, %d to run on %s%s",
         plan.total_rows,
         plan.num_tasks,
         plan.done_tasks,
         len(plan.tasks),
         engine.runner,
+        f" ({plan.retried_tasks} of them for failures in {', '.join(sorted(engine.retry_stages))})"
+        if engine.retry_stages
+        else "",
     )
     with RunProgress(cfg.out, plan.total_rows) if progress else contextlib.nullcontext():
         placement = _run_engine(plan, engine)
@@ -52,6 +56,8 @@ def prepare(
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     summary["runner"] = engine.runner
     summary["resumed_tasks"] = plan.done_tasks
+    if engine.retry_stages:
+        summary["reopened_tasks"] = plan.retried_tasks
     if placement:
         summary["placement"] = placement
     return summary
@@ -106,6 +112,11 @@ def format_summary(summary: dict[str, Any], out: str) -> str:
     ]
     if summary.get("resumed_tasks"):
         lines.append(f"  resumed: {summary['resumed_tasks']} tasks were already done and skipped")
+    if "reopened_tasks" in summary:
+        lines.append(
+            f"  retry-failed: {summary['reopened_tasks']} finished tasks with failed rows were "
+            "run again"
+        )
     if summary.get("tasks_retried"):
         lines.append(
             f"  retried: {summary['tasks_retried']} tasks whose earlier attempt died (a worker "

@@ -11,6 +11,12 @@ rewrites the same shard names with the same bytes, so no sample is ever lost or 
 Engines only schedule the three phases below (``process``: CPU stages; ``caption``: the model;
 ``write``), or all at once with ``run_task``.
 
+``--retry-failed`` (``retry_stages``) reruns finished tasks that recorded failures in the given
+stages (a video that was missing, a timeout on an overloaded node, a flaky bucket): their
+stats file moves to ``retry/`` so they are pending again, and when such a task writes, it
+removes any shard part of its earlier attempt that it did not write again (a row that worked
+before and fails now leaves no stale sample behind).
+
 Each start of a task's CPU phase is counted in ``attempts/{i:06d}`` (removed once every task
 has finished; the count stays in the task's stats file). A task that was started
 before and never finished (its worker died, or the whole run was killed) runs its rows isolated
@@ -47,6 +53,7 @@ STATS_DIR = "stats"
 STATS_FILE = "stats.json"
 ERRORS_FILE = "errors.jsonl"
 ATTEMPTS_DIR = "attempts"
+RETRY_DIR = "retry"
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +93,7 @@ class Plan:
     tasks: list[int]  # indices of the tasks still to do; their rows are staged, not carried
     num_tasks: int
     done_tasks: int
+    retried_tasks: int = 0  # finished tasks pending again for --retry-failed
 
 
 def stats_rel(index: int) -> str:
@@ -109,8 +117,36 @@ def manifest_identity(manifest: str) -> dict[str, Any] | None:
     return {"size": info.get("size"), "stamp": str(stamp)} if stamp is not None else None
 
 
-def plan(manifest: str, cfg: PrepareConfig, progress: bool = False) -> Plan:
-    """Stage the manifest (first run) or check it is the one staged (rerun); list pending tasks.
+def retry_rel(index: int) -> str:
+    return f"{RETRY_DIR}/{index:06d}.json"
+
+
+def reopen_failed(store: Store, stages: set[str]) -> list[int]:
+    """Make pending again every finished task with a failure in ``stages``; return them.
+
+    The stats file moves to ``retry/`` (written there first, then removed, so a kill in
+    between leaves the task finished or pending, never lost); ``write`` reads it back to
+    remove shard parts the new attempt does not write.
+    """
+    reopened = []
+    for stats in read_task_stats(store):
+        if not any(stage in stages for stage in stats["failed_by_stage"]):
+            continue
+        index = stats["task"]
+        store.put_bytes(retry_rel(index), (json.dumps(stats, ensure_ascii=False) + "\n").encode())
+        store.remove(stats_rel(index))
+        reopened.append(index)
+    return reopened
+
+
+def plan(
+    manifest: str,
+    cfg: PrepareConfig,
+    progress: bool = False,
+    retry_stages: set[str] | None = None,
+) -> Plan:
+    """Stage the manifest (first run) or check it is the one staged (rerun); list pending tasks
+    (with ``retry_stages``, finished tasks that failed rows in those stages too).
 
     Raises ``RunMismatch`` when ``cfg.out`` already holds a run of a different manifest or of
     settings that change samples: mixing them would silently corrupt the dataset.
@@ -133,6 +169,7 @@ def plan(manifest: str, cfg: PrepareConfig, progress: bool = False) -> Plan:
                     f"{cfg.out} already holds a run of another manifest or other settings "
                     f"({previous.get('manifest')}); use a new --out folder"
                 )
+    retried = reopen_failed(store, retry_stages) if retry_stages else []
     done = set(store.list(STATS_DIR))
     pending = [i for i in range(num_tasks) if f"{i:06d}.json" not in done]
     run = {
@@ -145,7 +182,7 @@ def plan(manifest: str, cfg: PrepareConfig, progress: bool = False) -> Plan:
     }
     store.put_bytes(RUN_FILE, (json.dumps(run, indent=2) + "\n").encode())
     store.put_bytes(CONFIG_FILE, (cfg.to_json() + "\n").encode())
-    return Plan(cfg, rows, pending, num_tasks, num_tasks - len(pending))
+    return Plan(cfg, rows, pending, num_tasks, num_tasks - len(pending), len(retried))
 
 
 def load_task(index: int, cfg: PrepareConfig) -> Task:
@@ -242,6 +279,12 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
     shards = write_shards(
         (to_sample(c) for c in good), store, ShardSpec(cfg.name, task.index, cfg.shard_bytes)
     )
+    retry = retry_rel(task.index)
+    if store.exists(retry):  # a rerun for --retry-failed: drop parts not written again
+        again = {s.url for s in shards}
+        for old in json.loads(store.read_text(retry))["shards"]:
+            if old["url"] not in again:
+                store.remove(old["url"])
     seconds: Counter[str] = Counter()
     for clip in task.clips:
         seconds.update(clip.timings)
@@ -260,6 +303,7 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
         "finished_at": round(time.time(), 3),  # for `clipvip status`: rate and time left
     }
     store.put_bytes(stats_rel(task.index), (json.dumps(stats, ensure_ascii=False) + "\n").encode())
+    store.remove(retry)
     return stats
 
 
@@ -320,4 +364,5 @@ def finalize(cfg: PrepareConfig) -> dict[str, Any]:
     if summary["complete"]:
         store.remove("_tmp")
         store.remove(ATTEMPTS_DIR)  # each task's count stays in its stats file
+        store.remove(RETRY_DIR)
     return summary

@@ -315,3 +315,58 @@ def test_a_rows_twin_takes_its_outputs_once_or_its_failure(videos):
     lead.fail("middle_frame", "no frame decoded")
     twin = Clip(key="b", row=1, video="v.mp4", start=1.0, end=2.0).share(lead)
     assert (twin.error.stage, twin.error.reason) == ("middle_frame", "no frame decoded")
+
+
+def _retry(manifest, out, stages, **cfg):
+    config = PrepareConfig(out=str(out), name="t", shard_size=8, captioner="none", **cfg)
+    engine = EngineOptions(runner="local", retry_stages=frozenset(stages))
+    return prepare(str(manifest), config, engine, progress=False)
+
+
+def test_retry_failed_turns_rows_fixed_since_into_samples_and_nothing_else(videos, tmp_path):
+    import shutil
+
+    for name in ("a", "b"):
+        shutil.copy(videos["h264"], tmp_path / f"{name}.mp4")
+    rows = [{"key": k, "video": str(tmp_path / f"{k}.mp4"), "text": k} for k in ("a", "m", "b")]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    first = _retry(manifest, out, ())
+    assert (first["samples"], first["failed_by_stage"]) == (2, {"probe": 1})
+    before = _fields(out)
+    shutil.copy(videos["h264_long"], tmp_path / "m.mp4")  # the missing video arrives
+    assert _retry(manifest, out, ())["failed"] == 1, "a plain rerun only resumes"
+    assert _retry(manifest, out, {"caption"})["reopened_tasks"] == 0, "no failure there"
+    again = _retry(manifest, out, {"probe"})
+    assert (again["samples"], again["failed"], again["reopened_tasks"]) == (3, 0, 1)
+    after = _fields(out)
+    assert {k: after[k] for k in before} == before, "the rows that worked: the same bytes"
+    assert (out / "errors.jsonl").read_text() == "" and not (out / "retry").exists()
+
+
+def test_retry_failed_removes_shard_parts_its_new_attempt_does_not_write(videos, tmp_path):
+    """One sample a part (a tiny --shard-bytes): the first run writes a and b in two parts;
+    then m's video arrives and a's and b's go. The retry writes only m, in part 0: the
+    stale part 1 (b) is removed, so globbing the folder sees exactly the index's samples."""
+    import shutil
+
+    for name in ("a", "b"):
+        shutil.copy(videos["h264"], tmp_path / f"{name}.mp4")
+    rows = [{"key": k, "video": str(tmp_path / f"{k}.mp4"), "text": k} for k in ("a", "m", "b")]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    assert _retry(manifest, out, (), shard_bytes=1)["shards"] == 2
+    shutil.copy(videos["h264_long"], tmp_path / "m.mp4")
+    (tmp_path / "a.mp4").unlink()
+    (tmp_path / "b.mp4").unlink()
+    summary = _retry(manifest, out, {"probe"}, shard_bytes=1)
+    assert (summary["samples"], summary["failed"]) == (1, 2)
+    on_disk = sorted(p.name for p in (out / "shards").glob("*.tar"))
+    indexed = [
+        Path(s["url"]).name for s in json.loads((out / "index.json").read_text())["shardlist"]
+    ]
+    assert on_disk == indexed and len(on_disk) == 1
+    shard = str(out / "shards" / on_disk[0])
+    assert [s["__key__"] for s in wds.WebDataset([shard], shardshuffle=False)] == ["m"]
