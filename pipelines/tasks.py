@@ -280,7 +280,8 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
         (to_sample(c) for c in good), store, ShardSpec(cfg.name, task.index, cfg.shard_bytes)
     )
     retry = retry_rel(task.index)
-    if store.exists(retry):  # a rerun for --retry-failed: drop parts not written again
+    retrying = store.exists(retry)
+    if retrying:  # a rerun for --retry-failed: drop parts not written again
         again = {s.url for s in shards}
         for old in json.loads(store.read_text(retry))["shards"]:
             if old["url"] not in again:
@@ -303,7 +304,8 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
         "finished_at": round(time.time(), 3),  # for `clipvip status`: rate and time left
     }
     store.put_bytes(stats_rel(task.index), (json.dumps(stats, ensure_ascii=False) + "\n").encode())
-    store.remove(retry)
+    if retrying:
+        store.remove(retry)
     return stats
 
 
