@@ -6,6 +6,7 @@ keeps travelling (so it is counted and written to ``errors.jsonl``) but later st
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -122,3 +123,18 @@ class Clip:
             "stage": self.error.stage,
             "reason": self.error.reason,
         }
+
+
+def split_twins(clips: Iterable[Clip]) -> tuple[list[Clip], list[tuple[Clip, Clip]]]:
+    """The rows still ok, as leads (the first row of each ``source_span``) and twins (a later
+    row of the same span, with its lead): a stage runs for the leads and the twins take its
+    outputs (``Clip.share``)."""
+    leads: dict[tuple[str, float | None, float | None], Clip] = {}
+    twins: list[tuple[Clip, Clip]] = []
+    for clip in clips:
+        if not clip.ok:
+            continue
+        lead = leads.setdefault(clip.source_span, clip)
+        if lead is not clip:
+            twins.append((clip, lead))
+    return list(leads.values()), twins

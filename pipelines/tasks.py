@@ -39,7 +39,7 @@ import fsspec
 from captioner import Captioner
 from pipelines import isolation, staging
 from pipelines.config import PrepareConfig
-from pipelines.record import Clip
+from pipelines.record import Clip, split_twins
 from pipelines.stages import apply, caption_clips, cpu_stages, probe
 from pipelines.stages.together import cut_together
 from shards.format import Sample
@@ -209,14 +209,9 @@ def run_stages(clips: list[Clip], cfg: PrepareConfig) -> None:
     making the same bytes again."""
     for clip in clips:
         apply("probe", probe, clip, cfg)
-    leads: dict[tuple, Clip] = {}
-    twins = []
-    for clip in clips:
-        lead = leads.setdefault(clip.source_span, clip) if clip.ok else clip
-        if lead is not clip:
-            twins.append((clip, lead))
-    cut_together(list(leads.values()), cfg)
-    for clip in leads.values():
+    leads, twins = split_twins(clips)
+    cut_together(leads, cfg)
+    for clip in leads:
         for name, stage in cpu_stages(cfg):
             if name == "probe" or (name == "clip" and clip.mp4 is not None):
                 continue

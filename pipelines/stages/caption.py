@@ -14,7 +14,7 @@ from PIL import Image
 from captioner import Captioner
 from captioner.registry import input_prep
 from pipelines.config import PrepareConfig
-from pipelines.record import Clip
+from pipelines.record import Clip, split_twins
 from pipelines.stages.base import StageError
 
 # A decoded middle frame, or the array ``caption_input`` made from it for the captioner.
@@ -49,15 +49,8 @@ def caption_clips(clips: Sequence[Clip], captioner: Captioner | None, batch_size
     if captioner is None:
         return
     todo: list[tuple[Clip, CaptionInput]] = []
-    leads: dict[tuple, Clip] = {}
-    twins: list[tuple[Clip, Clip]] = []  # rows of one clip: one caption, made once
-    for clip in clips:
-        if not clip.ok:
-            continue
-        lead = leads.setdefault(clip.source_span, clip)
-        if lead is not clip:
-            twins.append((clip, lead))
-            continue
+    leads, twins = split_twins(clips)  # rows of one clip: one caption, made once
+    for clip in leads:
         if clip.caption_input is not None:  # made by ``caption_input`` on a CPU worker
             todo.append((clip, clip.caption_input))
             continue
@@ -68,14 +61,11 @@ def caption_clips(clips: Sequence[Clip], captioner: Captioner | None, batch_size
     for i in range(0, len(todo), batch_size):
         caption_batch(captioner, todo[i : i + batch_size])
     for twin, lead in twins:
-        if lead.ok:
-            twin.caption, twin.caption_model, twin.caption_input = (
-                lead.caption,
-                lead.caption_model,
-                None,
-            )
-        else:
-            twin.fail(lead.error.stage, lead.error.reason)
+        if not lead.ok:
+            twin.share(lead)  # its failure, stage and reason
+            continue
+        twin.caption, twin.caption_model = lead.caption, lead.caption_model
+        twin.caption_input = None
 
 
 def caption_batch(
