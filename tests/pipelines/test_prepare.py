@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -317,6 +318,16 @@ def test_a_rows_twin_takes_its_outputs_once_or_its_failure(videos):
     assert (twin.error.stage, twin.error.reason) == ("middle_frame", "no frame decoded")
 
 
+def _a_missing_b(videos, folder: Path) -> Path:
+    """A manifest of rows a, m, b in ``folder``: a's and b's videos there, m's not (yet)."""
+    for name in ("a", "b"):
+        shutil.copy(videos["h264"], folder / f"{name}.mp4")
+    rows = [{"key": k, "video": str(folder / f"{k}.mp4"), "text": k} for k in ("a", "m", "b")]
+    manifest = folder / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
 def _retry(manifest, out, stages, **cfg):
     config = PrepareConfig(out=str(out), name="t", shard_size=8, captioner="none", **cfg)
     engine = EngineOptions(runner="local", retry_stages=frozenset(stages))
@@ -324,13 +335,7 @@ def _retry(manifest, out, stages, **cfg):
 
 
 def test_retry_failed_turns_rows_fixed_since_into_samples_and_nothing_else(videos, tmp_path):
-    import shutil
-
-    for name in ("a", "b"):
-        shutil.copy(videos["h264"], tmp_path / f"{name}.mp4")
-    rows = [{"key": k, "video": str(tmp_path / f"{k}.mp4"), "text": k} for k in ("a", "m", "b")]
-    manifest = tmp_path / "m.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = _a_missing_b(videos, tmp_path)
     out = tmp_path / "out"
     first = _retry(manifest, out, ())
     assert (first["samples"], first["failed_by_stage"]) == (2, {"probe": 1})
@@ -349,13 +354,7 @@ def test_retry_failed_removes_shard_parts_its_new_attempt_does_not_write(videos,
     """One sample a part (a tiny --shard-bytes): the first run writes a and b in two parts;
     then m's video arrives and a's and b's go. The retry writes only m, in part 0: the
     stale part 1 (b) is removed, so globbing the folder sees exactly the index's samples."""
-    import shutil
-
-    for name in ("a", "b"):
-        shutil.copy(videos["h264"], tmp_path / f"{name}.mp4")
-    rows = [{"key": k, "video": str(tmp_path / f"{k}.mp4"), "text": k} for k in ("a", "m", "b")]
-    manifest = tmp_path / "m.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = _a_missing_b(videos, tmp_path)
     out = tmp_path / "out"
     assert _retry(manifest, out, (), shard_bytes=1)["shards"] == 2
     shutil.copy(videos["h264_long"], tmp_path / "m.mp4")
