@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -479,19 +479,34 @@ def load_checkpoint_file(
         )
     cfg = load_config(config)
     cfg.model.weights, cfg.model.init_checkpoint = str(weights), str(path)
-    if not (Path(weights) / "config.json").exists():
+    model, tokenizer = _open_model(cfg, Path(weights), device)  # loads ``path`` strictly
+    return model, tokenizer, cfg, path
+
+
+def _open_model(
+    cfg: TrainConfig, weights: Path, device: torch.device | None, folder: Path | None = None
+) -> tuple[ClipViP, Any]:
+    """The model of ``cfg`` on the CLIP folder ``weights`` (with a checkpoint ``folder`` of
+    ours loaded), on ``device`` (default: the GPU when there is one), and its tokenizer."""
+    from trainer.checkpoint import load_model_weights
+
+    if not (weights / "config.json").exists():
         raise FileNotFoundError(f"CLIP weights folder {weights} has no config.json")
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_clipvip(cfg.model, weights)
+    # a run's own checkpoint replaces every weight: its --init file is not read again (it
+    # may not even be on this machine any more)
+    model_cfg = cfg.model if folder is None else replace(cfg.model, init_checkpoint=None)
+    model = load_clipvip(model_cfg, weights)
+    if folder is not None:
+        load_model_weights(model, folder)
     tokenizer = CLIPTokenizer.from_pretrained(str(weights), local_files_only=True)
-    return model.to(device), tokenizer, cfg, path
+    return model.to(device), tokenizer
 
 
 def load_trained(
     run: str | Path, device: torch.device | None = None, which: str = "best"
 ) -> tuple[ClipViP, Any, TrainConfig, Path]:
     """Model, tokenizer, config and checkpoint folder of a run (``best`` if it has one)."""
-    from trainer.checkpoint import load_model_weights
     from trainer.config import config_from_dict
 
     run = Path(run)
@@ -506,8 +521,5 @@ def load_trained(
         raise FileNotFoundError(f"{run} has no checkpoint yet")
     random = RANDOM_WEIGHTS.get(cfg.model.weights)
     weights = run / random if random else Path(cfg.model.weights)
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_clipvip(cfg.model, weights)
-    load_model_weights(model, folder)
-    tokenizer = CLIPTokenizer.from_pretrained(str(weights), local_files_only=True)
-    return model.to(device), tokenizer, cfg, folder
+    model, tokenizer = _open_model(cfg, weights, device, folder)
+    return model, tokenizer, cfg, folder

@@ -157,6 +157,28 @@ def test_evaluate_takes_a_checkpoint_file_as_the_official_code_saves_it(
     assert "give --weights DIR" in capsys.readouterr().err
 
 
+def test_evaluate_does_not_read_the_runs_init_checkpoint_again(
+    train_shards: Path, overfit_run: Path, tmp_path: Path
+) -> None:
+    """A fine-tuned run's own checkpoint replaces every weight: evaluating it works after the
+    --init file it started from is gone (moved off the machine, a deleted download)."""
+    import shutil
+
+    from clipvip.cli import main
+
+    init = tmp_path / "init.safetensors"
+    shutil.copy(overfit_run / "checkpoints" / "best" / "model.safetensors", init)
+    run = tmp_path / "finetuned"
+    common = ["--shards", str(train_shards), "--no-progress"]
+    train = ["train", "--config", "tiny", "--out", str(run), "--init", str(init), "--steps", "1"]
+    assert main([*train, *common, "--set", "data.num_workers=0"]) == 0
+    init.unlink()
+    out = tmp_path / "eval.json"
+    evaluate = ["evaluate", "--checkpoint", str(run), "--which", "latest", "--workers", "0"]
+    assert main([*evaluate, *common, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["pairs"] == 8
+
+
 def test_resume_continues_bit_identically(train_shards: Path, tmp_path: Path) -> None:
     overrides = {
         "max_steps": 4,
