@@ -40,6 +40,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: str = "d"
+    mask_same_clip: bool = True  # rows of one clip are no negatives (no-op when all distinct)
     max_steps: int = 0
     epochs: float = 1.0
     grad_accum: int = 1

@@ -18,11 +18,19 @@ never its negative; the text->video directions are plain.
 A symmetric InfoNCE term is the *sum* of its two cross-entropies, and terms are summed with
 weight 1, as the official ``loss.py`` does: the released grad-norm clip values (5.0, 1.0) were
 tuned for that scale.
+
+Rows that show the same clip (two samples of one video and span: MSR-VTT written one sentence
+per sample, a subtitle cut twice) are not each other's negatives: given ``clip_ids``, every
+term leaves the other rows of a row's own clip out of its softmax. The official loss has no
+such rule and pushes a clip away from its own second description; with distinct ids the two
+are the same loss.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
@@ -62,19 +70,56 @@ def gather_features(x: torch.Tensor) -> torch.Tensor:
     return _GatherWithGrad.apply(x)
 
 
-def info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE for paired unit vectors a[i] <-> b[i]: CE(a->b) + CE(b->a)."""
-    logits = scale * a @ b.T  # (N, N)
+def clip_id_tensor(names: Sequence[str]) -> torch.Tensor:
+    """int64 ids for clip identities, the same in every process (Python's ``hash`` is salted
+    per process, so ranks would disagree); a collision is a 2**-64 chance per pair."""
+    ids = [
+        int.from_bytes(
+            hashlib.blake2b(n.encode("utf-8"), digest_size=8).digest(), "big", signed=True
+        )
+        for n in names
+    ]
+    return torch.tensor(ids, dtype=torch.int64)
+
+
+def same_clip_mask(clip_ids: torch.Tensor) -> torch.Tensor:
+    """[N, N] over the global batch: True where rows i != j show the same clip."""
+    ids = clip_ids
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        parts = [torch.empty_like(clip_ids) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, clip_ids.contiguous())
+        ids = torch.cat(parts)
+    same = ids[:, None] == ids[None, :]
+    same.fill_diagonal_(False)
+    return same
+
+
+def _drop(logits: torch.Tensor, exclude: torch.Tensor | None) -> torch.Tensor:
+    """Leave the excluded pairs out of the softmax (a row's target is never excluded)."""
+    return logits if exclude is None else logits.masked_fill(exclude, float("-inf"))
+
+
+def info_nce(
+    a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Symmetric InfoNCE for paired unit vectors a[i] <-> b[i]: CE(a->b) + CE(b->a).
+
+    ``exclude`` (symmetric [N, N] bool, diagonal False) marks pairs that are no negatives."""
+    logits = _drop(scale * a @ b.T, exclude)  # (N, N)
     target = torch.arange(a.shape[0], device=a.device)
     return F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)
 
 
 def video_subtitle_caption_nce(
-    video: torch.Tensor, subtitle: torch.Tensor, caption: torch.Tensor, scale: torch.Tensor
+    video: torch.Tensor,
+    subtitle: torch.Tensor,
+    caption: torch.Tensor,
+    scale: torch.Tensor,
+    exclude: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """V<->S,C of variant (d): joint negatives for the video->text directions."""
-    vs = scale * video @ subtitle.T  # (N, N) rows: videos
-    vc = scale * video @ caption.T
+    vs = _drop(scale * video @ subtitle.T, exclude)  # (N, N) rows: videos
+    vc = _drop(scale * video @ caption.T, exclude)
     n = video.shape[0]
     target = torch.arange(n, device=video.device)
     off = ~torch.eye(n, dtype=torch.bool, device=video.device)
@@ -98,10 +143,13 @@ def omnisource_loss(
     subtitle: torch.Tensor,
     frame: torch.Tensor | None = None,
     caption: torch.Tensor | None = None,
+    clip_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The loss of ``variant`` on this rank's unit features, gathered over ranks first.
 
     ``logit_scale`` is the raw (log) parameter; the caller clamps it before the step.
+    ``clip_ids`` (int64, one per local row; see ``clip_id_tensor``): rows of one clip are not
+    each other's negatives. ``None``: every row is its own clip, the official loss.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown loss variant {variant!r}; choose one of {', '.join(VARIANTS)}")
@@ -113,15 +161,16 @@ def omnisource_loss(
     v, s = gather_features(video), gather_features(subtitle)
     c = gather_features(caption) if caption is not None else None
     f = gather_features(frame) if frame is not None and variant in ("a", "c", "d") else None
+    x = None if clip_ids is None else same_clip_mask(clip_ids.to(video.device))
     if variant == "vs":
-        return info_nce(v, s, scale)
+        return info_nce(v, s, scale, x)
     if variant == "a":
-        return info_nce(v, s, scale) + info_nce(f, c, scale)
+        return info_nce(v, s, scale, x) + info_nce(f, c, scale, x)
     if variant == "b":
-        return info_nce(v, s, scale) + info_nce(v, c, scale)
+        return info_nce(v, s, scale, x) + info_nce(v, c, scale, x)
     if variant == "c":
-        return info_nce(v, s, scale) + info_nce(v, c, scale) + info_nce(f, c, scale)
-    return video_subtitle_caption_nce(v, s, c, scale) + info_nce(f, c, scale)
+        return info_nce(v, s, scale, x) + info_nce(v, c, scale, x) + info_nce(f, c, scale, x)
+    return video_subtitle_caption_nce(v, s, c, scale, x) + info_nce(f, c, scale, x)
 
 
 def clamp_logit_scale(logit_scale: torch.nn.Parameter) -> None:

@@ -36,7 +36,7 @@ from trainer.checkpoint import (
 from trainer.config import TrainConfig
 from trainer.data import make_loader, normalize_pixels
 from trainer.evaluate import encode_pairs, format_report, gather_pairs, retrieval_report, rsum
-from trainer.loss import clamp_logit_scale, omnisource_loss
+from trainer.loss import clamp_logit_scale, clip_id_tensor, omnisource_loss
 from trainer.model import ClipViP, load_clipvip
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.tiny import build_random_clip
@@ -151,6 +151,9 @@ def batch_loss(
         feats["subtitle"],
         feats.get("frame"),
         feats.get("caption"),
+        clip_ids=clip_id_tensor(batch.get("video_ids") or batch["keys"])
+        if cfg.mask_same_clip
+        else None,
     )
 
 

@@ -22,6 +22,9 @@ from trainer.train import build_model, setup_distributed, train_step
 GLOBAL_BATCH = 4
 SUBTITLES = ["a red screen", "blue sky", "green grass", "colour bars"]
 CAPTIONS = ["mean colour f00", "mean colour 00f", "mean colour 070", "mean colour 666"]
+# rows 0 and 3 show one clip and sit on different ranks: the same-clip rule must see the
+# global batch, not each rank's half
+VIDEO_IDS = ["clip-a", "clip-b", "clip-c", "clip-a"]
 
 
 def global_batch(tokenizer: CLIPTokenizer) -> dict:
@@ -29,6 +32,7 @@ def global_batch(tokenizer: CLIPTokenizer) -> dict:
     collate = Collate(tokenizer, max_text_len=16)
     return {
         "keys": [str(i) for i in range(GLOBAL_BATCH)],
+        "video_ids": VIDEO_IDS,
         "errors": [],
         "video": torch.randn(GLOBAL_BATCH, 2, 3, 32, 32, generator=g),
         "frame": torch.randn(GLOBAL_BATCH, 1, 3, 32, 32, generator=g),
@@ -38,7 +42,7 @@ def global_batch(tokenizer: CLIPTokenizer) -> dict:
 
 
 def rows(batch: dict, lo: int, hi: int) -> dict:
-    out = {"keys": batch["keys"][lo:hi], "errors": []}
+    out = {"keys": batch["keys"][lo:hi], "video_ids": batch["video_ids"][lo:hi], "errors": []}
     for key in ("video", "frame"):
         out[key] = batch[key][lo:hi]
     for key in ("subtitle", "caption"):
