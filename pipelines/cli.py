@@ -384,9 +384,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_demo_run(run_dir: Path, manifest: str) -> bool:
+    """Whether ``run_dir`` holds a run that ``clipvip demo`` made of its own sample corpus."""
+    try:
+        run = json.loads((run_dir / "run.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return run.get("manifest") == manifest and run.get("settings", {}).get("name") == "demo"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import build_corpus
     from pipelines.prepare import EngineOptions, format_summary, prepare
+    from pipelines.tasks import RunMismatch
     from shards.reader import iter_samples
 
     out = Path(args.out)
@@ -407,7 +417,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
             frame_short_side=256,
         )
         log.info("running prepare on %s -> %s", runner, run_dir)
-        summary = prepare(manifest, cfg, EngineOptions(runner=runner, workers=2), progress=True)
+        engine = EngineOptions(runner=runner, workers=2)
+        try:
+            summary = prepare(manifest, cfg, engine, progress=True)
+        except RunMismatch:
+            if not _is_demo_run(run_dir, manifest):
+                raise
+            # its own earlier run, made by another clipvip version (new settings change the
+            # samples): rerunning the demo after an upgrade must not ask the user to clean up
+            log.warning(
+                "%s holds a demo run of other settings (an older clipvip?); redoing it", run_dir
+            )
+            shutil.rmtree(run_dir)
+            summary = prepare(manifest, cfg, engine, progress=True)
         print(f"[{runner}] " + format_summary(summary, str(run_dir)))
         results[runner] = {
             s["key"]: (
