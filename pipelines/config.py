@@ -31,6 +31,35 @@ SAMPLE_SETTINGS = (
     "fast_decode",
 )
 
+# What a run made before a setting existed did. A newer clipvip resumes such a run when the
+# setting has this value, instead of refusing every run an upgrade finds half done (crf and
+# fast_decode came with b848a80; before it clips were x264 CRF 23 with no tune).
+LEGACY_SETTINGS: dict[str, Any] = {"crf": 23, "fast_decode": False}
+NEGATABLE_FLAGS = {"fast_decode"}  # BooleanOptionalAction: --fast-decode / --no-fast-decode
+
+
+def _as_flag(key: str, value: Any) -> str:
+    """The ``prepare`` option that sets sample setting ``key`` to ``value``."""
+    flag = "--" + key.replace("_", "-")
+    if key == "frame_short_side" and value is None:
+        return f"{flag} 0"
+    if value is None or value is False:
+        return f"--no-{flag[2:]}" if key in NEGATABLE_FLAGS else f"no {flag}"
+    return flag if value is True else f"{flag} {value}"
+
+
+def setting_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Sample settings of this command that differ from those a run ``recorded``, each as the
+    option that would match the run (``"--crf 23 (not 28)"``); [] when the run may resume.
+
+    A setting the run did not record (made by an older clipvip) counts at its legacy value."""
+    out = []
+    for key, value in current.items():
+        then = recorded.get(key, LEGACY_SETTINGS.get(key, value))
+        if then != value:
+            out.append(f"{_as_flag(key, then)} (not {_as_flag(key, value)})")
+    return out
+
 
 @dataclass(slots=True)
 class PrepareConfig:

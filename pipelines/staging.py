@@ -23,6 +23,7 @@ import tempfile
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -79,8 +80,8 @@ def clip_from_json(row: int, data: str) -> Clip:
 class _Fingerprint:
     """sha256 over the settings that shape samples and every validated row, in order."""
 
-    def __init__(self, cfg: PrepareConfig) -> None:
-        self.h = hashlib.sha256(json.dumps(cfg.sample_settings(), sort_keys=True).encode())
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
 
     def add(self, row: int, clip_json: str) -> None:
         self.h.update(f"{row}\t{clip_json}\n".encode())  # clip_json is ASCII
@@ -106,14 +107,20 @@ def _rows(
             bar.update()
 
 
-def fingerprint(manifest: str, cfg: PrepareConfig, progress: bool = False) -> tuple[str, int]:
-    """(fingerprint, rows) of a manifest under ``cfg`` without staging it (a rerun's check)."""
-    fp = _Fingerprint(cfg)
+def fingerprint(
+    manifest: str, cfg: PrepareConfig, progress: bool = False, *others: dict[str, Any]
+) -> tuple[list[str], int]:
+    """Fingerprints of a manifest without staging it (a rerun's check): under ``cfg``'s sample
+    settings, then under each of ``others`` (a run's recorded settings, to tell a changed
+    manifest from changed settings), in one read; and the number of rows."""
+    fps = [_Fingerprint(cfg.sample_settings()), *(_Fingerprint(o) for o in others)]
     rows = 0
     for _, clip in _rows(manifest, cfg, "checking manifest", progress):
-        fp.add(clip.row, clip_to_json(clip))
+        line = clip_to_json(clip)
+        for fp in fps:
+            fp.add(clip.row, line)
         rows += 1
-    return fp.hexdigest(), rows
+    return [fp.hexdigest() for fp in fps], rows
 
 
 def _key_hash(key: str) -> int:
@@ -155,7 +162,7 @@ def stage(manifest: str, cfg: PrepareConfig, progress: bool = False) -> Staged:
     store = Store(cfg.out)
     store.remove(ROWS_DIR)
     size = max(1, cfg.shard_size)
-    fp = _Fingerprint(cfg)
+    fp = _Fingerprint(cfg.sample_settings())
     hashes = array("Q")
     writer = _PartWriter(store)
     task: list[tuple[int, int, str]] = []

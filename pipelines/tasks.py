@@ -38,7 +38,7 @@ import fsspec
 
 from captioner import Captioner
 from pipelines import isolation, staging
-from pipelines.config import PrepareConfig
+from pipelines.config import PrepareConfig, setting_changes
 from pipelines.record import Clip, split_twins
 from pipelines.stages import apply, caption_clips, cpu_stages, probe
 from pipelines.stages.together import cut_together
@@ -163,11 +163,25 @@ def plan(
         rows, num_tasks, fingerprint = previous["rows"], previous["tasks"], previous["fingerprint"]
         same_file = identity is not None and previous.get("identity") == identity
         if not (same_file and previous.get("settings") == settings):
-            fingerprint, rows = staging.fingerprint(manifest, cfg, progress)
-            if fingerprint != previous["fingerprint"]:
+            recorded = previous.get("settings") or {}
+            (fingerprint, as_recorded), rows = staging.fingerprint(
+                manifest, cfg, progress, recorded
+            )
+            if as_recorded != previous["fingerprint"]:
                 raise RunMismatch(
-                    f"{cfg.out} already holds a run of another manifest or other settings "
+                    f"{cfg.out} already holds a run of another manifest "
                     f"({previous.get('manifest')}); use a new --out folder"
+                )
+            changes = setting_changes(recorded, settings)
+            if changes:
+                raise RunMismatch(
+                    f"{cfg.out} already holds a run of this manifest made with other settings; "
+                    f"to resume it pass {', '.join(changes)}; or use a new --out folder"
+                )
+            if recorded != settings:
+                log.info(
+                    "%s was made by an older clipvip; its settings match this one's, resuming",
+                    cfg.out,
                 )
     retried = reopen_failed(store, retry_stages) if retry_stages else []
     done = set(store.list(STATS_DIR))

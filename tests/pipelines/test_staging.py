@@ -108,6 +108,48 @@ def test_a_touched_manifest_is_checked_and_a_changed_one_refused(tmp_path):
     assert [c.key for c in staging.load_clips(cfg, 1)] == ["b"], "staged rows left as they were"
 
 
+def _as_an_older_clipvip_left_it(out, manifest, cfg):
+    """Rewrite run.json as a clipvip before --crf/--fast-decode wrote it (no such settings,
+    its fingerprint taken over the settings it had)."""
+    path = out / "run.json"
+    run = json.loads(path.read_text())
+    for key in ("crf", "fast_decode"):
+        del run["settings"][key]
+    run["fingerprint"] = staging.fingerprint(str(manifest), cfg, False, run["settings"])[0][1]
+    run["identity"] = None
+    path.write_text(json.dumps(run))
+
+
+def test_a_run_of_an_older_clipvip_resumes_when_its_settings_are_matched(tmp_path):
+    m = _write(tmp_path / "m.jsonl", ROWS[:2])
+    out = tmp_path / "out"
+    T.plan(str(m), PrepareConfig(out=str(out), shard_size=1, fast_decode=False))
+    _as_an_older_clipvip_left_it(out, m, PrepareConfig(out=str(out)))
+
+    # today's default encodes with --tune fastdecode; the old run did not: mixing is refused,
+    # and the message says which option resumes it
+    with pytest.raises(T.RunMismatch, match=r"pass --no-fast-decode \(not --fast-decode\)"):
+        T.plan(str(m), PrepareConfig(out=str(out), shard_size=1))
+    resumed = T.plan(str(m), PrepareConfig(out=str(out), shard_size=1, fast_decode=False))
+    assert resumed.num_tasks == 2
+    run = json.loads((out / "run.json").read_text())
+    assert (run["settings"]["crf"], run["settings"]["fast_decode"]) == (23, False)
+
+
+def test_a_mismatch_says_whether_the_manifest_or_which_settings_differ(tmp_path):
+    m = _write(tmp_path / "m.jsonl", ROWS[:2])
+    out = tmp_path / "out"
+    T.plan(str(m), PrepareConfig(out=str(out), shard_size=1))
+    other = PrepareConfig(out=str(out), shard_size=1, jpeg_quality=80, frame_short_side=None)
+    with pytest.raises(T.RunMismatch) as info:
+        T.plan(str(m), other)
+    assert "--jpeg-quality 95 (not --jpeg-quality 80)" in str(info.value)
+    assert "--frame-short-side 480 (not --frame-short-side 0)" in str(info.value)
+    assert "another manifest" not in str(info.value)
+    with pytest.raises(T.RunMismatch, match="another manifest"):
+        T.plan(str(_write(tmp_path / "m2.jsonl", ROWS[:3])), PrepareConfig(out=str(out)))
+
+
 def test_staging_cut_short_is_redone_from_scratch(tmp_path, monkeypatch):
     m = _write(
         tmp_path / "m.jsonl", [{"key": f"k{i}", "video": "/v.mp4", "text": "t"} for i in range(5)]
