@@ -173,3 +173,17 @@ def test_staging_cut_short_is_redone_from_scratch(tmp_path, monkeypatch):
     assert [c.key for i in range(3) for c in staging.load_clips(cfg, i)] == [
         f"k{i}" for i in range(5)
     ]
+
+
+# the sample settings of the first released run format (e4a6583); every later one needs a legacy
+# value, or every run made before it could never be resumed by a clipvip that has it
+FIRST_SAMPLE_SETTINGS = {
+    "name", "shard_size", "shard_bytes", "fps", "max_short_side", "frame_short_side",
+    "jpeg_quality", "captioner", "caption_max_words", "allow_empty_text", "ffmpeg_threads",
+}  # fmt: skip
+
+
+def test_every_sample_setting_added_since_the_first_run_format_has_a_legacy_value():
+    from pipelines.config import LEGACY_SETTINGS, SAMPLE_SETTINGS
+
+    assert set(SAMPLE_SETTINGS) - FIRST_SAMPLE_SETTINGS == set(LEGACY_SETTINGS)
