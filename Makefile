@@ -57,6 +57,7 @@ bench: install
 	$(BIN)/python -m benchmarks.train
 	$(BIN)/python -m benchmarks.clip_decode
 	$(BIN)/python -m benchmarks.clips_per_video
+	$(BIN)/python -m benchmarks.retry
 
 # Prepare the demo corpus, train the tiny CLIP-ViP on it, evaluate retrieval.
 train-demo: install

@@ -219,7 +219,8 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
         "--retry-failed",
         action="store_true",
         help="rerun finished tasks whose rows failed, once the cause is fixed (a missing video "
-        "copied in, a flaky bucket, a timeout on a loaded node): rows that work now become "
+        "copied in, a flaky bucket, a timeout on a loaded node): only the failed rows run, the "
+        "samples written before are copied from the earlier tars; rows that work now become "
         "samples, nothing is written twice. Failures in any stage but 'manifest' (a bad row "
         "fails again); see --retry-stages",
     )

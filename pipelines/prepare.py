@@ -114,8 +114,8 @@ def format_summary(summary: dict[str, Any], out: str) -> str:
         lines.append(f"  resumed: {summary['resumed_tasks']} tasks were already done and skipped")
     if "reopened_tasks" in summary:
         lines.append(
-            f"  retry-failed: {summary['reopened_tasks']} finished tasks with failed rows were "
-            "run again"
+            f"  retry-failed: {summary['reopened_tasks']} finished tasks with failed rows ran "
+            "those rows again; their other samples were copied from the earlier tars"
         )
     if summary.get("tasks_retried"):
         lines.append(

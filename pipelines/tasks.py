@@ -13,9 +13,10 @@ Engines only schedule the three phases below (``process``: CPU stages; ``caption
 
 ``--retry-failed`` (``retry_stages``) reruns finished tasks that recorded failures in the given
 stages (a video that was missing, a timeout on an overloaded node, a flaky bucket): their
-stats file moves to ``retry/`` so they are pending again, and when such a task writes, it
-removes any shard part of its earlier attempt that it did not write again (a row that worked
-before and fails now leaves no stale sample behind).
+stats file moves to ``retry/`` so they are pending again. Such a task redoes only those rows:
+the samples its earlier attempt wrote are copied from its tars byte for byte (``carried``) and
+its other failures stand, so a retry of 1% failed rows costs about 1% of the first run. When it
+writes, it removes any shard part of the earlier attempt that it did not write again.
 
 Each start of a task's CPU phase is counted in ``attempts/{i:06d}`` (removed once every task
 has finished; the count stays in the task's stats file). A task that was started
@@ -38,12 +39,13 @@ import fsspec
 
 from captioner import Captioner
 from pipelines import isolation, staging
-from pipelines.config import PrepareConfig, setting_changes
+from pipelines.config import RETRYABLE, PrepareConfig, setting_changes
 from pipelines.record import Clip, split_twins
 from pipelines.stages import apply, caption_clips, cpu_stages, probe
 from pipelines.stages.together import cut_together
 from shards.format import Sample
 from shards.index import INDEX, make_index
+from shards.rawtar import read_samples
 from shards.store import Store
 from shards.writer import ShardSpec, write_shards
 
@@ -72,9 +74,11 @@ class EngineUnavailable(RuntimeError):
 @dataclass(slots=True)
 class Task:
     index: int
-    clips: list[Clip]
+    clips: list[Clip]  # the rows this attempt runs the stages for
     timings: dict[str, float] = field(default_factory=dict)
     attempt: int = 1
+    # (row, sample) an earlier attempt wrote, copied from its tars (``--retry-failed``)
+    carried: list[tuple[int, Sample]] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         """For rows of bytes (Ray Data): a parcel's clip records (``pipelines.parcel``)."""
@@ -133,7 +137,8 @@ def reopen_failed(store: Store, stages: set[str]) -> list[int]:
         if not any(stage in stages for stage in stats["failed_by_stage"]):
             continue
         index = stats["task"]
-        store.put_bytes(retry_rel(index), (json.dumps(stats, ensure_ascii=False) + "\n").encode())
+        earlier = {**stats, "retry_stages": sorted(stages)}
+        store.put_bytes(retry_rel(index), (json.dumps(earlier, ensure_ascii=False) + "\n").encode())
         store.remove(stats_rel(index))
         reopened.append(index)
     return reopened
@@ -200,8 +205,50 @@ def plan(
 
 
 def load_task(index: int, cfg: PrepareConfig) -> Task:
-    """Task ``index`` with its clips, read from the staged rows (on whichever worker runs it)."""
-    return Task(index, staging.load_clips(cfg, index))
+    """Task ``index`` with its clips, read from the staged rows (on whichever worker runs it);
+    for a task reopened by ``--retry-failed``, only the rows to redo (``carry_earlier``)."""
+    task = Task(index, staging.load_clips(cfg, index))
+    store = Store(cfg.out)
+    if store.exists(retry_rel(index)):
+        carry_earlier(task, store)
+    return task
+
+
+def carry_earlier(task: Task, store: Store) -> None:
+    """Keep what the earlier attempt of a reopened task got right; leave the rest to redo.
+
+    Rows that failed in a retried stage run again. Rows that failed in another stage keep their
+    failure. Rows the earlier attempt wrote are read back from its tars, bytes as they are; a
+    row whose sample cannot be read back (a part lost or damaged since) runs again too.
+    """
+    earlier = json.loads(store.read_text(retry_rel(task.index)))
+    stages = set(earlier.get("retry_stages", RETRYABLE))
+    failed = {f["row"]: f for f in earlier["failures"]}
+    written = {c.key for c in task.clips if c.row not in failed}
+    found: dict[str, Sample] = {}
+    for part in earlier["shards"]:
+        if written - found.keys():
+            try:
+                with store.open(part["url"]) as fh:
+                    found.update((s.key, s) for s in read_samples(fh, written))
+            except FileNotFoundError:
+                continue
+    redo = []
+    for clip in task.clips:
+        failure = failed.get(clip.row)
+        if failure is None and clip.key in found:
+            task.carried.append((clip.row, found[clip.key]))
+            continue
+        if failure is not None and failure["stage"] not in stages and clip.ok:
+            clip.fail(failure["stage"], failure["reason"])
+        redo.append(clip)
+    if len(written) > len(task.carried):
+        log.warning(
+            "task %d: %d sample(s) of its earlier attempt could not be read back; making them again",
+            task.index,
+            len(written) - len(task.carried),
+        )
+    task.clips = redo
 
 
 def begin_attempt(store: Store, index: int) -> int:
@@ -285,9 +332,9 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
     store = Store(cfg.out)
     t0 = time.perf_counter()
     good = [c for c in task.clips if c.ok]
-    shards = write_shards(
-        (to_sample(c) for c in good), store, ShardSpec(cfg.name, task.index, cfg.shard_bytes)
-    )
+    in_order = sorted([(c.row, c) for c in good] + task.carried, key=lambda pair: pair[0])
+    samples = (x if isinstance(x, Sample) else to_sample(x) for _, x in in_order)
+    shards = write_shards(samples, store, ShardSpec(cfg.name, task.index, cfg.shard_bytes))
     retry = retry_rel(task.index)
     retrying = store.exists(retry)
     if retrying:  # a rerun for --retry-failed: drop parts not written again
@@ -302,8 +349,9 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
     failures = [c.failure_row() for c in task.clips if not c.ok]
     stats = {
         "task": task.index,
-        "rows": len(task.clips),
-        "written": len(good),
+        "rows": len(task.clips) + len(task.carried),
+        "written": len(good) + len(task.carried),
+        "carried": len(task.carried),
         "failed": len(failures),
         "failed_by_stage": dict(Counter(f["stage"] for f in failures)),
         "failures": failures,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import IO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -41,6 +42,10 @@ class Store:
     def read_bytes(self, rel: str) -> bytes:
         with self.fs.open(self.path(rel), "rb") as f:
             return f.read()
+
+    def open(self, rel: str) -> IO[bytes]:
+        """``rel`` for streaming reads (a shard of a gigabyte need not sit in memory whole)."""
+        return self.fs.open(self.path(rel), "rb")
 
     def read_many(self, rels: list[str]) -> dict[str, bytes]:
         """Several small files at once: on object storage fsspec fetches them concurrently, which

@@ -347,25 +347,78 @@ def test_retry_failed_turns_rows_fixed_since_into_samples_and_nothing_else(video
     assert (again["samples"], again["failed"], again["reopened_tasks"]) == (3, 0, 1)
     after = _fields(out)
     assert {k: after[k] for k in before} == before, "the rows that worked: the same bytes"
+    assert list(after) == ["a", "m", "b"], "manifest order, the new sample in its place"
     assert (out / "errors.jsonl").read_text() == "" and not (out / "retry").exists()
+    stats = json.loads((out / "stats" / "000000.json").read_text())
+    assert (stats["rows"], stats["written"], stats["carried"]) == (3, 3, 2), "only m was redone"
 
 
-def test_retry_failed_removes_shard_parts_its_new_attempt_does_not_write(videos, tmp_path):
-    """One sample a part (a tiny --shard-bytes): the first run writes a and b in two parts;
-    then m's video arrives and a's and b's go. The retry writes only m, in part 0: the
-    stale part 1 (b) is removed, so globbing the folder sees exactly the index's samples."""
+def test_retry_failed_keeps_earlier_samples_whose_videos_are_gone_since(videos, tmp_path):
+    """A retry redoes the failed rows only: a and b are copied from the earlier tars, so their
+    videos may be gone (a scratch disk cleaned, a bucket expired) and they are still there."""
     manifest = _a_missing_b(videos, tmp_path)
     out = tmp_path / "out"
-    assert _retry(manifest, out, (), shard_bytes=1)["shards"] == 2
+    _retry(manifest, out, ())
+    before = _fields(out)
     shutil.copy(videos["h264_long"], tmp_path / "m.mp4")
     (tmp_path / "a.mp4").unlink()
     (tmp_path / "b.mp4").unlink()
+    summary = _retry(manifest, out, {"probe"})
+    assert (summary["samples"], summary["failed"]) == (3, 0)
+    after = _fields(out)
+    assert {k: after[k] for k in before} == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runner", ["beam", "ray"])
+def test_retry_failed_carries_earlier_samples_on_each_engine(videos, tmp_path, runner):
+    """The carried samples travel with the task through the engine's phases (pickled through
+    Beam's and Ray's transport) and land in manifest order with their captions unchanged."""
+    manifest = _a_missing_b(videos, tmp_path)
+    out = tmp_path / "out"
+    config = PrepareConfig(out=str(out), name="t", shard_size=8, captioner="random-tiny")
+    prepare(str(manifest), config, EngineOptions(runner=runner, workers=2), progress=False)
+    before = _fields(out)
+    shutil.copy(videos["h264_long"], tmp_path / "m.mp4")
+    retry = EngineOptions(runner=runner, workers=2, retry_stages=frozenset({"probe"}))
+    summary = prepare(str(manifest), config, retry, progress=False)
+    assert (summary["samples"], summary["failed"]) == (3, 0)
+    after = _fields(out)
+    assert list(after) == ["a", "m", "b"] and {k: after[k] for k in before} == before
+    assert after["m"][3], "the redone row is captioned"
+
+
+def test_retry_failed_remakes_what_it_cannot_read_back_and_removes_stale_parts(
+    videos, tmp_path, caplog
+):
+    """One sample a part (a tiny --shard-bytes): a in part 0, b in part 1. Then b's part is
+    damaged and b's video goes, and m is still missing. The retry carries a, cannot read b
+    back so makes it again (it fails now: no video), and writes only part 0: the damaged
+    part 1 is removed, so globbing the folder sees exactly the index's samples."""
+    manifest = _a_missing_b(videos, tmp_path)
+    out = tmp_path / "out"
+    assert _retry(manifest, out, (), shard_bytes=1)["shards"] == 2
+    part1 = out / "shards" / "t-000000-1.tar"
+    part1.write_bytes(part1.read_bytes()[:5000])  # cut inside b's mp4
+    (tmp_path / "b.mp4").unlink()
     summary = _retry(manifest, out, {"probe"}, shard_bytes=1)
     assert (summary["samples"], summary["failed"]) == (1, 2)
+    assert "1 sample(s) of its earlier attempt could not be read back" in caplog.text
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert sorted((e["key"], e["stage"]) for e in errors) == [("b", "probe"), ("m", "probe")]
     on_disk = sorted(p.name for p in (out / "shards").glob("*.tar"))
     indexed = [
         Path(s["url"]).name for s in json.loads((out / "index.json").read_text())["shardlist"]
     ]
     assert on_disk == indexed and len(on_disk) == 1
     shard = str(out / "shards" / on_disk[0])
-    assert [s["__key__"] for s in wds.WebDataset([shard], shardshuffle=False)] == ["m"]
+    assert [s["__key__"] for s in wds.WebDataset([shard], shardshuffle=False)] == ["a"]
+
+
+def test_retry_benchmark_runs_and_prints_the_ratio(tmp_path, capsys):
+    """The benchmark's smoke run: tiny, so CI checks it still works, never how fast."""
+    from benchmarks.retry import main
+
+    main(["--rows", "4", "--failed", "1", "--rounds", "1", "--work", str(tmp_path)])
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert "whole task" in last and "carry" in last and "(the same samples)" in last
