@@ -12,7 +12,8 @@ A parcel is a plain dict of columns (what Ray Data rows are):
 ``task`` (the pickled ``Task`` without clip bytes or frames), ``frames`` (the frames back to back,
 uint8), ``frame_index`` (JSON: which clip each frame belongs to, one frame's shape; a string, so
 every row has the same column types however many frames it has) and ``payload`` (the pickled
-``[(mp4, jpg), ...]`` in clip order).
+``([(mp4, jpg), ...] in clip order, carried samples)``: a ``--retry-failed`` task's samples
+copied from its earlier tars ride there too, never unpickled by the caption worker).
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ def pack(task: Task) -> dict[str, Any]:
         if not keep_jpg:
             clip.jpg = None
     frames, shape = _move_frames(task, owners)
+    carried, task.carried = task.carried, []
     return {
         "task": task.to_bytes(),
         "frames": frames,
         "frame_index": json.dumps({"clips": owners, "shape": shape}),
-        "payload": pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL),
+        "payload": pickle.dumps((payload, carried), protocol=pickle.HIGHEST_PROTOCOL),
     }
 
 
@@ -88,7 +90,8 @@ def join(task: Any, payload: Any) -> Task:
     """The task with its clip bytes back, for the writer. A clip that failed on the way (in
     captioning) stays without them, as ``Clip.fail`` leaves every failed clip."""
     whole = Task.from_bytes(task)
-    for clip, (mp4, jpg) in zip(whole.clips, pickle.loads(payload), strict=True):
+    clip_bytes, whole.carried = pickle.loads(payload)
+    for clip, (mp4, jpg) in zip(whole.clips, clip_bytes, strict=True):
         if not clip.ok:
             continue
         clip.mp4 = mp4

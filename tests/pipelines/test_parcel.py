@@ -46,6 +46,20 @@ def _through_parcel(task: Task, captioner) -> Task:
     return parcel.join(pickle.dumps(light), row["payload"])
 
 
+def test_carried_samples_ride_in_the_payload_not_in_the_caption_workers_task():
+    """A --retry-failed task's samples copied from its earlier tars reach the writer, and the
+    caption worker never unpickles their bytes."""
+    from shards.format import Sample
+
+    task = _task(frames=True)
+    carried = [(9, Sample("old", {"mp4": b"m" * 50_000, "txt": b"t"}))]
+    task.carried = list(carried)
+    row = parcel.pack(task)
+    assert len(row["task"]) < 50_000 and Task.from_bytes(row["task"]).carried == []
+    light = parcel.for_caption(row["task"], row["frames"], row["frame_index"])
+    assert parcel.join(pickle.dumps(light), row["payload"]).carried == carried
+
+
 @pytest.mark.parametrize("frames", [True, False], ids=["cpu-made-frames", "jpeg-only"])
 def test_pack_then_caption_then_join_writes_the_samples_of_the_whole_task(frames):
     captioner = load_captioner(SPEC)
