@@ -15,8 +15,11 @@ Engines only schedule the three phases below (``process``: CPU stages; ``caption
 stages (a video that was missing, a timeout on an overloaded node, a flaky bucket): their
 stats file moves to ``retry/`` so they are pending again. Such a task redoes only those rows:
 the samples its earlier attempt wrote are copied from its tars byte for byte (``carried``) and
-its other failures stand, so a retry of 1% failed rows costs about 1% of the first run. When it
-writes, it removes any shard part of the earlier attempt that it did not write again.
+its other failures stand, so a retry of 1% failed rows costs about 1% of the first run.
+
+Whenever a task writes, it removes its parts numbered past the ones it wrote (left by an attempt
+that wrote more: a retry whose rows fail now, a killed attempt whose flaky rows worked), so a
+glob of the folder sees exactly the samples of the index.
 
 Each start of a task's CPU phase is counted in ``attempts/{i:06d}`` (removed once every task
 has finished; the count stays in the task's stats file). A task that was started
@@ -129,8 +132,8 @@ def reopen_failed(store: Store, stages: set[str]) -> list[int]:
     """Make pending again every finished task with a failure in ``stages``; return them.
 
     The stats file moves to ``retry/`` (written there first, then removed, so a kill in
-    between leaves the task finished or pending, never lost); ``write`` reads it back to
-    remove shard parts the new attempt does not write.
+    between leaves the task finished or pending, never lost), with the stages to redo; the new
+    attempt reads it back to carry what the earlier one wrote (``carry_earlier``).
     """
     reopened = []
     for stats in read_task_stats(store):
@@ -210,26 +213,39 @@ def load_task(index: int, cfg: PrepareConfig) -> Task:
     task = Task(index, staging.load_clips(cfg, index))
     store = Store(cfg.out)
     if store.exists(retry_rel(index)):
-        carry_earlier(task, store)
+        carry_earlier(task, store, ShardSpec(cfg.name, index, cfg.shard_bytes))
     return task
 
 
-def carry_earlier(task: Task, store: Store) -> None:
+def parts_from(store: Store, spec: ShardSpec, first: int) -> list[str]:
+    """The task's shard parts numbered ``first`` on that exist. Parts are written in order, so
+    these are what an attempt that wrote more parts left (one killed before its stats file, or
+    one whose rows worked where the latest attempt's failed)."""
+    found: list[str] = []
+    while store.exists(rel := spec.rel_path(first + len(found))):
+        found.append(rel)
+    return found
+
+
+def carry_earlier(task: Task, store: Store, spec: ShardSpec) -> None:
     """Keep what the earlier attempt of a reopened task got right; leave the rest to redo.
 
     Rows that failed in a retried stage run again. Rows that failed in another stage keep their
     failure. Rows the earlier attempt wrote are read back from its tars, bytes as they are; a
-    row whose sample cannot be read back (a part lost or damaged since) runs again too.
+    row whose sample cannot be read back (a part lost or damaged since) runs again too. The tars
+    are the earlier attempt's parts and any after them: a retry killed after writing some of its
+    parts has moved later samples to higher part numbers.
     """
     earlier = json.loads(store.read_text(retry_rel(task.index)))
     stages = set(earlier.get("retry_stages", RETRYABLE))
     failed = {f["row"]: f for f in earlier["failures"]}
     written = {c.key for c in task.clips if c.row not in failed}
     found: dict[str, Sample] = {}
-    for part in earlier["shards"]:
+    parts = [s["url"] for s in earlier["shards"]]
+    for part in parts + parts_from(store, spec, len(parts)):
         if written - found.keys():
             try:
-                with store.open(part["url"]) as fh:
+                with store.open(part) as fh:
                     found.update((s.key, s) for s in read_samples(fh, written))
             except FileNotFoundError:
                 continue
@@ -334,14 +350,12 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
     good = [c for c in task.clips if c.ok]
     in_order = sorted([(c.row, c) for c in good] + task.carried, key=lambda pair: pair[0])
     samples = (x if isinstance(x, Sample) else to_sample(x) for _, x in in_order)
-    shards = write_shards(samples, store, ShardSpec(cfg.name, task.index, cfg.shard_bytes))
+    spec = ShardSpec(cfg.name, task.index, cfg.shard_bytes)
+    shards = write_shards(samples, store, spec)
+    for stale in parts_from(store, spec, len(shards)):  # so a glob sees just the index's samples
+        store.remove(stale)
     retry = retry_rel(task.index)
     retrying = store.exists(retry)
-    if retrying:  # a rerun for --retry-failed: drop parts not written again
-        again = {s.url for s in shards}
-        for old in json.loads(store.read_text(retry))["shards"]:
-            if old["url"] not in again:
-                store.remove(old["url"])
     seconds: Counter[str] = Counter()
     for clip in task.clips:
         seconds.update(clip.timings)

@@ -17,6 +17,7 @@ from pipelines.config import PrepareConfig
 from pipelines.prepare import EngineOptions, prepare
 from pipelines.tasks import RunMismatch
 from shards import iter_samples
+from shards.store import Store
 
 
 @pytest.fixture(scope="module")
@@ -413,6 +414,36 @@ def test_retry_failed_remakes_what_it_cannot_read_back_and_removes_stale_parts(
     assert on_disk == indexed and len(on_disk) == 1
     shard = str(out / "shards" / on_disk[0])
     assert [s["__key__"] for s in wds.WebDataset([shard], shardshuffle=False)] == ["a"]
+
+
+def test_a_retry_killed_after_writing_parts_resumes_without_losing_a_sample(
+    videos, tmp_path, monkeypatch
+):
+    """One sample a part: a in part 0, b in part 1; m arrives, b's video goes. The retry
+    writes a, m, b as parts 0, 1, 2 (m now where b was) and is killed before its stats file.
+    The rerun finds b in part 2, beyond the parts the earlier attempt listed, and carries it."""
+    manifest = _a_missing_b(videos, tmp_path)
+    out = tmp_path / "out"
+    _retry(manifest, out, (), shard_bytes=1)
+    before = _fields(out)
+    shutil.copy(videos["h264_long"], tmp_path / "m.mp4")
+    (tmp_path / "b.mp4").unlink()
+    real = Store.put_bytes
+
+    def killed_at_the_stats_file(self, rel, data):
+        if rel.startswith("stats/"):
+            raise KeyboardInterrupt
+        return real(self, rel, data)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Store, "put_bytes", killed_at_the_stats_file)
+        with pytest.raises(KeyboardInterrupt):
+            _retry(manifest, out, {"probe"}, shard_bytes=1)
+    assert len(list((out / "shards").glob("*.tar"))) == 3, "killed after writing its parts"
+    summary = _retry(manifest, out, {"probe"}, shard_bytes=1)
+    assert (summary["samples"], summary["failed"]) == (3, 0)
+    after = _fields(out)
+    assert list(after) == ["a", "m", "b"] and {k: after[k] for k in before} == before
 
 
 def test_retry_benchmark_runs_and_prints_the_ratio(tmp_path, capsys):
