@@ -140,6 +140,7 @@ def reopen_failed(store: Store, stages: set[str]) -> list[int]:
         if not any(stage in stages for stage in stats["failed_by_stage"]):
             continue
         index = stats["task"]
+        store.remove(kept_dir(index))  # copies of an older attempt's parts, left by a kill
         earlier = {**stats, "retry_stages": sorted(stages)}
         store.put_bytes(retry_rel(index), (json.dumps(earlier, ensure_ascii=False) + "\n").encode())
         store.remove(stats_rel(index))
@@ -213,8 +214,28 @@ def load_task(index: int, cfg: PrepareConfig) -> Task:
     task = Task(index, staging.load_clips(cfg, index))
     store = Store(cfg.out)
     if store.exists(retry_rel(index)):
-        carry_earlier(task, store, ShardSpec(cfg.name, index, cfg.shard_bytes))
+        carry_earlier(task, store)
     return task
+
+
+def kept_dir(index: int) -> str:
+    """Where a retry of task ``index`` keeps its earlier attempt's parts until it is done."""
+    return f"{RETRY_DIR}/{index:06d}"
+
+
+def kept_rel(index: int, url: str) -> str:
+    return f"{kept_dir(index)}/{url.rsplit('/', 1)[-1]}"
+
+
+def keep_earlier_parts(store: Store, index: int) -> None:
+    """Before a retry overwrites its task's parts: a copy of each earlier part (a hard link
+    locally), made once. A retry killed after overwriting part 1 (a recovered row pushes later
+    samples up) and before writing part 2 would otherwise have destroyed the only copy of the
+    samples it was carrying; the rerun reads these instead."""
+    earlier = json.loads(store.read_text(retry_rel(index)))
+    for url in (s["url"] for s in earlier["shards"]):
+        if store.exists(url) and not store.exists(kept_rel(index, url)):
+            store.copy(url, kept_rel(index, url))
 
 
 def parts_from(store: Store, spec: ShardSpec, first: int) -> list[str]:
@@ -227,25 +248,25 @@ def parts_from(store: Store, spec: ShardSpec, first: int) -> list[str]:
     return found
 
 
-def carry_earlier(task: Task, store: Store, spec: ShardSpec) -> None:
+def carry_earlier(task: Task, store: Store) -> None:
     """Keep what the earlier attempt of a reopened task got right; leave the rest to redo.
 
     Rows that failed in a retried stage run again. Rows that failed in another stage keep their
     failure. Rows the earlier attempt wrote are read back from its tars, bytes as they are; a
     row whose sample cannot be read back (a part lost or damaged since) runs again too. The tars
-    are the earlier attempt's parts and any after them: a retry killed after writing some of its
-    parts has moved later samples to higher part numbers.
+    are the earlier attempt's parts, from the copies ``keep_earlier_parts`` made where a retry
+    was killed after writing over them.
     """
     earlier = json.loads(store.read_text(retry_rel(task.index)))
     stages = set(earlier.get("retry_stages", RETRYABLE))
     failed = {f["row"]: f for f in earlier["failures"]}
     written = {c.key for c in task.clips if c.row not in failed}
     found: dict[str, Sample] = {}
-    parts = [s["url"] for s in earlier["shards"]]
-    for part in parts + parts_from(store, spec, len(parts)):
+    for url in (s["url"] for s in earlier["shards"]):
+        kept = kept_rel(task.index, url)
         if written - found.keys():
             try:
-                with store.open(part) as fh:
+                with store.open(kept if store.exists(kept) else url) as fh:
                     found.update((s.key, s) for s in read_samples(fh, written))
             except FileNotFoundError:
                 continue
@@ -351,11 +372,13 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
     in_order = sorted([(c.row, c) for c in good] + task.carried, key=lambda pair: pair[0])
     samples = (x if isinstance(x, Sample) else to_sample(x) for _, x in in_order)
     spec = ShardSpec(cfg.name, task.index, cfg.shard_bytes)
+    retry = retry_rel(task.index)
+    retrying = store.exists(retry)
+    if retrying:
+        keep_earlier_parts(store, task.index)
     shards = write_shards(samples, store, spec)
     for stale in parts_from(store, spec, len(shards)):  # so a glob sees just the index's samples
         store.remove(stale)
-    retry = retry_rel(task.index)
-    retrying = store.exists(retry)
     seconds: Counter[str] = Counter()
     for clip in task.clips:
         seconds.update(clip.timings)
@@ -376,6 +399,7 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
     }
     store.put_bytes(stats_rel(task.index), (json.dumps(stats, ensure_ascii=False) + "\n").encode())
     if retrying:
+        store.remove(kept_dir(task.index))
         store.remove(retry)
     return stats
 

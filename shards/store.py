@@ -8,6 +8,7 @@ written). Readers therefore never see a partial shard or stats file.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO
@@ -91,6 +92,23 @@ class Store:
         else:
             self.fs.put_file(local_path, self.path(rel))
             os.unlink(local_path)
+
+    def copy(self, src: str, dst: str) -> None:
+        """A second name for ``src`` that later writes to ``src`` do not change: a hard link
+        locally (no bytes copied; ``put_file`` replaces, never rewrites, a file), a server-side
+        copy on object storage. ``dst`` appears whole or not at all."""
+        if self.local:
+            final = Path(self.path(dst))
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.with_name(f".{final.name}.link")
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(self.path(src), tmp)
+            except OSError:  # a filesystem without hard links
+                shutil.copyfile(self.path(src), tmp)
+            os.replace(tmp, final)
+        else:
+            self.fs.copy(self.path(src), self.path(dst))
 
     def scratch_dir(self) -> str:
         """A local folder for files on their way to this store (same filesystem when local)."""

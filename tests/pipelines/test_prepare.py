@@ -416,34 +416,39 @@ def test_retry_failed_remakes_what_it_cannot_read_back_and_removes_stale_parts(
     assert [s["__key__"] for s in wds.WebDataset([shard], shardshuffle=False)] == ["a"]
 
 
-def test_a_retry_killed_after_writing_parts_resumes_without_losing_a_sample(
-    videos, tmp_path, monkeypatch
+@pytest.mark.parametrize("killed_at", ["t-000000-2.tar", "stats/000000.json"])
+def test_a_retry_killed_while_writing_resumes_without_losing_a_sample(
+    videos, tmp_path, monkeypatch, killed_at
 ):
-    """One sample a part: a in part 0, b in part 1; m arrives, b's video goes. The retry
-    writes a, m, b as parts 0, 1, 2 (m now where b was) and is killed before its stats file.
-    The rerun finds b in part 2, beyond the parts the earlier attempt listed, and carries it."""
+    """One sample a part: a in part 0, b in part 1; m arrives, b's video goes. The retry writes
+    a, m, b as parts 0, 1, 2, m over b's old part, and is killed before part 2 (b's only copy
+    then is the one the retry kept) or at its stats file. The rerun still carries b."""
     manifest = _a_missing_b(videos, tmp_path)
     out = tmp_path / "out"
     _retry(manifest, out, (), shard_bytes=1)
     before = _fields(out)
     shutil.copy(videos["h264_long"], tmp_path / "m.mp4")
     (tmp_path / "b.mp4").unlink()
-    real = Store.put_bytes
+    put_bytes, put_file = Store.put_bytes, Store.put_file
 
-    def killed_at_the_stats_file(self, rel, data):
-        if rel.startswith("stats/"):
-            raise KeyboardInterrupt
-        return real(self, rel, data)
+    def killed(real):
+        def put(self, rel, data):
+            if rel.endswith(killed_at):
+                raise KeyboardInterrupt
+            return real(self, rel, data)
+
+        return put
 
     with monkeypatch.context() as patch:
-        patch.setattr(Store, "put_bytes", killed_at_the_stats_file)
+        patch.setattr(Store, "put_bytes", killed(put_bytes))
+        patch.setattr(Store, "put_file", killed(put_file))
         with pytest.raises(KeyboardInterrupt):
             _retry(manifest, out, {"probe"}, shard_bytes=1)
-    assert len(list((out / "shards").glob("*.tar"))) == 3, "killed after writing its parts"
     summary = _retry(manifest, out, {"probe"}, shard_bytes=1)
     assert (summary["samples"], summary["failed"]) == (3, 0)
     after = _fields(out)
     assert list(after) == ["a", "m", "b"] and {k: after[k] for k in before} == before
+    assert not (out / "retry").exists()
 
 
 def test_retry_benchmark_runs_and_prints_the_ratio(tmp_path, capsys):

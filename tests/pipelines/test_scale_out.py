@@ -75,8 +75,8 @@ def test_videos_from_a_bucket_shards_to_a_bucket_and_resume_there(s3, videos, tm
             "end": 2.5,
             "text": "bars",
         },
+        {"key": "gone", "video": "s3://bucket/videos/missing.mp4", "text": "not uploaded yet"},
         {"key": "mandel", "video": "s3://bucket/videos/mandel.webm", "text": "fractal"},
-        {"key": "gone", "video": "s3://bucket/videos/missing.mp4", "text": "never uploaded"},
     ]
     s3.pipe_file("bucket/in/m.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
     cfg = PrepareConfig(out="s3://bucket/run", shard_size=2, frame_short_side=64, captioner="none")
@@ -99,6 +99,17 @@ def test_videos_from_a_bucket_shards_to_a_bucket_and_resume_there(s3, videos, tm
     assert {s["key"] for s in iter_samples("s3://bucket/run")} == {"bars", "mandel"}
     again = prepare("s3://bucket/in/m.jsonl", cfg, EngineOptions(runner="local"), progress=False)
     assert again["resumed_tasks"] == 2 and again["samples"] == 2
+
+    # the video arrives: --retry-failed redoes that row only, bars is copied from the bucket's
+    # tar (the retry keeps a server-side copy of the part it overwrites until it is done)
+    bars = next(s for s in iter_samples("s3://bucket/run") if s["key"] == "bars")
+    s3.put_file(str(videos["h264_long"]), "bucket/videos/missing.mp4")
+    retry = EngineOptions(runner="local", retry_stages=frozenset({"probe"}))
+    third = prepare("s3://bucket/in/m.jsonl", cfg, retry, progress=False)
+    assert (third["samples"], third["failed"], third["reopened_tasks"]) == (3, 0, 1)
+    got = {s["key"]: s for s in iter_samples("s3://bucket/run")}
+    assert list(got) == ["bars", "gone", "mandel"] and got["bars"] == bars
+    assert not s3.exists("bucket/run/retry")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
