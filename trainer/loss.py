@@ -84,11 +84,7 @@ def clip_id_tensor(names: Sequence[str]) -> torch.Tensor:
 
 def same_clip_mask(clip_ids: torch.Tensor) -> torch.Tensor:
     """[N, N] over the global batch: True where rows i != j show the same clip."""
-    ids = clip_ids
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        parts = [torch.empty_like(clip_ids) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, clip_ids.contiguous())
-        ids = torch.cat(parts)
+    ids = gather_features(clip_ids)  # integers: nothing flows back
     same = ids[:, None] == ids[None, :]
     same.fill_diagonal_(False)
     return same
