@@ -41,9 +41,10 @@ def run_status(out: str, now: float | None = None) -> dict[str, Any]:
     recent = timed[-RATE_WINDOW:]
     rate = None
     if len(recent) >= 2 and recent[-1]["finished_at"] > recent[0]["finished_at"]:
-        # rows of the tasks finished after the window's first one, over the time they took
+        # rows the tasks finished after the window's first one processed, over the time they
+        # took; a retried task's carried rows were copied, not processed, and would inflate it
         span = recent[-1]["finished_at"] - recent[0]["finished_at"]
-        rate = sum(t["rows"] for t in recent[1:]) / span
+        rate = sum(t["rows"] - t.get("carried", 0) for t in recent[1:]) / span
     remaining = run["rows"] - counts["rows_done"]
     now = time.time() if now is None else now
     return {

@@ -50,3 +50,16 @@ def test_status_cli_on_a_finished_run_and_on_a_folder_without_one(videos, tmp_pa
     none = subprocess.run([*cmd, str(missing)], capture_output=True, text=True, timeout=120)
     assert none.returncode == 2 and "no run here" in none.stderr
     assert not missing.exists(), "asking for a status creates nothing"
+
+
+def test_status_rate_leaves_out_rows_a_retry_carried_instead_of_processing(videos, tmp_path):
+    out = _run(videos, tmp_path)
+    stats = sorted((out / "stats").glob("*.json"))
+    for i, path in enumerate(stats):
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps({**data, "finished_at": 100.0 + 10 * i}))
+    last = json.loads(stats[-1].read_text())  # as if a retry of 3 rows carried 2 of them
+    stats[-1].write_text(json.dumps({**last, "rows": 3, "carried": 2}))
+    st = run_status(str(out), now=200.0)
+    # tasks 1..4 finished after task 0, in 40 s; they processed 1 + 1 + 1 + (3 - 2) rows
+    assert st["rows_per_s"] == 4 / 40
