@@ -67,6 +67,20 @@ def test_dual_softmax_demotes_a_hub_video() -> None:
     assert retrieval_metrics(dual_softmax(sim, temperature=100))["R1"] == 100.0
 
 
+def test_the_report_ranks_one_dual_softmax_matrix_both_ways_as_the_official_evaluation() -> None:
+    from trainer.evaluate import retrieval_report
+
+    # text i is the unit vector e_i, so sim = video.T; video 0 is a hub both texts rank first
+    sim = np.array([[0.64, 0.27], [0.04, 0.02]], dtype=np.float32)
+    report = retrieval_report(torch.eye(2), torch.tensor(sim.T))
+    assert report["t2v"]["R1"] == 50.0 and report["t2v_dsl"]["R1"] == 100.0
+    # v2t ranks the columns of sim * softmax(100 sim, axis=0): within a column the factor only
+    # grows with sim, so v2t with DSL ranks the texts as plain v2t does (the official rule; a
+    # softmax over the videos of each text instead would score 100 here)
+    assert report["v2t_dsl"] == retrieval_metrics(dual_softmax(sim).T)
+    assert report["v2t_dsl"]["R1"] == report["v2t"]["R1"]
+
+
 def test_several_texts_per_video_rank_each_text_against_the_videos_once() -> None:
     # texts 0, 1 show video 0; text 2 shows video 1 (rows texts, columns videos)
     sim = np.array([[0.9, 0.2], [0.1, 0.3], [0.4, 0.8]])
