@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 FIELDS = ("caption.txt", "jpg", "json", "mp4", "txt")
 _KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+MAX_MEMBER_NAME = 100  # bytes of a USTAR header's name field; the names here have no "/"
 
 
 @dataclass(slots=True, frozen=True)
@@ -27,6 +28,11 @@ class Sample:
         for ext in self.fields:
             if "/" in ext or ext.startswith(".") or not ext:
                 raise ValueError(f"unsafe field name {ext!r} for sample {self.key!r}")
+            if len(f"{self.key}.{ext}".encode()) > MAX_MEMBER_NAME:
+                raise ValueError(
+                    f"sample key {self.key!r} too long: {self.key}.{ext} exceeds the "
+                    f"{MAX_MEMBER_NAME}-byte tar member name"
+                )
 
     @property
     def nbytes(self) -> int:

@@ -75,6 +75,11 @@ def test_index_and_reader_iterate_a_run_folder(tmp_path):
     assert keys == [f"clip_{i:03d}" for i in range(4)]
 
 
+def test_a_key_too_long_for_a_tar_member_name_is_refused_before_any_write():
+    with pytest.raises(ValueError, match="exceeds the 100-byte tar member name"):
+        Sample("k" * 90, {"caption.txt": b"", "txt": b""})
+
+
 @pytest.mark.parametrize("key", ["a.b", "../x", "a/b", ""])
 def test_unsafe_keys_are_refused(key):
     with pytest.raises(ValueError, match="unsafe sample key"):
