@@ -8,6 +8,7 @@ counted, never dropped); a file that cannot be read as a manifest at all raises
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
@@ -62,7 +63,8 @@ def _open(uri: str) -> Iterator[IO[bytes]]:
 def _csv_rows(uri: str, delimiter: str) -> Iterator[RawRow]:
     with _open(uri) as f:
         text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        yield from _csv_reader_rows(uri, csv.reader(text, delimiter=delimiter))
+        # strict: a malformed quote is that row's error, never silently rewritten text
+        yield from _csv_reader_rows(uri, csv.reader(text, delimiter=delimiter, strict=True))
 
 
 def _csv_reader_rows(uri: str, reader: Any) -> Iterator[RawRow]:
@@ -78,12 +80,22 @@ def _csv_reader_rows(uri: str, reader: Any) -> Iterator[RawRow]:
             f"{uri}:1: the header has no 'video' column (found: {', '.join(header)})"
         )
     while True:
+        start = reader.line_num + 1
         try:
             fields = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield reader.line_num, f"unreadable CSV line: {exc}"
+            if str(exc) == "unexpected end of data":
+                # a quote opened and never closed: every line after it was read into one field,
+                # so which rows those lines were is unknowable; stop rather than guess
+                raise ManifestError(
+                    f"{uri}:{start}: a quoted field opened on this line is never closed; it runs "
+                    f"to the end of the file ({reader.line_num - start + 1} lines), so the rows "
+                    "after it cannot be told apart (close the quote; a quote inside a field is "
+                    'written "")'
+                ) from None
+            yield start, f"unreadable CSV line: {exc} (quote the field and double a quote in it)"
             continue
         if not any(f.strip() for f in fields):
             continue
@@ -98,24 +110,45 @@ def _jsonl_rows(uri: str) -> Iterator[RawRow]:
         yield from _jsonl_lines(uri, f)
 
 
+JSONL_PROBE_LINES = 100  # unreadable lines before the first object: beyond this, not JSON Lines
+
+
 def _jsonl_lines(uri: str, f: IO[bytes]) -> Iterator[RawRow]:
+    """Rows of a JSON Lines file; a bad line is that row's failure.
+
+    Unreadable lines before the first object are held back: a file whose first
+    ``JSONL_PROBE_LINES`` non-blank lines all fail is no JSON Lines at all (a CSV named .jsonl)
+    and stops the run naming its first line; otherwise they become failed rows like any other.
+    """
+    held: list[RawRow] = []
     seen_good = False
     for lineno, raw in enumerate(f, start=1):
+        if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
         if not raw.strip():
             continue
         line = raw.decode("utf-8", "surrogateescape")
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            if not seen_good:
-                raise ManifestError(f"{uri}:{lineno}: not JSON Lines ({exc.msg})") from None
-            yield lineno, f"unreadable JSON line: {exc.msg}"
+            bad = (lineno, f"unreadable JSON line: {exc.msg}")
+            if seen_good:
+                yield bad
+                continue
+            held.append(bad)
+            if len(held) >= JSONL_PROBE_LINES:
+                break
             continue
         if not isinstance(value, dict):
             yield lineno, f"line is JSON {type(value).__name__}, not an object"
             continue
-        seen_good = True
+        if not seen_good:
+            seen_good = True
+            yield from held
         yield lineno, value
+    if held and not seen_good:
+        first, reason = held[0]
+        raise ManifestError(f"{uri}:{first}: not JSON Lines ({reason.split(': ', 1)[1]})")
 
 
 def _parquet_rows(uri: str) -> Iterator[RawRow]:

@@ -70,6 +70,31 @@ def test_jsonl_bad_line_after_good_ones_is_a_row_failure(tmp_path):
     assert "not an object" in clips[2].error.reason
 
 
+def test_jsonl_bad_first_lines_are_row_failures_and_a_bom_is_read_past(tmp_path):
+    m = tmp_path / "m.jsonl"
+    good = json.dumps({"video": "/v/a.mp4", "text": "x"}).encode()
+    m.write_bytes(b"\xef\xbb\xbf{truncated\n\n" + good + b"\n")
+    bad, ok = read_manifest(str(m))
+    assert bad.error.reason.startswith("line 1: unreadable JSON line") and ok.ok
+    m.write_bytes(b"\xef\xbb\xbf" + good + b"\n")
+    assert read_manifest(str(m))[0].ok, "a UTF-8 byte order mark is not part of the first row"
+
+
+def test_csv_unclosed_quote_stops_naming_its_line_instead_of_swallowing_rows(tmp_path):
+    m = tmp_path / "m.csv"
+    m.write_text('video,text\n/v/a.mp4,"unterminated\n/v/b.mp4,ok\n/v/c.mp4,ok2\n')
+    with pytest.raises(ManifestError, match=r"m\.csv:2: a quoted field opened on this line"):
+        read_manifest(str(m))
+
+
+def test_csv_malformed_quote_fails_that_row_only_and_multiline_fields_stay(tmp_path):
+    m = tmp_path / "m.csv"
+    m.write_text('video,text\n/v/a.mp4,"said" more\n/v/b.mp4,"two\nlines"\n/v/c.mp4,ok\n')
+    a, b, c = read_manifest(str(m))
+    assert a.error.reason.startswith("line 2: unreadable CSV line")
+    assert (b.text, c.text) == ("two\nlines", "ok") and b.ok and c.ok
+
+
 def test_parquet_manifest(tmp_path):
     m = tmp_path / "m.parquet"
     pq.write_table(
