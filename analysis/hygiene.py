@@ -12,7 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-_TIMESTAMP_LINE = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?[.,]\d{1,3}\s*-->\s*\S+.*")
+# A cue timing (``00:00:01,000 --> 00:00:02,000 align:start position:0%``): the two times and
+# any ``name:value`` cue settings after them, nothing more, so text that follows it on the same
+# line (a timing line joined into a sentence) is kept.
+_TIMESTAMP_LINE = re.compile(
+    r"(?:\d+:)?\d{1,2}:\d{2}(?:[.,]\d{1,3})?[ \t]*-->[ \t]*(?:\d+:)?\d{1,2}:\d{2}(?:[.,]\d{1,3})?"
+    r"(?:[ \t]+[A-Za-z][\w-]*:[^\s:]+)*"
+)
 _TIMESTAMP = re.compile(r"(?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3}")
 _TAG = re.compile(r"<[^>]*>")
 _SOUND = re.compile(r"\[[^\]]*\]|\([^)]*(?:music|applause|laughter|laughs|inaudible)[^)]*\)", re.I)

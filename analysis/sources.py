@@ -185,15 +185,20 @@ def _read_json(spec: SourceSpec, path: str) -> list[str]:
 
 
 def _read_subtitles(spec: SourceSpec, path: str) -> list[str]:
-    """One sentence per cue, markup kept (the hygiene step decides what to strip)."""
-    lines = _read_text(spec, path).replace("\r\n", "\n").split("\n")
+    """One sentence per cue, markup kept (the hygiene step decides what to strip).
+
+    A cue's text runs to a blank line or to the next ``-->`` line: YouTube's auto-caption VTT
+    puts the next cue's timing right under the text. (The same reading as
+    ``pipelines.subtitles.parse_cues``, which analysis does not import: it reads shards only.)
+    """
+    lines = _read_text(spec, path).replace("\r\n", "\n").replace("\r", "\n").split("\n")
     out: list[str] = []
     i = 0
     while i < len(lines):
         if "-->" in lines[i]:
             i += 1
             body: list[str] = []
-            while i < len(lines) and lines[i].strip():
+            while i < len(lines) and lines[i].strip() and "-->" not in lines[i]:
                 body.append(lines[i].strip())
                 i += 1
             out.append(" ".join(body))

@@ -29,6 +29,8 @@ from typing import Any
 
 _TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
 _TIMESTAMP = re.compile(r"^\s*(?:(\d+):)?(\d{1,2}):(\d{2})(?:[.,](\d{1,3}))?\s*$")
+# A cue timing's time; the fraction may be missing (``00:00:01 --> 00:00:02`` SRT in the wild).
+_CUE_TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})(?:[.,](\d{1,3}))?")
 _TAG = re.compile(r"<[^>]*>")
 _WORD_TIME = re.compile(r"<((?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3})>")
 _BRACKET = re.compile(r"\[[^\]]*\]")
@@ -78,25 +80,47 @@ def parse_cues(content: str) -> list[Cue]:
 
     A cue's text also ends at the next ``-->`` line: YouTube's auto-caption VTT often has no
     blank line between cues.
+
+    Raises ``SubtitleError`` (``"line N: ..."``; callers add the file) for a ``-->`` line whose
+    times do not parse, and for a non-empty file with no cue at all: either would otherwise give
+    every clip of the video empty text without a word. A WebVTT file that is only its header
+    (``WEBVTT``, a video without speech) has no cues and is not an error.
     """
     cues: list[Cue] = []
-    lines = content.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = content.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
     i = 0
     while i < len(lines):
         line = lines[i]
         if "-->" in line:
-            left, _, right = line.partition("-->")
-            a, b = _TIME.search(left), _TIME.search(right)
+            start, end = _timing(line, i + 1)
             i += 1
             body: list[str] = []
             while i < len(lines) and lines[i].strip() and "-->" not in lines[i]:
                 body.append(lines[i])
                 i += 1
-            if a and b:
-                cues.append(_cue(_seconds(a), _seconds(b), " ".join(body)))
+            cues.append(_cue(start, end, " ".join(body)))
         else:
             i += 1
+    if not cues:
+        first = next((n for n, line in enumerate(lines, 1) if line.strip()), None)
+        if first is not None and not lines[first - 1].strip().startswith("WEBVTT"):
+            raise SubtitleError(
+                f"line {first}: no subtitle cues (no 'START --> END' line) in a file "
+                f"that starts {lines[first - 1].strip()[:40]!r}"
+            )
     return cues
+
+
+def _timing(line: str, lineno: int) -> tuple[float, float]:
+    """Start and end of a cue timing line (``00:00:01,000 --> 00:00:02,000 [settings]``)."""
+    left, _, right = line.partition("-->")
+    a = _CUE_TIME.fullmatch(left.strip())
+    b = _CUE_TIME.fullmatch(right.split()[0]) if right.split() else None  # then settings
+    if a is None or b is None:
+        raise SubtitleError(
+            f"line {lineno}: not a cue timing 'START --> END': {line.strip()[:60]!r}"
+        )
+    return _seconds(a), _seconds(b)
 
 
 def _cue(start: float, end: float, body: str) -> Cue:

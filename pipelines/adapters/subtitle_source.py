@@ -17,6 +17,21 @@ from pipelines.subtitles import (
 SUBTITLE_EXTENSIONS = (".vtt", ".srt", ".json")
 
 
+def language(file: Path) -> str:
+    """The language tag of ``ID.en-US.vtt`` (``"en-US"``); ``""`` for ``ID.vtt``."""
+    parts = file.name.split(".")
+    return ".".join(parts[1:-1])
+
+
+def _preference(file: Path) -> int:
+    """English first (the paper's text is English; ``ID.de.vtt`` sorts before ``ID.en.vtt``),
+    then a file without a language tag, then any other language; ties keep path order."""
+    tag = language(file).lower()
+    if tag == "en" or tag.startswith(("en-", "en_")):
+        return 0
+    return 1 if not tag else 2
+
+
 class SubtitleSource:
     """Whole-video cues by video id, from a folder of files or one transcript JSON."""
 
@@ -28,10 +43,12 @@ class SubtitleSource:
             return
         path = Path(where)
         if path.is_dir():
+            found: dict[str, list[Path]] = {}
             for f in sorted(path.rglob("*")):
                 if f.is_file() and f.suffix.lower() in SUBTITLE_EXTENSIONS:
                     # ID.vtt, ID.en.vtt, ID.en-US.srt: the id is everything before the first dot
-                    self._files.setdefault(f.name.split(".", 1)[0], str(f))
+                    found.setdefault(f.name.split(".", 1)[0], []).append(f)
+            self._files = {vid: str(min(files, key=_preference)) for vid, files in found.items()}
         elif path.is_file():
             try:
                 self._map = load_transcript_map(load_json(where))

@@ -49,6 +49,29 @@ def test_srt_and_plain_vtt_still_parse_as_before():
     assert cues_text(cues) == "Hello world"
 
 
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("1\n00:00:01,000 --> garbage\nhello\n", r"^line 2: not a cue timing .*garbage"),
+        ("1\n00:00:01,000 --> 00:00:02,000\nok\n\n2\nsoon --> later\nx\n", r"^line 6: "),
+        ("this is not a subtitle file at all", r"^line 1: no subtitle cues .*'this is not"),
+        ("\n\n<html><body>404</body></html>\n", r"^line 3: no subtitle cues"),
+    ],
+)
+def test_a_malformed_subtitle_file_is_an_error_naming_the_line(content, message):
+    with pytest.raises(SubtitleError, match=message):
+        parse_cues(content)
+
+
+def test_empty_files_header_only_vtt_and_times_without_fraction_are_not_errors():
+    assert parse_cues("") == [] and parse_cues("\n \n") == []
+    assert parse_cues("\ufeffWEBVTT\nKind: captions\n\n") == []  # a video without speech
+    assert parse_cues("1\n00:00:01 --> 00:00:02\nhi\n") == [Cue(1.0, 2.0, "hi")]
+    assert parse_cues("WEBVTT\n\n01:02.500 --> 01:03.000 line:0 align:start\nhi") == [
+        Cue(62.5, 63.0, "hi")
+    ]
+
+
 def test_youtube_vtt_cues_end_at_the_next_timing_line_and_lose_word_tags():
     cues = parse_cues(YOUTUBE_VTT)
     assert [c.text for c in cues] == [

@@ -25,3 +25,15 @@ def test_lowercase_and_keep_options():
     assert kept == ["good morning"] and stats.duplicates == 1
     kept, _ = clean_sentences(texts, TextHygiene(strip_markup=False, drop_duplicates=False))
     assert kept == texts
+
+
+def test_a_cue_timing_is_stripped_without_the_text_after_it():
+    # A timing line joined into a sentence (a reader that missed a cue boundary) loses only the
+    # times and cue settings, not the next cue's words.
+    joined = "yeah what 00:05:04.080 --> 00:05:05.069 align:start position:0% this will happen"
+    assert strip_markup(joined) == "yeah what this will happen"
+    assert strip_markup("hi 00:00:01,000 --> 00:00:02,000 X1:10 X2:20 Y1:1 Y2:2 there") == (
+        "hi there"
+    )
+    assert strip_markup("00:01.000 --> 00:02.000 line:0") == ""
+    assert strip_markup("meet at 10:30 -> ratio a:b") == "meet at 10:30 -> ratio a:b"

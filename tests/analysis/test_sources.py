@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from analysis.hygiene import TextHygiene, clean_sentences
 from analysis.sources import SourceError, SourceSpec, read_source
+
+YOUTUBE_VTT = (
+    Path(__file__).resolve().parents[2]
+    / ".."
+    / "shared"
+    / "data"
+    / "captions"
+    / "youtube_dl_autocaption.vtt"
+)
 
 
 def read(arg: str) -> list[str]:
@@ -72,6 +83,45 @@ def test_subtitle_file_gives_one_sentence_a_cue(tmp_path):
         "1\n00:00:01,000 --> 00:00:02,000\nhello\nthere\n\n2\n00:00:03,000 --> 00:00:04,000\n[Music]\n"
     )
     assert read(f"s={tmp_path / 's.srt'}") == ["hello there", "[Music]"]
+
+
+# YouTube auto-caption layout: the next cue's timing line follows the text with no blank line.
+BACK_TO_BACK_VTT = """WEBVTT
+
+00:00:01.000 --> 00:00:02.000 align:start position:0%
+yeah
+<c.colorCCCCCC>what</c>
+00:00:02.000 --> 00:00:03.000 align:start position:0%
+this<00:00:02.500><c> will</c> happen
+00:00:03.000 --> 00:00:04.000
+this will happen
+
+00:00:05.000 --> 00:00:06.000
+bye
+"""
+
+
+def test_a_cue_ends_at_the_next_timing_line_without_a_blank_line(tmp_path):
+    (tmp_path / "yt.vtt").write_text(BACK_TO_BACK_VTT)
+    texts = read(f"yt={tmp_path / 'yt.vtt'}")
+    assert texts == [
+        "yeah <c.colorCCCCCC>what</c>",
+        "this<00:00:02.500><c> will</c> happen",
+        "this will happen",
+        "bye",
+    ]
+    kept, stats = clean_sentences(texts, TextHygiene())
+    assert kept == ["yeah what", "this will happen", "bye"] and stats.duplicates == 1
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not YOUTUBE_VTT.is_file(), reason="../shared/data is absent")
+def test_real_youtube_autocaption_vtt_keeps_every_cue():
+    texts = read(f"yt={YOUTUBE_VTT}")
+    assert len(texts) == 4  # 4 cues, two of them back to back
+    kept, stats = clean_sentences(texts, TextHygiene())
+    assert kept == ["yeah", "yeah what", "this will happen is I'm telling"]
+    assert stats.duplicates == 1
 
 
 def test_shard_source_reads_subtitles_or_captions(demo_run):
