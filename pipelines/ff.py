@@ -12,6 +12,13 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+# What a source may open besides itself. A playlist (HLS, DASH, an ffconcat script) makes the
+# demuxer open the files or URLs it names; with only these protocols it cannot reach the network
+# (no request to a cloud metadata address from a hostile row), and the probe refuses playlists
+# outright (``stages/probe.py``) so nothing outside the row's own file reaches a sample.
+INPUT_PROTOCOLS = "file,pipe"
+PYAV_OPTIONS = {"protocol_whitelist": INPUT_PROTOCOLS}
+
 
 class ToolError(RuntimeError):
     """ffmpeg or ffprobe failed, timed out or ran out of its memory cap."""
@@ -72,6 +79,8 @@ def ffprobe_json(path: str, limits: Limits, extra: Sequence[str] = ()) -> dict:
             "-show_format",
             "-show_streams",
             *extra,
+            "-protocol_whitelist",
+            INPUT_PROTOCOLS,
             path,
         ],
         limits,

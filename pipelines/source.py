@@ -36,9 +36,21 @@ def _cache_dir() -> str:
 
 
 def check_allowed(path: str, input_root: str | None) -> None:
-    """Refuse a local path outside ``input_root`` (after resolving ``..`` and links)."""
-    if input_root is None or not is_local(path):
+    """Refuse a video outside ``input_root`` (local paths after resolving ``..`` and links).
+
+    A local root admits no remote address (a hostile row could otherwise send the worker to any
+    URL); a root that is itself an address (``s3://bucket/videos``) admits the addresses under it,
+    none with a ``..`` segment.
+    """
+    if input_root is None:
         return
+    if not is_local(input_root):
+        prefix = input_root.rstrip("/") + "/"
+        if not path.startswith(prefix) or ".." in path[len(prefix) :].split("/"):
+            raise StageError(f"address is outside the allowed input root {input_root}")
+        return
+    if not is_local(path):
+        raise StageError(f"a remote address, outside the allowed input root {input_root}")
     real = Path(path.removeprefix("file://")).resolve()
     root = Path(input_root).resolve()
     if real != root and root not in real.parents:

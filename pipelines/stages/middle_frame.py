@@ -33,6 +33,7 @@ import av
 from PIL import Image
 
 from pipelines.config import PrepareConfig
+from pipelines.ff import PYAV_OPTIONS
 from pipelines.record import Clip
 from pipelines.stages.base import StageError
 
@@ -108,7 +109,9 @@ def _from_start(
 
 
 def _open(source: bytes | str) -> av.container.InputContainer:
-    return av.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    return av.open(
+        io.BytesIO(source) if isinstance(source, bytes) else source, container_options=PYAV_OPTIONS
+    )
 
 
 def _decode(

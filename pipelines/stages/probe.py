@@ -15,13 +15,16 @@ from collections import OrderedDict
 from fractions import Fraction
 
 from pipelines.config import PrepareConfig
-from pipelines.ff import ToolError, ffprobe_json, run_tool
+from pipelines.ff import INPUT_PROTOCOLS, ToolError, ffprobe_json, run_tool
 from pipelines.record import Clip, VideoInfo
 from pipelines.source import check_allowed, local_path
 from pipelines.stages.base import StageError
 
 MAX_SIDE = 16384
 STILL_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "gif"}
+# Demuxers whose input names other files: the clip would be cut from those, not from the row's
+# file (past ``--input-root``, or whatever a hostile manifest points at).
+PLAYLIST_FORMATS = {"hls", "applehttp", "dash", "webm_dash_manifest", "concat"}
 SPAN_TOLERANCE_S = 0.5  # spans that end this little past the video are clamped
 
 
@@ -47,6 +50,8 @@ def _count_frames(path: str, cfg: PrepareConfig) -> int:
             "stream=nb_read_packets",
             "-of",
             "csv=p=0",
+            "-protocol_whitelist",
+            INPUT_PROTOCOLS,
             path,
         ],
         cfg.limits,
@@ -117,6 +122,12 @@ def _video_info(path: str, cfg: PrepareConfig) -> VideoInfo:
     meta = ffprobe_json(path, cfg.limits)
     streams = meta.get("streams", [])
     fmt = meta.get("format", {})
+    format_name = fmt.get("format_name", "")
+    if PLAYLIST_FORMATS & set(format_name.split(",")):
+        raise StageError(
+            f"a playlist ({format_name}) that names other files, not a video: refused, its media "
+            "would come from outside this row's file"
+        )
     video = [
         s
         for s in streams
@@ -130,7 +141,6 @@ def _video_info(path: str, cfg: PrepareConfig) -> VideoInfo:
     # first), the largest picture among those, as ffmpeg's own default stream choice does.
     moving = [s for s in video if not _still(s)] or video
     vs = max(moving, key=lambda s: int(s.get("width") or 0) * int(s.get("height") or 0))
-    format_name = fmt.get("format_name", "")
     if format_name in STILL_FORMATS or _still(vs):
         raise StageError(f"a still image ({vs.get('codec_name')} in {format_name}), not a video")
     width, height = int(vs.get("width") or 0), int(vs.get("height") or 0)

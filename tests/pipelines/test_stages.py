@@ -595,6 +595,44 @@ def test_missing_file_and_path_outside_input_root(videos, tmp_path):
     assert "outside the allowed input root" in outside.error.reason
 
 
+def test_remote_addresses_are_held_to_the_input_root_too():
+    from pipelines.source import check_allowed
+    from pipelines.stages.base import StageError
+
+    check_allowed("s3://bucket/videos/a.mp4", "s3://bucket/videos")
+    for path, root in [
+        ("http://169.254.169.254/latest/meta-data", "/data"),
+        ("s3://bucket/private/a.mp4", "s3://bucket/videos"),
+        ("s3://bucket/videos/../private/a.mp4", "s3://bucket/videos"),
+        ("s3://bucket/videos2/a.mp4", "s3://bucket/videos"),
+    ]:
+        with pytest.raises(StageError, match="outside the allowed input root"):
+            check_allowed(path, root)
+
+
+def test_a_playlist_naming_a_file_outside_the_input_root_is_refused(tmp_path):
+    """An HLS playlist named .mp4 inside the root made ffmpeg cut a clip from a file outside."""
+    root, secret = tmp_path / "root", tmp_path / "secret"
+    root.mkdir()
+    secret.mkdir()
+    segment = secret / "private.ts"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=10", "-t", "2"]
+        + ["-c:v", "libx264", "-f", "mpegts", str(segment)],
+        check=True,
+    )
+    playlist = root / "innocent.mp4"
+    playlist.write_text(
+        f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n{segment}\n#EXT-X-ENDLIST\n"
+    )
+    clip = run_cpu_stages(playlist, extra={"input_root": str(root)})
+    assert clip.error is not None and clip.mp4 is None and clip.error.stage == "probe"
+    assert clip.error.reason.startswith("a playlist (hls) that names other files")
+    # and a playlist naming a URL cannot make ffmpeg reach the network at all
+    playlist.write_text("#EXTM3U\n#EXTINF:2.0,\nhttp://127.0.0.1:9/x.ts\n#EXT-X-ENDLIST\n")
+    assert run_cpu_stages(playlist).error is not None
+
+
 def test_tool_timeout_fails_the_row_with_a_reason(videos):
     clip = run_cpu_stages(videos["h264_long"], start=0.5, end=5.5, tool_timeout_s=0.001)
     assert clip.error is not None and "timed out" in clip.error.reason
