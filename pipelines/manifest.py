@@ -22,7 +22,7 @@ import fsspec
 
 from pipelines.keys import derive_key, safe_key
 from pipelines.record import Clip
-from pipelines.subtitles import cues_text, dedupe_rolling, parse_cues
+from pipelines.subtitles import SubtitleError, cues_text, dedupe_rolling, parse_cues
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ts"}
 TEXT_EXTENSIONS = (".txt", ".srt", ".vtt")
@@ -183,15 +183,29 @@ def _folder_rows(root: str) -> Iterator[RawRow]:
             "video": str(video),
             "key": str(video.relative_to(folder).with_suffix("")),
         }
-        for ext in TEXT_EXTENSIONS:
-            side = video.with_suffix(ext)
-            if side.is_file():
-                text = side.read_bytes().decode("utf-8", "surrogateescape")
-                row["text"] = (
-                    text.strip() if ext == ".txt" else cues_text(dedupe_rolling(parse_cues(text)))
-                )
-                break
+        try:
+            text = _sidecar_text(video)
+        except SubtitleError as exc:  # that video's row fails, naming its subtitle file
+            yield i, str(exc)
+            continue
+        if text is not None:
+            row["text"] = text
         yield i, row
+
+
+def _sidecar_text(video: Path) -> str | None:
+    """The text of the first same-stem .txt/.srt/.vtt beside ``video``; None when there is none."""
+    for ext in TEXT_EXTENSIONS:
+        side = video.with_suffix(ext)
+        if side.is_file():
+            text = side.read_bytes().decode("utf-8", "surrogateescape")
+            if ext == ".txt":
+                return text.strip()
+            try:
+                return cues_text(dedupe_rolling(parse_cues(text)))
+            except SubtitleError as exc:
+                raise SubtitleError(f"{side}: {exc}") from None
+    return None
 
 
 def raw_rows(uri: str) -> Iterator[RawRow]:

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from pipelines.manifest import read_manifest
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipelines/manifest.py _folder_rows must turn parse_cues' SubtitleError into a failed "
-    "row naming the file (parse_cues raises since malformed files stopped failing silently)",
-)
 def test_a_malformed_sidecar_fails_its_video_only_naming_the_file(tmp_path):
     for name in ("a.mp4", "b.mp4"):
         (tmp_path / name).write_bytes(b"")
