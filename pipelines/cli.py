@@ -61,7 +61,8 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
         type=int,
         default=d.shard_bytes,
         metavar="BYTES",
-        help="start a new shard part once a shard would exceed this size (default: 1e9)",
+        help="cap on a shard file's size in bytes, tar headers and padding counted; a task "
+        "past it continues in parts -1, -2, ... (default: 1e9)",
     )
     g = p.add_argument_group("clips and frames")
     g.add_argument(

@@ -22,8 +22,10 @@ from shards.store import Store
 class ShardSpec:
     """How one unit of work names and caps its shards.
 
-    Unit ``task`` writes ``shards/{name}-{task:06d}.tar``; when ``max_bytes`` would be exceeded
-    the unit continues in ``{name}-{task:06d}-1.tar``, ``-2`` ... so names stay deterministic.
+    Unit ``task`` writes ``shards/{name}-{task:06d}.tar``; when the tar file would grow past
+    ``max_bytes`` (headers and padding counted) the unit continues in ``{name}-{task:06d}-1.tar``,
+    ``-2`` ... so names stay deterministic. Only a part holding a single sample larger than the
+    cap exceeds it.
     """
 
     name: str
@@ -40,6 +42,20 @@ class ShardInfo:
     url: str  # relative to the run directory
     nsamples: int
     nbytes: int
+
+
+def tar_size(sample: Sample) -> int:
+    """Bytes ``sample`` takes in a tar: a 512-byte header per member, data padded to 512."""
+    return sum(
+        tarfile.BLOCKSIZE + -(-len(v) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+        for v in sample.fields.values()
+    )
+
+
+def _file_size(member_bytes: int) -> int:
+    """A tar's size on disk once closed: two zero blocks end it, then padding to a record."""
+    closed = member_bytes + 2 * tarfile.BLOCKSIZE
+    return -(-closed // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
 
 
 def _member(name: str, data: bytes) -> tarfile.TarInfo:
@@ -65,7 +81,7 @@ class _Part:
             data = sample.fields[ext]
             self.tar.addfile(_member(f"{sample.key}.{ext}", data), io.BytesIO(data))
         self.nsamples += 1
-        self.nbytes += sample.nbytes
+        self.nbytes += tar_size(sample)
 
     def close(self) -> None:
         self.tar.close()
@@ -92,7 +108,11 @@ def write_shards(samples: Iterable[Sample], store: Store, spec: ShardSpec) -> li
 
     try:
         for sample in samples:
-            if part is not None and part.nsamples and part.nbytes + sample.nbytes > spec.max_bytes:
+            if (
+                part is not None
+                and part.nsamples
+                and _file_size(part.nbytes + tar_size(sample)) > spec.max_bytes
+            ):
                 finish(part)
                 part = None
                 index += 1

@@ -56,6 +56,19 @@ def test_byte_cap_starts_new_parts_and_leaves_no_temp_files(tmp_path):
     assert leftovers == []
 
 
+def test_byte_cap_bounds_the_tar_file_headers_and_padding_included(tmp_path):
+    sizes = [300, 9000, 5000, 12000, 700, 4000, 25000, 100]
+    samples = [
+        Sample(f"s{i}", {"mp4": bytes(n), "txt": b"t" * (i + 1)}) for i, n in enumerate(sizes)
+    ]
+    infos = write_shards(samples, Store(str(tmp_path)), ShardSpec("x", 0, max_bytes=20480))
+    assert sum(i.nsamples for i in infos) == len(sizes) and len(infos) > 2
+    for info in infos:
+        size = (tmp_path / info.url).stat().st_size
+        assert size == info.nbytes
+        assert size <= 20480 or info.nsamples == 1, "only a lone oversized sample passes the cap"
+
+
 def test_plain_webdataset_reads_the_shards(tmp_path):
     infos = write_shards(_samples(3), Store(str(tmp_path)), ShardSpec("x", 0))
     ds = wds.WebDataset([str(tmp_path / i.url) for i in infos], shardshuffle=False).decode("pil")
