@@ -65,6 +65,21 @@ def default_options(beam_args: Sequence[str]) -> PipelineOptions:
     return PipelineOptions(args)
 
 
+def unknown_options(beam_args: Sequence[str]) -> tuple[list[str], bool]:
+    """Options in ``beam_args`` that no Beam options class defines, and whether the runner is direct.
+
+    Beam only logs such options and carries on, so a misspelled clipvip flag (``--shard-sise``)
+    would be dropped without a word; a portable runner (Flink, Spark) may still want options
+    only its job server knows, so the caller decides by runner.
+    """
+    options = default_options(beam_args)
+    known = options.get_all_options()
+    every = options.get_all_options(retain_unknown_options=True)
+    names = set(every) - set(known)  # Beam's spelling: dashes read as underscores
+    given = [a.split("=", 1)[0] for a in beam_args if a.startswith("--")]
+    return [a for a in given if a[2:].replace("-", "_") in names], _is_direct(options)
+
+
 def _is_direct(options: PipelineOptions) -> bool:
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     return runner in ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")

@@ -362,6 +362,19 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         raise UserError(
             f"unrecognized arguments: {' '.join(args.extra)} (only --runner beam passes options on)"
         )
+    if args.extra:
+        from pipelines.beam import unknown_options
+
+        unknown, direct = unknown_options(_engine(args).beam_args)
+        if unknown and direct:
+            raise UserError(
+                f"unrecognized arguments: {' '.join(unknown)} (neither clipvip nor Beam defines "
+                "them; see `clipvip prepare --help`)"
+            )
+        if unknown:
+            log.warning(
+                "Beam defines no option %s; passed on to the runner as given", " ".join(unknown)
+            )
     cfg = config_from_args(args)
     if cfg.captioner == "random-tiny":
         log.warning(

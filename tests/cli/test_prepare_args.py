@@ -1,0 +1,25 @@
+"""Options after `clipvip prepare` that nobody defines stop the run instead of vanishing."""
+
+from __future__ import annotations
+
+from clipvip.cli import main
+from pipelines.beam import unknown_options
+
+
+def test_a_misspelled_flag_with_beam_direct_runner_stops_naming_it(tmp_path, capsys):
+    m = tmp_path / "m.csv"
+    m.write_text("video,text\n/v/a.mp4,x\n")
+    out = tmp_path / "out"
+    argv = ["prepare", str(m), "--out", str(out), "--runner", "beam", "--shard-sise", "10"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --shard-sise" in err and not out.exists()
+
+
+def test_beam_options_pass_and_a_portable_runner_may_get_options_only_it_knows():
+    assert unknown_options(["--direct_num_workers=2", "--direct_running_mode", "in_memory"]) == (
+        [],
+        True,
+    )
+    unknown, direct = unknown_options(["--runner=FlinkRunner", "--job-only-option=1"])
+    assert (unknown, direct) == (["--job-only-option"], False)  # the CLI warns and goes on
