@@ -3,8 +3,10 @@
 The fairseq layers name NormFormer's extra norms and the cross-attention differently from the
 public Hugging Face port; everything else keeps its name. The architecture is read off the
 tensor shapes (width, layers, heads, FFN, ResNet depth), so no fairseq import is needed. The
-tokenizer files must come from an official OFA (or ``facebook/bart-large``) Hugging Face folder:
-fairseq's own ``encoder.json``/``dict.txt`` pair numbers BPE tokens differently.
+one inference switch the shapes cannot show, ``disable_entangle``, comes from the pickled
+training args or, when those cannot be read, from the caller. The tokenizer files must come
+from an official OFA (or ``facebook/bart-large``) Hugging Face folder: fairseq's own
+``encoder.json``/``dict.txt`` pair numbers BPE tokens differently.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import argparse
 import logging
 import re
 import shutil
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -45,8 +48,47 @@ def rename_fairseq_key(key: str) -> str:
     return key
 
 
-def read_fairseq(path: str | Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
-    """The ``model`` state dict of a fairseq checkpoint.
+@dataclass(frozen=True)
+class FairseqCheckpoint:
+    """What the converter takes from a fairseq ``.pt``: the tensors and the one training flag
+    that changes inference but leaves no trace in the tensor shapes."""
+
+    state: dict[str, torch.Tensor]
+    # ``--disable-entangle`` as the training run recorded it; None when the file does not say
+    # (a weights-only file, or args without the field).
+    disable_entangle: bool | None
+
+
+def _field(obj: object, key: str) -> object:
+    """``obj[key]`` for dicts (and omegaconf's DictConfig), ``obj.key`` for a Namespace."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def recorded_disable_entangle(ckpt: object) -> bool | None:
+    """``disable_entangle`` from a fairseq checkpoint's training args, or None if absent.
+
+    Older fairseq saves an ``argparse.Namespace`` under ``args``; newer saves ``args=None`` and
+    the config under ``cfg`` (``cfg["model"]`` a Namespace or dict). ``args`` wins, as fairseq
+    itself rebuilds ``cfg`` from it when both are there.
+    """
+    if not isinstance(ckpt, Mapping):
+        return None
+    for source in (ckpt.get("args"), _field(ckpt.get("cfg"), "model")):
+        value = _field(source, "disable_entangle")
+        if value is None:
+            continue
+        if not isinstance(value, bool):
+            raise ValueError(f"checkpoint args hold disable_entangle={value!r}, not a bool")
+        return value
+    return None
+
+
+def read_fairseq_checkpoint(path: str | Path, trust_pickle: bool = False) -> FairseqCheckpoint:
+    """The ``model`` state dict of a fairseq checkpoint and its recorded ``disable_entangle``.
 
     fairseq pickles its training config (an ``argparse.Namespace`` or omegaconf object) beside
     the weights, which ``weights_only=True`` refuses; ``trust_pickle`` allows a full load for a
@@ -61,11 +103,48 @@ def read_fairseq(path: str | Path, trust_pickle: bool = False) -> dict[str, torc
                 f"load refused it ({type(err).__name__}). If the file comes from the official "
                 "OFA release, rerun with --trust-pickle."
             ) from err
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except ModuleNotFoundError as missing:  # e.g. omegaconf objects in fairseq's cfg
+            raise ValueError(
+                f"unpickling {path}'s training config needs the module {missing.name!r}; "
+                "install it in this environment and rerun"
+            ) from missing
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path} has no 'model' state dict")
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    return FairseqCheckpoint(tensors, recorded_disable_entangle(ckpt))
+
+
+def read_fairseq(path: str | Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """The ``model`` state dict of a fairseq checkpoint (see ``read_fairseq_checkpoint``)."""
+    return read_fairseq_checkpoint(path, trust_pickle).state
+
+
+def resolve_disable_entangle(path: str | Path, recorded: bool | None, given: bool | None) -> bool:
+    """The checkpoint's own ``disable_entangle`` if it records one, else the caller's choice.
+
+    Why it matters: with ``disable_entangle`` the decoder does not add its absolute position
+    embedding to the token embedding (fairseq OFA tests ``not args.disable_entangle``); every
+    run script of the official OFA release trains with ``--disable-entangle``, and the wrong
+    setting gives a model that loads cleanly and captions differently. So it is never guessed.
+    """
+    if recorded is not None and given is not None and recorded != given:
+        raise ValueError(
+            f"{path} was trained with disable_entangle={recorded}, which contradicts "
+            f"{'--disable-entangle' if given else '--entangle'}; drop the flag"
+        )
+    if recorded is not None:
+        return recorded
+    if given is not None:
+        return given
+    raise ValueError(
+        f"{path} does not record disable_entangle (no fairseq training args readable), and it "
+        "decides whether the decoder adds positions to tokens: pass --disable-entangle (what "
+        "OFA's official run scripts train with, caption_large_best_clean.pt included) or "
+        "--entangle"
+    )
 
 
 def infer_config(state: dict[str, torch.Tensor], image_size: int) -> OFAConfig:
@@ -105,14 +184,20 @@ def convert_fairseq(
     image_size: int = 480,
     trust_pickle: bool = False,
     config: OFAConfig | None = None,
+    disable_entangle: bool | None = None,
 ) -> Path:
     """Write ``out`` (config.json, model.safetensors, vocab.json, merges.txt); return it.
 
     The converted weights go through the same strict check as any other load, so a fairseq
-    file with tensors we do not map is refused, not half-loaded.
+    file with tensors we do not map is refused, not half-loaded. ``disable_entangle`` comes
+    from the checkpoint's pickled args when they can be read (``trust_pickle``); otherwise the
+    caller must give it (``resolve_disable_entangle``). ``config`` fixes the architecture only:
+    its ``disable_entangle`` is replaced by the resolved one.
     """
-    state = {rename_fairseq_key(k): v for k, v in read_fairseq(pt_path, trust_pickle).items()}
-    cfg = config or infer_config(state, image_size)
+    ckpt = read_fairseq_checkpoint(pt_path, trust_pickle)
+    entangle_off = resolve_disable_entangle(pt_path, ckpt.disable_entangle, disable_entangle)
+    state = {rename_fairseq_key(k): v for k, v in ckpt.state.items()}
+    cfg = replace(config or infer_config(state, image_size), disable_entangle=entangle_off)
     model = OFAModel(cfg)
     check_and_load(model, state)
     out = Path(out)
@@ -121,7 +206,14 @@ def convert_fairseq(
         shutil.copyfile(Path(tokenizer_dir) / name, out / name)
     load_tokenizer(out, cfg)  # vocab size and special ids must agree with the weights
     save_checkpoint(model, out)
-    log.info("converted %s -> %s (%s, %d px)", pt_path, out, cfg.resnet_type, cfg.image_size)
+    log.info(
+        "converted %s -> %s (%s, %d px, disable_entangle=%s)",
+        pt_path,
+        out,
+        cfg.resnet_type,
+        cfg.image_size,
+        cfg.disable_entangle,
+    )
     return out
 
 
@@ -171,6 +263,24 @@ def register(subparsers) -> None:
         help="allow a full (code-executing) unpickle when weights_only refuses the file; only "
         "for files from the official OFA release, e.g. --trust-pickle",
     )
+    entangle = p.add_mutually_exclusive_group()
+    entangle.add_argument(
+        "--disable-entangle",
+        dest="disable_entangle",
+        action="store_true",
+        default=None,
+        help="the model was trained with fairseq's --disable-entangle (all official OFA "
+        "releases): the decoder does not add positions to tokens. Needed only when the file's "
+        "args cannot be read (no --trust-pickle, or args without the field); must agree with "
+        "them otherwise",
+    )
+    entangle.add_argument(
+        "--entangle",
+        dest="disable_entangle",
+        action="store_false",
+        default=None,
+        help="the model was trained without --disable-entangle (the opposite of the above)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -179,7 +289,12 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         out = convert_fairseq(
-            args.checkpoint, args.out, args.tokenizer_from, args.image_size, args.trust_pickle
+            args.checkpoint,
+            args.out,
+            args.tokenizer_from,
+            args.image_size,
+            args.trust_pickle,
+            disable_entangle=args.disable_entangle,
         )
     except (ValueError, FileNotFoundError, KeyError) as err:
         raise UserError(str(err)) from err

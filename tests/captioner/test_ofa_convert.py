@@ -1,8 +1,12 @@
-"""The fairseq converter: renamed keys, shape-inferred config, weights_only first."""
+"""The fairseq converter: renamed keys, shape-inferred config, weights_only first, and
+``disable_entangle`` from the training args or an explicit flag, never guessed."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,7 +14,7 @@ import torch
 from captioner.ofa.captioner import build_random_tiny
 from captioner.ofa.checkpoint import CheckpointMismatch, check_and_load, read_state_dict
 from captioner.ofa.config import SIZES, load_config
-from captioner.ofa.convert import convert_fairseq, infer_config, rename_fairseq_key
+from captioner.ofa.convert import convert_fairseq, infer_config, register, rename_fairseq_key
 from captioner.ofa.model import OFAModel
 
 # Public port name -> fairseq name, written from fairseq OFA's layer attributes.
@@ -62,7 +66,11 @@ def test_converted_fairseq_checkpoint_loads_to_the_same_weights(tmp_path):
     model, tokenizer = build_random_tiny(seed=5, folder=tmp_path / "tok")
     torch.save({"model": fairseq_state(model), "extra_state": {"epoch": 3}}, tmp_path / "x.pt")
     out = convert_fairseq(
-        tmp_path / "x.pt", tmp_path / "out", tmp_path / "tok", config=model.config
+        tmp_path / "x.pt",
+        tmp_path / "out",
+        tmp_path / "tok",
+        config=model.config,
+        disable_entangle=model.config.disable_entangle,
     )
     assert load_config(out) == model.config
     loaded = OFAModel(load_config(out))
@@ -74,8 +82,6 @@ def test_converted_fairseq_checkpoint_loads_to_the_same_weights(tmp_path):
 
 
 def test_fairseq_file_with_pickled_config_needs_trust_pickle(tmp_path):
-    import argparse
-
     model, _ = build_random_tiny(seed=5, folder=tmp_path / "tok")
     ckpt = {"model": fairseq_state(model), "args": argparse.Namespace(arch="ofa_large")}
     torch.save(ckpt, tmp_path / "x.pt")
@@ -87,6 +93,7 @@ def test_fairseq_file_with_pickled_config_needs_trust_pickle(tmp_path):
         tmp_path / "tok",
         config=model.config,
         trust_pickle=True,
+        disable_entangle=False,  # these args do not record it
     )
 
 
@@ -96,4 +103,147 @@ def test_fairseq_file_with_unmapped_tensors_is_refused(tmp_path):
     state["encoder.layers.0.w_resid"] = torch.ones(model.config.d_model)
     torch.save({"model": state}, tmp_path / "x.pt")
     with pytest.raises(CheckpointMismatch, match="encoder.layers.0.w_resid"):
+        convert_fairseq(
+            tmp_path / "x.pt",
+            tmp_path / "out",
+            tmp_path / "tok",
+            config=model.config,
+            disable_entangle=True,
+        )
+
+
+# The three places fairseq versions keep the training args: a Namespace under ``args`` (older
+# fairseq, what OFA's checkpoints carry), or ``args=None`` and ``cfg["model"]`` as a Namespace
+# (legacy args converted to a config) or a plain dict (omegaconf ``to_container``).
+ARGS_LAYOUTS = {
+    "args-namespace": lambda flag: {
+        "args": argparse.Namespace(arch="ofa_large", disable_entangle=flag)
+    },
+    "cfg-model-namespace": lambda flag: {
+        "args": None,
+        "cfg": {"model": argparse.Namespace(arch="ofa_large", disable_entangle=flag)},
+    },
+    "cfg-model-dict": lambda flag: {
+        "args": None,
+        "cfg": {"model": {"_name": "ofa_large", "disable_entangle": flag}},
+    },
+}
+
+
+def _decoder_embedding_input(model: OFAModel, tokens: torch.Tensor) -> torch.Tensor:
+    """What the decoder feeds its ``layernorm_embedding`` for teacher-forced ``tokens``."""
+    seen = []
+    hook = model.decoder.layernorm_embedding.register_forward_pre_hook(
+        lambda _mod, args: seen.append(args[0].detach().clone())
+    )
+    pixels = torch.zeros(1, 3, model.config.image_size, model.config.image_size)
+    try:
+        with torch.no_grad():
+            model(torch.tensor([[0, 5, 6, 2]]), pixels, tokens)
+    finally:
+        hook.remove()
+    return seen[-1]
+
+
+@pytest.mark.parametrize("layout", sorted(ARGS_LAYOUTS))
+def test_disable_entangle_from_pickled_args_lands_in_config_and_skips_decoder_positions(
+    tmp_path, layout
+):
+    model, _ = build_random_tiny(seed=5, folder=tmp_path / "tok")
+    assert not model.config.disable_entangle  # the args, not the given config, must decide
+    ckpt = {"model": fairseq_state(model), **ARGS_LAYOUTS[layout](True)}
+    torch.save(ckpt, tmp_path / "x.pt")
+    out = convert_fairseq(
+        tmp_path / "x.pt",
+        tmp_path / "out",
+        tmp_path / "tok",
+        config=model.config,
+        trust_pickle=True,
+    )
+    assert json.loads((out / "config.json").read_text())["disable_entangle"] is True
+    loaded = OFAModel(load_config(out))
+    check_and_load(loaded, read_state_dict(out))
+    tokens = torch.tensor([[0, 40, 41, 42]])
+    embedded = _decoder_embedding_input(loaded, tokens)
+    torch.testing.assert_close(embedded, loaded.decoder.embed_tokens(tokens), rtol=0, atol=0)
+    # ... whereas the same weights with entangle add the position rows: the check has teeth.
+    entangled = OFAModel(replace(load_config(out), disable_entangle=False))
+    check_and_load(entangled, read_state_dict(out))
+    positions = entangled.decoder.embed_positions(torch.arange(tokens.size(1)))
+    torch.testing.assert_close(
+        _decoder_embedding_input(entangled, tokens), embedded + positions, rtol=0, atol=1e-6
+    )
+
+
+def test_args_recording_entangle_give_disable_entangle_false(tmp_path):
+    model, _ = build_random_tiny(seed=5, folder=tmp_path / "tok")
+    config = replace(model.config, disable_entangle=True)
+    ckpt = {"model": fairseq_state(model), **ARGS_LAYOUTS["args-namespace"](False)}
+    torch.save(ckpt, tmp_path / "x.pt")
+    out = convert_fairseq(
+        tmp_path / "x.pt", tmp_path / "out", tmp_path / "tok", config=config, trust_pickle=True
+    )
+    assert load_config(out).disable_entangle is False
+
+
+def test_without_readable_args_disable_entangle_must_be_given(tmp_path):
+    model, _ = build_random_tiny(seed=5, folder=tmp_path / "tok")
+    torch.save({"model": fairseq_state(model)}, tmp_path / "x.pt")  # weights only: no args
+    with pytest.raises(ValueError, match="--disable-entangle") as err:
         convert_fairseq(tmp_path / "x.pt", tmp_path / "out", tmp_path / "tok", config=model.config)
+    assert "does not record disable_entangle" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+    for flag in (True, False):
+        out = convert_fairseq(
+            tmp_path / "x.pt",
+            tmp_path / f"out-{flag}",
+            tmp_path / "tok",
+            config=model.config,
+            disable_entangle=flag,
+        )
+        assert load_config(out).disable_entangle is flag
+
+
+def test_args_without_the_field_also_need_the_flag(tmp_path):
+    model, _ = build_random_tiny(seed=5, folder=tmp_path / "tok")
+    ckpt = {"model": fairseq_state(model), "args": argparse.Namespace(arch="ofa_large")}
+    torch.save(ckpt, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="does not record disable_entangle"):
+        convert_fairseq(
+            tmp_path / "x.pt",
+            tmp_path / "out",
+            tmp_path / "tok",
+            config=model.config,
+            trust_pickle=True,
+        )
+
+
+def test_a_flag_contradicting_the_recorded_args_is_refused(tmp_path):
+    model, _ = build_random_tiny(seed=5, folder=tmp_path / "tok")
+    ckpt = {"model": fairseq_state(model), **ARGS_LAYOUTS["args-namespace"](True)}
+    torch.save(ckpt, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="disable_entangle=True, which contradicts --entangle"):
+        convert_fairseq(
+            tmp_path / "x.pt",
+            tmp_path / "out",
+            tmp_path / "tok",
+            config=model.config,
+            trust_pickle=True,
+            disable_entangle=False,
+        )
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return parser.parse_args(["ofa-convert", "x.pt", "--out", "o", "--tokenizer-from", "t", *argv])
+
+
+def test_cli_entangle_flags_are_optional_and_exclusive(capsys):
+    assert _parse().disable_entangle is None
+    assert _parse("--disable-entangle").disable_entangle is True
+    assert _parse("--entangle").disable_entangle is False
+    with pytest.raises(SystemExit):
+        _parse("--entangle", "--disable-entangle")
+    assert "not allowed with" in capsys.readouterr().err
