@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 from PIL import Image
 
 from captioner.base import Captioner, clean_caption
+from captioner.precision import autocast_dtype
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -21,7 +23,8 @@ class HFCaptioner(Captioner):
     """Beam-search captions from a ``transformers`` image-to-text model.
 
     Images are processed one by one by the model's own image processor (fixed size, so batching
-    adds no padding), then generated in one batch: bf16 autocast on GPU, float32 on CPU.
+    adds no padding), then generated in one batch: autocast on GPU (bf16 where the GPU has it
+    natively, else fp16: ``captioner.precision``), float32 on CPU.
     """
 
     def __init__(
@@ -33,8 +36,10 @@ class HFCaptioner(Captioner):
         max_words: int = 16,
         num_beams: int = 5,
         device: str | None = None,
+        precision: str = "auto",
     ) -> None:
         self.device = pick_device(device)
+        self.amp_dtype = autocast_dtype(self.device, precision)  # None: float32
         self.model = model.to(self.device).eval()
         self.image_processor = image_processor
         self.tokenizer = tokenizer
@@ -43,7 +48,9 @@ class HFCaptioner(Captioner):
         self.num_beams = num_beams
 
     @classmethod
-    def from_dir(cls, path: str, max_words: int = 16, device: str | None = None) -> HFCaptioner:
+    def from_dir(
+        cls, path: str, max_words: int = 16, device: str | None = None, precision: str = "auto"
+    ) -> HFCaptioner:
         from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
         folder = Path(path)
@@ -55,7 +62,10 @@ class HFCaptioner(Captioner):
         model = AutoModelForImageTextToText.from_pretrained(folder, local_files_only=True)
         image_processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        return cls(model, image_processor, tokenizer, f"hf:{folder.name}", max_words, device=device)
+        name = f"hf:{folder.name}"
+        return cls(
+            model, image_processor, tokenizer, name, max_words, device=device, precision=precision
+        )
 
     @torch.inference_mode()
     def caption(self, images: Sequence[Image.Image]) -> list[str]:
@@ -63,8 +73,12 @@ class HFCaptioner(Captioner):
             return []
         pixels = self.image_processor([im.convert("RGB") for im in images], return_tensors="pt")
         pixel_values = pixels["pixel_values"].to(self.device)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        with autocast:
+        amp = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with amp:
             tokens = self.model.generate(
                 pixel_values=pixel_values,
                 num_beams=self.num_beams,

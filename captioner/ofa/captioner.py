@@ -2,14 +2,18 @@
 
 Images are resized to the checkpoint's square resolution (bicubic; fixed size, so a batch needs
 no padding) and normalised to [-1, 1], then encoded and beam-searched in one batch with the
-prompt `` what does the image describe?``. bf16 autocast on CUDA, float32 on CPU. In the
-pipeline the resize runs on the CPU workers (``ofa_input_prep``) and only uint8 frames reach the
-caption worker, which normalises them on its device (``caption_arrays``).
+prompt `` what does the image describe?``. On CUDA autocast in bf16 where the GPU has it
+natively, else fp16 (``captioner.precision``); float32 on CPU. Captions are cleaned up as OFA's
+official output is (``clean_ofa_caption``). In the pipeline the resize runs on the CPU workers
+(``ofa_input_prep``) and only uint8 frames reach the caption worker, which normalises them on
+its device (``caption_arrays``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import string
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +28,7 @@ from captioner.ofa.config import OFAConfig, load_config
 from captioner.ofa.generate import BeamConfig, StepTimes, beam_search
 from captioner.ofa.model import OFAModel, init_random
 from captioner.ofa.tokenizer import OFATokenizer, load_tokenizer, write_tiny_bpe
+from captioner.precision import autocast_dtype
 
 PROMPT = " what does the image describe?"
 log = logging.getLogger(__name__)
@@ -45,6 +50,23 @@ RANDOM_TINY = OFAConfig(
     image_bucket_size=8,
     max_position_embeddings=64,
 )
+
+
+# OFA's official caption output (``eval_caption`` in OFA's utils/eval_utils.py, and the same
+# table on its training targets) deletes every ASCII punctuation character, without putting a
+# space in its place: "a man's t-shirt." -> "a mans tshirt".
+_NO_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def clean_ofa_caption(text: str, max_words: int) -> str:
+    """A decoded OFA caption as the official code prints it, then the shared word limit.
+
+    Punctuation goes first, so a stray ``,`` or ``-`` token never counts as one of the
+    ``max_words``; then ``clean_caption`` (single spaces, lowercase, at most ``max_words``).
+    The official output is not lowercased, but its training captions are, so for real models
+    that step changes nothing; it keeps every backend's captions in the same form.
+    """
+    return clean_caption(text.translate(_NO_PUNCTUATION), max_words)
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -80,8 +102,11 @@ class OFACaptioner(Captioner):
         beam: BeamConfig | None = None,
         device: str | None = None,
         prompt: str = PROMPT,
+        precision: str = "auto",
     ) -> None:
         self.device = pick_device(device)
+        # None: no autocast (CPU, or precision="fp32"); see captioner.precision for "auto".
+        self.amp_dtype = autocast_dtype(self.device, precision)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -94,7 +119,9 @@ class OFACaptioner(Captioner):
         self.timer: StepTimes | None = None  # set to a StepTimes to profile (benchmarks)
 
     @classmethod
-    def from_dir(cls, path: str, max_words: int = 16, device: str | None = None) -> OFACaptioner:
+    def from_dir(
+        cls, path: str, max_words: int = 16, device: str | None = None, precision: str = "auto"
+    ) -> OFACaptioner:
         folder = Path(path)
         cfg = load_config(folder)
         tokenizer = load_tokenizer(folder, cfg)
@@ -103,7 +130,9 @@ class OFACaptioner(Captioner):
         log.info(
             "loaded OFA from %s (%d params)", folder, sum(p.numel() for p in model.parameters())
         )
-        return cls(model, tokenizer, f"ofa:{folder.name}", max_words, device=device)
+        return cls(
+            model, tokenizer, f"ofa:{folder.name}", max_words, device=device, precision=precision
+        )
 
     def pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
         size = self.model.config.image_size
@@ -115,10 +144,14 @@ class OFACaptioner(Captioner):
         """Captions for normalised ``(B, 3, S, S)`` float pixels (``pixels``, ``normalize``)."""
         pixels = pixels.to(self.device, non_blocking=True)
         input_ids = self.prompt_ids.to(self.device).expand(pixels.size(0), -1)
-        on_gpu = self.device.type == "cuda"
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on_gpu):
+        amp = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with amp:
             ids = beam_search(self.model, input_ids, pixels, self.beam, timer=self.timer)
-        return [clean_caption(self.tokenizer.decode(seq), self.max_words) for seq in ids]
+        return [clean_ofa_caption(self.tokenizer.decode(seq), self.max_words) for seq in ids]
 
     def caption(self, images: Sequence[Image.Image]) -> list[str]:
         if not images:
@@ -165,10 +198,20 @@ def word_only_bans(tokenizer: OFATokenizer) -> tuple[int, ...]:
     return tuple(sorted(set(vocab.values()) - keep))
 
 
-def random_tiny_captioner(max_words: int = 16, device: str | None = None) -> OFACaptioner:
+def random_tiny_captioner(
+    max_words: int = 16, device: str | None = None, precision: str = "auto"
+) -> OFACaptioner:
     model, tokenizer = build_random_tiny()
     beam = BeamConfig(banned_ids=word_only_bans(tokenizer))
-    return OFACaptioner(model, tokenizer, "ofa:random-tiny", max_words, beam=beam, device=device)
+    return OFACaptioner(
+        model,
+        tokenizer,
+        "ofa:random-tiny",
+        max_words,
+        beam=beam,
+        device=device,
+        precision=precision,
+    )
 
 
 def save_random_tiny(folder: str | Path, seed: int = 0) -> Path:

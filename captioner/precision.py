@@ -1,0 +1,40 @@
+"""Which dtype a captioner's GPU autocast runs in; CPU always runs float32.
+
+``auto`` picks bf16 only where the GPU computes it natively (compute capability 8.0 and later:
+A100, H100...). Older GPUs (V100, T4) run bf16 by emulation, several times slower than their
+fp16 tensor cores, so ``auto`` gives fp16 there; OFA itself was trained and evaluated in fp16
+(``--fp16`` in its run scripts), so fp16 is not a lesser choice for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` (a CUDA device) computes bf16 in hardware, not by emulation."""
+    with torch.cuda.device(device):
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def autocast_dtype(
+    device: torch.device,
+    precision: str = "auto",
+    has_native_bf16: Callable[[torch.device], bool] = native_bf16,
+) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; ``None``: no autocast (float32).
+
+    CPU gets ``None`` whatever ``precision`` says (float32 is exact and what the tests pin).
+    ``has_native_bf16`` is asked only for ``auto`` on CUDA (tests pass a fake GPU's answer).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if has_native_bf16(device) else torch.float16
+    return torch.bfloat16 if precision == "bf16" else torch.float16
