@@ -34,8 +34,9 @@ loss variants (Omnisource Cross-modal Learning): a = V-S + F-C, b = V-S + V-C,
 c = V-S + V-C + F-C, d = V-S,C + F-C (default), vs = V-S only (fine-tuning).
 
 outputs (in --out): config.json (resolved), checkpoints/step-NNNNNN/ (model.safetensors,
-train_state.safetensors + .json: optimizer, scheduler, data position), checkpoints/best/ (best
-on --val-shards), checkpoints/latest.txt, log.jsonl, tb/ (TensorBoard). Rerunning the same
+train_state.safetensors + .json: optimizer, scheduler, RNG, grad scaler, data position),
+checkpoints/best/ (weights of the best step on --val-shards, validated every eval_every steps,
+0 = at each save), checkpoints/latest.txt, log.jsonl, tb/ (TensorBoard). Rerunning the same
 command resumes exactly from the latest checkpoint.
 """
 

@@ -47,7 +47,7 @@ class TrainConfig:
     precision: str = "bf16"  # CUDA autocast dtype: bf16, fp16 or fp32; CPU always runs fp32
     log_every: int = 10
     save_every: int = 1000
-    eval_every: int = 0  # 0: validate at each save
+    eval_every: int = 0  # validate on --val-shards every N steps; 0: at each save
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -57,6 +57,10 @@ class TrainConfig:
             raise ValueError(f"precision {self.precision!r} unknown; choose bf16, fp16 or fp32")
         if self.grad_accum < 1:
             raise ValueError("grad_accum must be >= 1")
+        if self.log_every < 1 or self.save_every < 1:
+            raise ValueError("log_every and save_every must be >= 1")
+        if self.eval_every < 0:
+            raise ValueError("eval_every must be >= 0 (0: validate at each save)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -28,9 +27,12 @@ from transformers import CLIPTokenizer
 from shards import load_index
 from trainer.checkpoint import (
     MODEL_FILE,
+    best_record,
+    cuda_rng_state,
     latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
+    save_best,
     save_checkpoint,
 )
 from trainer.config import TrainConfig
@@ -348,22 +350,27 @@ def train(
     optimizer = build_optimizer(model, cfg.optim)
     steps, per_epoch = plan_steps(cfg, _total_samples(shards), d.world)
     scheduler = build_scheduler(optimizer, cfg.optim, steps)
-    step, epoch, position, best = 0, 0, 0, {"rsum": -1.0, "step": None}
-    resume = latest_checkpoint(ckpt_root)
-    if resume is not None:
-        meta = load_checkpoint(resume, model, optimizer, scheduler)
-        step, epoch, position = meta["step"], meta["epoch"], meta["positions"][d.rank]
-        best = meta.get("best", best)
-        log.info("resumed from %s (step %d, epoch %d)", resume, step, epoch)
-    ddp = (
-        DDP(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-        if d.world > 1
-        else model
-    )
     scaler = (
         torch.amp.GradScaler("cuda")
         if d.device.type == "cuda" and cfg.precision == "fp16"
         else None
+    )
+    step, epoch, position, best = 0, 0, 0, {"rsum": -1.0, "step": None}
+    resume = latest_checkpoint(ckpt_root)
+    if resume is not None:
+        meta = load_checkpoint(
+            resume, model, optimizer, scheduler, scaler, rank=d.rank, device=d.device
+        )
+        step, epoch, position = meta["step"], meta["epoch"], meta["positions"][d.rank]
+        best = meta.get("best", best)
+        log.info("resumed from %s (step %d, epoch %d)", resume, step, epoch)
+    # best/ carries its own record and may be ahead of the latest checkpoint (a best found at a
+    # validation between saves, then a crash): the model it holds is the one to beat
+    best = best_record(ckpt_root) or best
+    ddp = (
+        DDP(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+        if d.world > 1
+        else model
     )
 
     def loader_for(ep: int) -> Iterable[dict[str, Any]]:
@@ -412,36 +419,44 @@ def train(
             run_log.write(step, values)
             bar.set_postfix(loss=f"{result['loss']:.3f}", samples_s=f"{rate:.1f}")
         bar.update(1)
-        if step % cfg.save_every == 0 or step == steps:
-            report = validate(model, cfg, val_shards, tokenizer, d) if val_shards else None
-            if report is not None:
-                score = rsum(report)
-                run_log.write(
-                    step, {f"val/{k}/{m}": v for k, r in report.items() for m, v in r.items()}
-                )
-                log.info(
-                    "validation at step %d (rsum %.1f):\n%s", step, score, format_report(report)
-                )
-                if score > best["rsum"]:
-                    best = {"rsum": score, "step": step}
-            positions = [0] * d.world
-            positions[d.rank] = stream.position
+        save_now = step % cfg.save_every == 0 or step == steps
+        eval_now = val_shards is not None and (
+            save_now if cfg.eval_every == 0 else step % cfg.eval_every == 0 or step == steps
+        )
+        report = validate(model, cfg, val_shards, tokenizer, d) if eval_now else None
+        if report is not None:  # rank 0
+            score = rsum(report)
+            run_log.write(
+                step, {f"val/{k}/{m}": v for k, r in report.items() for m, v in r.items()}
+            )
+            log.info("validation at step %d (rsum %.1f):\n%s", step, score, format_report(report))
+            if score > best["rsum"]:
+                best = {"rsum": score, "step": step}
+                # now, checkpoint step or not, and before the checkpoint that records it: a
+                # crash in between leaves best/ ahead of latest, and resume reads best/'s record
+                save_best(ckpt_root, model, best)
+        if save_now:
+            # each rank's data position and CUDA RNG state, for an exact resume on every rank
+            mine = (stream.position, cuda_rng_state(d.device))
+            states = [mine]
             if d.world > 1:
-                gathered = [None] * d.world
-                dist.all_gather_object(gathered, stream.position)
-                positions = gathered
+                states = [None] * d.world
+                dist.all_gather_object(states, mine)
+            positions = [pos for pos, _ in states]
+            cuda_rng = [rng for _, rng in states] if d.device.type == "cuda" else None
             if d.main:
-                folder = save_checkpoint(
+                save_checkpoint(
                     ckpt_root,
                     step,
                     model,
                     optimizer,
                     scheduler,
                     {"epoch": stream.epoch, "positions": positions, "best": best},
+                    scaler=scaler,
+                    cuda_rng=cuda_rng,
                 )
-                if best["step"] == step:
-                    shutil.copytree(folder, ckpt_root / "best", dirs_exist_ok=True)
                 prune_checkpoints(ckpt_root, keep_last=2, keep=set())
+        if save_now or eval_now:
             _barrier(d)
         if stop_after is not None and step >= stop_after:
             if step % cfg.save_every != 0:

@@ -80,6 +80,9 @@ def test_tiny_model_overfits_eight_clips_and_evaluate_reports_r1_100(
     losses = _losses(run)
     assert losses[-1] < 0.1 * losses[0]
     assert (run / "checkpoints" / "best" / "model.safetensors").exists()
+    logged = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    # eval_every 0 (tiny's default): validation with each checkpoint, every save_every steps
+    assert [x["step"] for x in logged if "val/t2v/R1" in x] == [25, 50, 75, 100]
     assert (run / "tb").is_dir()
     capsys.readouterr()
     out_json = tmp_path / "eval.json"
@@ -201,6 +204,52 @@ def test_resume_continues_bit_identically(train_shards: Path, tmp_path: Path) ->
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert _losses(whole) == _losses(part)
+
+
+def test_eval_every_validates_between_saves_and_keeps_best_across_a_crash(
+    train_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``eval_every=1`` with checkpoints every 2 steps validates at each step. The rsum is
+    scripted (real validation runs; the score is ours) so the best lands on step 3, between
+    saves, and the run then dies in step 4's validation. best/ holds step 3's weights and says
+    so; the resumed run replays step 3, scoring lower (as a GPU's non-deterministic replay
+    may), and still keeps step 3 as its best: best/ and the run's record never disagree."""
+    from trainer import train as train_module
+    from trainer.checkpoint import best_record
+
+    common = {"max_steps": 4, "log_every": 1, "data.num_workers": 0, "data.batch_size": 3}
+    cfg = load_config("tiny", {**common, "save_every": 2, "eval_every": 1})
+    scores = iter([1.0, 2.0, 5.0, None, 1.0, 1.5])
+
+    def scripted(report: dict) -> float:
+        assert report["t2v"]["R1"] >= 0  # a real report
+        score = next(scores)
+        if score is None:
+            raise RuntimeError("killed in step 4's validation")
+        return score
+
+    monkeypatch.setattr(train_module, "rsum", scripted)
+    run, ckpts = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    with pytest.raises(RuntimeError, match="killed"):
+        train(cfg, str(train_shards), run, val_shards=str(train_shards), progress=False)
+    assert (ckpts / "latest.txt").read_text().strip() == "step-000002"
+    assert best_record(ckpts) == {"rsum": 5.0, "step": 3}  # written at a step with no save
+    summary = train(cfg, str(train_shards), run, val_shards=str(train_shards), progress=False)
+    assert summary["best"] == best_record(ckpts) == {"rsum": 5.0, "step": 3}
+    state = json.loads((ckpts / "step-000004" / "train_state.json").read_text())
+    assert state["best"] == {"rsum": 5.0, "step": 3}
+    logged = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in logged if "val/t2v/R1" in x] == [1, 2, 3, 3, 4]
+
+    # the same 3 steps with a checkpoint at each: best/ holds exactly step 3's weights
+    reference = tmp_path / "reference"
+    cfg_ref = load_config("tiny", {**common, "save_every": 1})
+    train(cfg_ref, str(train_shards), reference, progress=False, stop_after=3)
+    a = load_file(str(ckpts / "best" / "model.safetensors"))
+    b = load_file(str(reference / "checkpoints" / "step-000003" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
 
 
 def _free_port() -> int:
