@@ -96,6 +96,8 @@ class PrepareConfig:
     # "retry": a task's CPU stages run in the worker, and in a child process only on a retry
     # (after a worker died); "always": in a child process every time (pipelines.isolation).
     isolate: str = "retry"
+    # workers write running per-stage counts for the driver's bars (pipelines.stage_counts)
+    live_progress: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def sample_settings(self) -> dict[str, Any]:

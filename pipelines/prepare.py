@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from captioner.registry import input_prep
 from pipelines import tasks as T
 from pipelines.config import ENGINES, PrepareConfig
 from pipelines.progress import RunProgress
+from pipelines.stages import cpu_stages
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,10 @@ def prepare(
         if engine.retry_stages
         else "",
     )
-    with RunProgress(cfg.out, plan.total_rows) if progress else contextlib.nullcontext():
+    # workers count clips through each stage only when someone draws the bars
+    plan.cfg = dataclasses.replace(plan.cfg, live_progress=progress)
+    bars = RunProgress(cfg.out, plan.total_rows, stages=stage_names(plan.cfg)) if progress else None
+    with bars or contextlib.nullcontext():
         placement = _run_engine(plan, engine)
     summary = T.finalize(cfg)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
@@ -61,6 +66,12 @@ def prepare(
     if placement:
         summary["placement"] = placement
     return summary
+
+
+def stage_names(cfg: PrepareConfig) -> list[str]:
+    """The stages a row of this run goes through, in order (one progress bar each)."""
+    names = [name for name, _ in cpu_stages(cfg)]
+    return [*names, *(["caption"] if cfg.captioner != "none" else []), "write"]
 
 
 def _run_engine(plan: T.Plan, engine: EngineOptions) -> dict[str, Any] | None:

@@ -1,7 +1,9 @@
 """Progress of a run as seen from its output folder, so it works for every engine.
 
 Engines run tasks in other processes (or on other machines); each finished task leaves its stats
-file. A background thread polls them and moves a ``tqdm`` bar of rows, with failures by stage.
+file, and each worker process its running per-stage counts (``pipelines.stage_counts``). A
+background thread polls them and moves a ``tqdm`` bar of finished rows, with failures by stage,
+and under it a bar per stage: clips through it so far, and how many it failed.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from collections.abc import Sequence
 
 from tqdm import tqdm
 
+from pipelines.stage_counts import CARRIED, PROGRESS_DIR, read_counts
 from pipelines.tasks import STATS_DIR
 from shards.store import Store
 
@@ -19,14 +23,34 @@ from shards.store import Store
 class RunProgress:
     """``with RunProgress(out, total_rows): engine.run(...)``."""
 
-    def __init__(self, out: str, total_rows: int, interval: float | None = None) -> None:
+    def __init__(
+        self,
+        out: str,
+        total_rows: int,
+        interval: float | None = None,
+        stages: Sequence[str] = (),
+    ) -> None:
         self.store = Store(out)
+        self.store.remove(PROGRESS_DIR)  # an earlier run's counts: this run counts afresh
         self.seen: set[str] = set()
         # Each poll lists stats/: cheap on a disk, a paid request on an object store.
         self.interval = interval or (0.5 if self.store.local else 5.0)
         self.failed: Counter[str] = Counter()
         self._stop = threading.Event()
         self._bar = tqdm(total=total_rows, unit="row", desc="prepare", dynamic_ncols=True)
+        width = max((len(s) for s in stages), default=0)
+        self._stage_bars = {
+            stage: tqdm(
+                total=total_rows,
+                unit="clip",
+                desc=f"  {stage:<{width}}",
+                position=i + 1,
+                dynamic_ncols=True,
+                leave=True,
+            )
+            for i, stage in enumerate(stages)
+        }
+        self.done_before: int | None = None  # rows of tasks an earlier run finished
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def poll(self) -> None:
@@ -47,6 +71,24 @@ class RunProgress:
                 written=self._bar.n - sum(self.failed.values()),
                 failed=",".join(f"{k}:{v}" for k, v in sorted(self.failed.items())) or "0",
             )
+        if self.done_before is None:
+            self.done_before = self._bar.n
+        if self._stage_bars:
+            self._poll_stages()
+
+    def _poll_stages(self) -> None:
+        counts = read_counts(self.store)
+        carried = counts.pop(CARRIED, [0, 0])[0]
+        for stage, bar in self._stage_bars.items():
+            through, failed = counts.get(stage, [0, 0])
+            # rows an earlier run finished went through every stage; so did carried ones
+            bar.n = min(bar.total, (self.done_before or 0) + carried + through)
+            bar.set_postfix(failed=failed, refresh=False)
+            bar.refresh()
+
+    def stage_totals(self) -> dict[str, int]:
+        """What each stage bar shows now (for tests and the log)."""
+        return {stage: bar.n for stage, bar in self._stage_bars.items()}
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -61,4 +103,7 @@ class RunProgress:
         self._stop.set()
         self._thread.join()
         self.poll()
+        for bar in self._stage_bars.values():
+            bar.close()
         self._bar.close()
+        self.store.remove(PROGRESS_DIR)  # display only; the stats files are the record

@@ -44,6 +44,7 @@ from captioner import Captioner
 from pipelines import isolation, staging
 from pipelines.config import RETRYABLE, PrepareConfig, setting_changes
 from pipelines.record import Clip, split_twins
+from pipelines.stage_counts import stage_counts
 from pipelines.stages import apply, caption_clips, cpu_stages, probe
 from pipelines.stages.together import cut_together
 from shards.format import Sample
@@ -305,17 +306,34 @@ def run_stages(clips: list[Clip], cfg: PrepareConfig) -> None:
     ``pipelines.stages.together``); the rest goes row by row. A row whose clip another row of
     the task already cuts (the same ``source_span``) shares that row's outputs instead of
     making the same bytes again."""
+    counts = stage_counts(cfg.out, cfg.live_progress)
     for clip in clips:
         apply("probe", probe, clip, cfg)
     leads, twins = split_twins(clips)
+    unprobed = [clip for clip in clips if not clip.ok]  # they skip the later stages
+    if counts:
+        counts.note("probe", clips)
     cut_together(leads, cfg)
     for clip in leads:
         for name, stage in cpu_stages(cfg):
             if name == "probe" or (name == "clip" and clip.mp4 is not None):
+                if counts and name == "clip":
+                    counts.note(name, [clip])
                 continue
             apply(name, stage, clip, cfg)
+            if counts:
+                counts.note(name, [clip])
     for twin, lead in twins:
         twin.share(lead)
+    if counts:  # a twin shares its lead's clip: it went through each stage with it
+        for name, _ in cpu_stages(cfg)[1:]:
+            counts.note(name, [*(twin for twin, _ in twins), *unprobed])
+
+
+def _flush_counts(cfg: PrepareConfig) -> None:
+    counts = stage_counts(cfg.out, cfg.live_progress)
+    if counts:  # a phase's last counts, before this process turns to another task or idles
+        counts.flush()
 
 
 def process(task: Task | int, cfg: PrepareConfig) -> Task:
@@ -331,6 +349,7 @@ def process(task: Task | int, cfg: PrepareConfig) -> Task:
     stages = cpu_stages(cfg)
     if task.attempt == 1 and cfg.isolate != "always":
         run_stages(task.clips, cfg)
+        _flush_counts(cfg)
         return task
     if task.attempt > 1:
         log.warning(
@@ -340,15 +359,23 @@ def process(task: Task | int, cfg: PrepareConfig) -> Task:
             task.attempt,
         )
     child = isolation.shared()
+    counts = stage_counts(cfg.out, cfg.live_progress)
     for i, clip in enumerate(task.clips):
         for name, _ in stages:
             task.clips[i] = clip = child.apply(name, clip, cfg)
+            if counts:
+                counts.note(name, [clip])
+    _flush_counts(cfg)
     return task
 
 
 def caption(task: Task, captioner: Captioner | None, cfg: PrepareConfig) -> Task:
     """Caption the task's middle frames in batches (images batched across its clips)."""
     caption_clips(task.clips, captioner, cfg.caption_batch_size)
+    counts = stage_counts(cfg.out, cfg.live_progress)
+    if counts and captioner is not None:
+        counts.note("caption", task.clips)
+        counts.flush()
     return task
 
 
@@ -398,6 +425,11 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
         "finished_at": round(time.time(), 3),  # for `clipvip status`: rate and time left
     }
     store.put_bytes(stats_rel(task.index), (json.dumps(stats, ensure_ascii=False) + "\n").encode())
+    counts = stage_counts(cfg.out, cfg.live_progress)
+    if counts:
+        counts.note("write", task.clips)
+        counts.carried(len(task.carried))  # done by an earlier attempt: through every stage
+        counts.flush()
     if retrying:
         store.remove(kept_dir(task.index))
         store.remove(retry)
