@@ -1,19 +1,27 @@
 """Dataset adapters: a dataset's release files -> manifest rows ``pipelines.manifest`` reads.
 
-``build_manifest(fmt, sources, videos, **options)`` is the one entry point (used by
-``clipvip manifest`` and ``clipvip prepare --format``); ``FORMATS`` names the formats. Adapters
-only describe clips (video, span, text, metadata); they never run a pipeline stage.
+``write_manifest(fmt, sources, videos, out, **options)`` streams a dataset into a manifest file
+in bounded memory (``clipvip manifest``; HD-VILA-100M is 100M rows); ``build_manifest`` returns
+the rows as a list, for sets that fit in memory (evaluation sets, tests). ``FORMATS`` names the
+formats. Adapters only describe clips (video, span, text, metadata); they never run a pipeline
+stage.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from pipelines.adapters import activitynet, clips, didemo, hdvila, msrvtt, video2dataset, webvid
 from pipelines.adapters.base import AdapterOptions, AdapterReport, Row, VideoFolder
-from pipelines.adapters.output import write_manifest_jsonl, write_manifest_parquet
+from pipelines.adapters.output import (
+    BATCH_ROWS,
+    stream_manifest,
+    write_manifest_jsonl,
+    write_manifest_parquet,
+)
 from pipelines.manifest import ManifestError
 
 Reader = Callable[[list[str], VideoFolder | None, AdapterOptions, AdapterReport], Iterator[Row]]
@@ -46,20 +54,23 @@ __all__ = [
     "AdapterOptions",
     "AdapterReport",
     "build_manifest",
+    "iter_manifest",
+    "write_manifest",
     "write_manifest_jsonl",
     "write_manifest_parquet",
 ]
 
 
-def build_manifest(
+def iter_manifest(
     fmt: str, sources: list[str], videos: str | None, **options: Any
-) -> tuple[list[Row], AdapterReport]:
-    """All manifest rows of ``sources`` in format ``fmt``, and the report of what was dropped.
+) -> tuple[Iterator[Row], AdapterReport]:
+    """The rows of ``sources`` in format ``fmt`` as they are read, and the report they fill.
 
-    ``options`` are ``AdapterOptions`` fields (``mode``, ``per_sentence``, ``subtitles``,
-    ``extract_dir``, ``text_from``, ``check_videos``, ``video_ext``, ``dataset``,
-    ``min_overlap_s``). Raises ``ManifestError`` (one line, naming the file and line or field)
-    for an unknown format or option, or a file that is not in the format.
+    Keys are not checked here (``write_manifest`` and ``build_manifest`` do). ``options`` are
+    ``AdapterOptions`` fields (``mode``, ``per_sentence``, ``subtitles``, ``extract_dir``,
+    ``text_from``, ``check_videos``, ``video_ext``, ``dataset``, ``min_overlap_s``). Raises
+    ``ManifestError`` (one line, naming the file and line or field) for an unknown format or
+    option at once, and for a file that is not in the format while the rows are read.
     """
     if fmt not in _READERS:
         raise ManifestError(f"unknown format {fmt!r} (choose from: {', '.join(FORMATS)})")
@@ -82,7 +93,42 @@ def build_manifest(
         raise ManifestError(f"{fmt}: option(s) {', '.join(ignored)} do not apply to this format")
     folder = VideoFolder(videos, check=opts.check_videos, ext=opts.video_ext) if videos else None
     report = AdapterReport(format=fmt, sources=list(sources))
-    rows = list(_READERS[fmt](list(sources), folder, opts, report))
+    return _READERS[fmt](list(sources), folder, opts, report), report
+
+
+def write_manifest(
+    fmt: str,
+    sources: list[str],
+    videos: str | None,
+    out: str | Path,
+    *,
+    batch_rows: int = BATCH_ROWS,
+    **options: Any,
+) -> tuple[int, AdapterReport]:
+    """Stream ``sources`` into the manifest ``out`` (``.jsonl``: JSON Lines, else Parquet).
+
+    Memory is a batch of ``batch_rows`` rows, not the manifest. Returns the rows written and the
+    report; a repeated key keeps its first row, the others are dropped as ``duplicate key``
+    (exactly, as ``build_manifest`` does). ``out`` appears only complete; on an error (the
+    ``ManifestError``s of ``iter_manifest``) nothing is written.
+    """
+    rows, report = iter_manifest(fmt, sources, videos, **options)
+    written = stream_manifest(rows, out, batch_rows=batch_rows, unique_keys=True)
+    if written.duplicates:  # a release listing one id twice would make two samples with one key
+        report.kept -= written.duplicates
+        report.dropped["duplicate key"] += written.duplicates
+    return written.rows, report
+
+
+def build_manifest(
+    fmt: str, sources: list[str], videos: str | None, **options: Any
+) -> tuple[list[Row], AdapterReport]:
+    """All manifest rows of ``sources`` in format ``fmt``, as a list, and the report.
+
+    Holds every row in memory (~500 B each): for evaluation sets and tests; write large sets
+    with ``write_manifest``, which keeps the same rows. Options and errors as ``iter_manifest``.
+    """
+    rows, report = iter_manifest(fmt, sources, videos, **options)
     kept: list[Row] = []
     seen: set[str] = set()
     for row in rows:  # a release listing one id twice would make two samples with one key

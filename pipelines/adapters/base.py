@@ -8,6 +8,7 @@ all stops with a ``ManifestError`` naming the file and the line or field.
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -146,6 +147,7 @@ class VideoFolder:
 
 
 def read_text(uri: str) -> str:
+    """A whole (small) text file: release JSON and the MSR-VTT CSV are read this way."""
     try:
         with fsspec.open(uri, "rb") as f:
             data = f.read()
@@ -159,6 +161,41 @@ def read_text(uri: str) -> str:
         raise ManifestError(f"{uri}: byte {exc.start}: not UTF-8 text") from None
 
 
+def iter_lines(uri: str) -> Iterator[str]:
+    """The file's lines split at ``\\n`` (kept), read as a stream: memory is one line, not the file.
+
+    For release files too large to hold (HD-VILA's JSONL, WebVid's CSV). Errors read as
+    ``read_text``'s, with the same byte offset for text that is not UTF-8; a leading BOM is
+    dropped as there.
+    """
+    offset = 0
+    try:
+        with fsspec.open(uri, "rb") as f:
+            for raw in f:
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ManifestError(
+                        f"{uri}: byte {offset + exc.start}: not UTF-8 text"
+                    ) from None
+                yield line.lstrip("\ufeff") if offset == 0 else line
+                offset += len(raw)
+    except FileNotFoundError:
+        raise ManifestError(f"{uri}: file not found") from None
+    except OSError as exc:
+        raise ManifestError(f"{uri}: cannot read: {exc}") from None
+
+
+def iter_csv_lines(uri: str) -> Iterator[str]:
+    """``iter_lines`` split where ``io.StringIO(read_text(uri), newline="")`` splits, for ``csv``
+    (a lone ``\\r`` also ends a line there)."""
+    for line in iter_lines(uri):
+        if "\r" in line:
+            yield from io.StringIO(line, newline="")
+        else:
+            yield line
+
+
 def load_json(uri: str) -> Any:
     """A whole JSON file; a syntax error stops with the file, line and column."""
     try:
@@ -169,7 +206,7 @@ def load_json(uri: str) -> Any:
 
 def iter_jsonl(uri: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) per non-empty line; any bad line stops with its number."""
-    for lineno, line in enumerate(read_text(uri).split("\n"), start=1):
+    for lineno, line in enumerate(iter_lines(uri), start=1):
         if not line.strip():
             continue
         try:

@@ -52,7 +52,7 @@ def adapter_options(args: argparse.Namespace, extract_dir: str | None) -> dict:
 
 def cmd_manifest(args: argparse.Namespace) -> int:
     from clipvip.cli import UserError
-    from pipelines.adapters import build_manifest, write_manifest_jsonl, write_manifest_parquet
+    from pipelines.adapters import write_manifest
 
     out = Path(args.out)
     if out.suffix.lower() not in (".parquet", ".jsonl"):
@@ -60,18 +60,18 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     extract_dir = args.extract_dir
     if args.format == "video2dataset" and extract_dir is None:
         extract_dir = str(out.with_name(f"{out.stem}_videos"))
-    rows, report = build_manifest(
-        args.format, args.sources, args.videos, **adapter_options(args, extract_dir)
+    # Streamed: rows go to the file in batches, so 100M HD-VILA clips fit in memory.
+    rows, report = write_manifest(
+        args.format, args.sources, args.videos, out, **adapter_options(args, extract_dir)
     )
     if args.format == "video2dataset":
         log.info("video payloads extracted to %s (%d new files)", extract_dir, report.extracted)
-    (write_manifest_jsonl if out.suffix.lower() == ".jsonl" else write_manifest_parquet)(rows, out)
     report_path = out.with_name(out.name + ".report.json")
     report_path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
     print(report.summary())
     if report.missing_videos:
         print(f"first missing videos: {', '.join(report.missing_videos[:5])}")
-    print(f"manifest: {out} ({len(rows)} rows); report: {report_path}")
+    print(f"manifest: {out} ({rows} rows); report: {report_path}")
     print(
         f"next: clipvip prepare {out} --out RUN_DIR"
         + (" --allow-empty-text" if report.empty_text else "")

@@ -9,7 +9,6 @@ official script produce); without ``--videos`` the row points at ``contentUrl`` 
 from __future__ import annotations
 
 import csv
-import io
 import re
 from collections.abc import Iterator
 
@@ -19,8 +18,8 @@ from pipelines.adapters.base import (
     Row,
     VideoFolder,
     clean_sentence,
+    iter_csv_lines,
     make_row,
-    read_text,
 )
 from pipelines.manifest import ManifestError
 
@@ -46,7 +45,7 @@ def read(
 ) -> Iterator[Row]:
     dataset = opts.dataset or "webvid"
     for uri in sources:
-        reader = csv.DictReader(io.StringIO(read_text(uri), newline=""))
+        reader = csv.DictReader(iter_csv_lines(uri))  # streamed: WebVid-10M is 10M lines
         header = [h.strip() for h in reader.fieldnames or []]
         missing = [c for c in COLUMNS if c not in header]
         if missing:
