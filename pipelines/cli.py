@@ -334,7 +334,7 @@ def _manifest_from_sources(args: argparse.Namespace) -> str:
         if len(args.manifest) != 1:
             raise UserError("give one manifest, or several release files with --format FORMAT")
         return args.manifest[0]
-    from pipelines.adapters import build_manifest, write_manifest_parquet
+    from pipelines.adapters import write_manifest
     from pipelines.adapters.cli import adapter_options
     from shards.store import Store
 
@@ -342,12 +342,11 @@ def _manifest_from_sources(args: argparse.Namespace) -> str:
     extract = args.extract_dir
     if args.format == "video2dataset" and extract is None:
         extract = store.path("inputs/videos") if store.local else None
-    rows, report = build_manifest(
-        args.format, args.manifest, args.videos, **adapter_options(args, extract)
+    local = Path(store.scratch_dir()) / "manifest.parquet"
+    _, report = write_manifest(  # streamed: memory is a batch, not the manifest
+        args.format, args.manifest, args.videos, local, **adapter_options(args, extract)
     )
     log.info("%s adapter: %s", args.format, report.summary())
-    local = Path(store.scratch_dir()) / "manifest.parquet"
-    write_manifest_parquet(rows, local)
     store.put_file("inputs/manifest.parquet", str(local))
     report_json = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
     store.put_bytes("inputs/manifest.report.json", report_json.encode("utf-8"))
