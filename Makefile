@@ -58,6 +58,7 @@ bench: install
 	$(BIN)/python -m benchmarks.clip_decode
 	$(BIN)/python -m benchmarks.clips_per_video
 	$(BIN)/python -m benchmarks.retry
+	$(BIN)/python -m benchmarks.adapters
 
 # Prepare the demo corpus, train the tiny CLIP-ViP on it, evaluate retrieval.
 train-demo: install
