@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import torch
 from PIL import Image
 
 from captioner.base import Captioner, clean_caption
-from captioner.precision import autocast_dtype
+from captioner.precision import autocast, autocast_dtype
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -73,12 +72,7 @@ class HFCaptioner(Captioner):
             return []
         pixels = self.image_processor([im.convert("RGB") for im in images], return_tensors="pt")
         pixel_values = pixels["pixel_values"].to(self.device)
-        amp = (
-            torch.autocast(self.device.type, dtype=self.amp_dtype)
-            if self.amp_dtype is not None
-            else contextlib.nullcontext()
-        )
-        with amp:
+        with autocast(self.device, self.amp_dtype):
             tokens = self.model.generate(
                 pixel_values=pixel_values,
                 num_beams=self.num_beams,

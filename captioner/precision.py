@@ -8,7 +8,9 @@ fp16 tensor cores, so ``auto`` gives fp16 there; OFA itself was trained and eval
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -38,3 +40,12 @@ def autocast_dtype(
     if precision == "auto":
         return torch.bfloat16 if has_native_bf16(device) else torch.float16
     return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def autocast(
+    device: torch.device, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager[Any]:
+    """Autocast to ``dtype`` on ``device`` (from ``autocast_dtype``); ``None``: run as is."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

@@ -110,6 +110,7 @@ def _jsonl_rows(uri: str) -> Iterator[RawRow]:
         yield from _jsonl_lines(uri, f)
 
 
+_UNREADABLE = "unreadable JSON line: "
 JSONL_PROBE_LINES = 100  # unreadable lines before the first object: beyond this, not JSON Lines
 
 
@@ -131,7 +132,7 @@ def _jsonl_lines(uri: str, f: IO[bytes]) -> Iterator[RawRow]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            bad = (lineno, f"unreadable JSON line: {exc.msg}")
+            bad = (lineno, f"{_UNREADABLE}{exc.msg}")
             if seen_good:
                 yield bad
                 continue
@@ -148,7 +149,7 @@ def _jsonl_lines(uri: str, f: IO[bytes]) -> Iterator[RawRow]:
         yield lineno, value
     if held and not seen_good:
         first, reason = held[0]
-        raise ManifestError(f"{uri}:{first}: not JSON Lines ({reason.split(': ', 1)[1]})")
+        raise ManifestError(f"{uri}:{first}: not JSON Lines ({reason.removeprefix(_UNREADABLE)})")
 
 
 def _parquet_rows(uri: str) -> Iterator[RawRow]:

@@ -64,13 +64,30 @@ class StageCounts:
         self.dirty, self.last = False, time.monotonic()
 
 
+class _NoCounts(StageCounts):
+    """The counter when nobody draws the bars: counts nothing, writes nothing."""
+
+    def __init__(self) -> None:
+        pass
+
+    def note(self, stage: str, clips: Iterable[Clip]) -> None:
+        pass
+
+    def carried(self, n: int) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+_NONE = _NoCounts()
 _COUNTS: dict[tuple[str, int], StageCounts] = {}
 
 
-def stage_counts(out: str, live: bool) -> StageCounts | None:
-    """This process's counter for the run at ``out``; None when nobody draws the bars."""
+def stage_counts(out: str, live: bool) -> StageCounts:
+    """This process's counter for the run at ``out``; one that does nothing when not ``live``."""
     if not live:
-        return None
+        return _NONE
     key = (out, os.getpid())  # a forked child counts apart from its parent
     if key not in _COUNTS:
         _COUNTS[key] = StageCounts(out)

@@ -311,29 +311,19 @@ def run_stages(clips: list[Clip], cfg: PrepareConfig) -> None:
         apply("probe", probe, clip, cfg)
     leads, twins = split_twins(clips)
     unprobed = [clip for clip in clips if not clip.ok]  # they skip the later stages
-    if counts:
-        counts.note("probe", clips)
+    counts.note("probe", clips)
     cut_together(leads, cfg)
     for clip in leads:
-        for name, stage in cpu_stages(cfg):
-            if name == "probe" or (name == "clip" and clip.mp4 is not None):
-                if counts and name == "clip":
-                    counts.note(name, [clip])
-                continue
-            apply(name, stage, clip, cfg)
-            if counts:
-                counts.note(name, [clip])
+        for name, stage in cpu_stages(cfg)[1:]:
+            if name != "clip" or clip.mp4 is None:  # not cut together above
+                apply(name, stage, clip, cfg)
+            counts.note(name, [clip])
     for twin, lead in twins:
         twin.share(lead)
-    if counts:  # a twin shares its lead's clip: it went through each stage with it
-        for name, _ in cpu_stages(cfg)[1:]:
-            counts.note(name, [*(twin for twin, _ in twins), *unprobed])
-
-
-def _flush_counts(cfg: PrepareConfig) -> None:
-    counts = stage_counts(cfg.out, cfg.live_progress)
-    if counts:  # a phase's last counts, before this process turns to another task or idles
-        counts.flush()
+    # a twin shares its lead's clip: it went through each stage with it
+    for name, _ in cpu_stages(cfg)[1:]:
+        counts.note(name, [*(twin for twin, _ in twins), *unprobed])
+    counts.flush()  # a phase's last counts, before this process turns to another task or idles
 
 
 def process(task: Task | int, cfg: PrepareConfig) -> Task:
@@ -349,7 +339,6 @@ def process(task: Task | int, cfg: PrepareConfig) -> Task:
     stages = cpu_stages(cfg)
     if task.attempt == 1 and cfg.isolate != "always":
         run_stages(task.clips, cfg)
-        _flush_counts(cfg)
         return task
     if task.attempt > 1:
         log.warning(
@@ -363,17 +352,16 @@ def process(task: Task | int, cfg: PrepareConfig) -> Task:
     for i, clip in enumerate(task.clips):
         for name, _ in stages:
             task.clips[i] = clip = child.apply(name, clip, cfg)
-            if counts:
-                counts.note(name, [clip])
-    _flush_counts(cfg)
+            counts.note(name, [clip])
+    counts.flush()
     return task
 
 
 def caption(task: Task, captioner: Captioner | None, cfg: PrepareConfig) -> Task:
     """Caption the task's middle frames in batches (images batched across its clips)."""
     caption_clips(task.clips, captioner, cfg.caption_batch_size)
-    counts = stage_counts(cfg.out, cfg.live_progress)
-    if counts and captioner is not None:
+    if captioner is not None:
+        counts = stage_counts(cfg.out, cfg.live_progress)
         counts.note("caption", task.clips)
         counts.flush()
     return task
@@ -426,10 +414,9 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
     }
     store.put_bytes(stats_rel(task.index), (json.dumps(stats, ensure_ascii=False) + "\n").encode())
     counts = stage_counts(cfg.out, cfg.live_progress)
-    if counts:
-        counts.note("write", task.clips)
-        counts.carried(len(task.carried))  # done by an earlier attempt: through every stage
-        counts.flush()
+    counts.note("write", task.clips)
+    counts.carried(len(task.carried))  # done by an earlier attempt: through every stage
+    counts.flush()
     if retrying:
         store.remove(kept_dir(task.index))
         store.remove(retry)

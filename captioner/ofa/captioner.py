@@ -11,7 +11,6 @@ its device (``caption_arrays``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import string
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from captioner.ofa.config import OFAConfig, load_config
 from captioner.ofa.generate import BeamConfig, StepTimes, beam_search
 from captioner.ofa.model import OFAModel, init_random
 from captioner.ofa.tokenizer import OFATokenizer, load_tokenizer, write_tiny_bpe
-from captioner.precision import autocast_dtype
+from captioner.precision import autocast, autocast_dtype
 
 PROMPT = " what does the image describe?"
 log = logging.getLogger(__name__)
@@ -144,12 +143,7 @@ class OFACaptioner(Captioner):
         """Captions for normalised ``(B, 3, S, S)`` float pixels (``pixels``, ``normalize``)."""
         pixels = pixels.to(self.device, non_blocking=True)
         input_ids = self.prompt_ids.to(self.device).expand(pixels.size(0), -1)
-        amp = (
-            torch.autocast(self.device.type, dtype=self.amp_dtype)
-            if self.amp_dtype is not None
-            else contextlib.nullcontext()
-        )
-        with amp:
+        with autocast(self.device, self.amp_dtype):
             ids = beam_search(self.model, input_ids, pixels, self.beam, timer=self.timer)
         return [clean_ofa_caption(self.tokenizer.decode(seq), self.max_words) for seq in ids]
 
