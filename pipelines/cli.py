@@ -137,6 +137,22 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
         help=f"address-space cap per ffmpeg/ffprobe call, 0 = none (default: {d.tool_memory_mb})",
     )
     g.add_argument(
+        "--fetch-timeout",
+        type=float,
+        default=d.fetch_timeout_s,
+        metavar="S",
+        help="wall-clock limit for copying one remote video (s3://, gs://, https://) to the "
+        f"worker; past it the row fails (default: {d.fetch_timeout_s:g})",
+    )
+    g.add_argument(
+        "--fetch-max-mb",
+        type=int,
+        default=d.fetch_max_mb,
+        metavar="MB",
+        help="largest remote video copied to the worker, checked before and while copying; a "
+        f"larger one fails its row, 0 = no cap (default: {d.fetch_max_mb})",
+    )
+    g.add_argument(
         "--isolate",
         choices=["retry", "always"],
         default=d.isolate,
@@ -286,6 +302,8 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
         fast_decode=args.fast_decode,
         tool_timeout_s=args.tool_timeout,
         tool_memory_mb=args.tool_memory_mb,
+        fetch_timeout_s=args.fetch_timeout,
+        fetch_max_mb=args.fetch_max_mb,
         isolate=args.isolate,
         extra={"input_root": args.input_root} if args.input_root else {},
     )

@@ -93,6 +93,10 @@ class PrepareConfig:
     fast_decode: bool = True
     tool_timeout_s: float = 300.0
     tool_memory_mb: int = 4096
+    # Bounds on copying a remote (fsspec URI) video to the worker (pipelines.source): the
+    # largest HD-VILA videos are a few hundred MB; 16 GB is a hostile or mistaken object.
+    fetch_timeout_s: float = 1800.0
+    fetch_max_mb: int = 16384
     # "retry": a task's CPU stages run in the worker, and in a child process only on a retry
     # (after a worker died); "always": in a child process every time (pipelines.isolation).
     isolate: str = "retry"

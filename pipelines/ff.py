@@ -32,7 +32,7 @@ class Limits:
     memory_mb: int = 4096
 
 
-def _with_memory_cap(cmd: Sequence[str], memory_mb: int) -> list[str]:
+def with_memory_cap(cmd: Sequence[str], memory_mb: int) -> list[str]:
     """Wrap ``cmd`` so the child starts under an address-space cap.
 
     A shell's ``ulimit -v`` rather than ``preexec_fn``: engines call this from threads, and
@@ -48,7 +48,7 @@ def run_tool(cmd: Sequence[str], limits: Limits, stdin: bytes | None = None) -> 
     tool = cmd[0].rsplit("/", 1)[-1]
     try:
         proc = subprocess.run(
-            _with_memory_cap(cmd, limits.memory_mb),
+            with_memory_cap(cmd, limits.memory_mb),
             input=stdin,
             capture_output=True,
             timeout=limits.timeout_s,

@@ -19,6 +19,11 @@ died, and the rest of the task goes on. A stage that hangs past a bound derived 
 tool timeout is killed and failed the same way. The child runs the very
 same stage code, so its samples are byte-identical to an in-process run's.
 
+The child runs under the same address-space cap as every ffmpeg call (``--tool-memory-mb``; it
+needs ~265 MB of its own): a runaway allocation in the decoder, which in the worker brought the
+kernel's OOM killer (to the worker, or to a neighbour), in the child is a ``MemoryError`` that
+fails the row with that reason while the child lives on.
+
 The child is a plain ``python -m pipelines.isolation`` talking length-prefixed pickles over its
 stdin/stdout (not ``multiprocessing``: it would re-import whatever ``__main__`` the engine's
 worker has, and forking a process with gRPC and torch threads is unsafe).
@@ -40,6 +45,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pipelines.config import PrepareConfig
+from pipelines.ff import with_memory_cap
 from pipelines.record import Clip
 
 DEATHS_PER_ROW = 2  # a stage that kills this many fresh children fails its row
@@ -100,12 +106,12 @@ class IsolatedStages:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _start(self) -> subprocess.Popen:
+    def _start(self, memory_mb: int) -> subprocess.Popen:
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[1])  # where `pipelines` is importable from
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.isolation"],
+            with_memory_cap([sys.executable, "-m", "pipelines.isolation"], memory_mb),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -137,7 +143,7 @@ class IsolatedStages:
         self._kill()
 
     def _call(self, name: str, clip: Clip, cfg: PrepareConfig) -> Clip:
-        proc = self.proc or self._start()
+        proc = self.proc or self._start(cfg.tool_memory_mb)
         # A stage runs at most a few tools in sequence, each bounded by the tool timeout.
         timeout_s = self.timeout_s if self.timeout_s is not None else 3 * cfg.tool_timeout_s + 60
         try:

@@ -3,6 +3,13 @@
 ffmpeg needs a seekable local file. Local paths are used in place; remote URIs (``s3://``,
 ``gs://``, ``https://``) are copied once into a small per-process cache, because consecutive rows
 usually cut several clips from the same video (HD-VILA has ~30 clips per video).
+
+A copy is bounded like every ffmpeg call is: by size (``max_bytes``; checked against the size the
+store states before any byte moves, and again while copying, since an HTTP server may state none
+or lie) and by a wall-clock deadline checked between chunks. Without them one hostile or huge
+object in a bucket fills a worker's disk or holds it for hours. A read that blocks outright is
+bounded by the filesystem's own socket timeouts (botocore's 60 s read timeout under s3fs,
+aiohttp's under gcsfs and HTTP), so the deadline is reached at most one such timeout late.
 """
 
 from __future__ import annotations
@@ -11,16 +18,19 @@ import atexit
 import os
 import shutil
 import tempfile
+import time
 from collections import OrderedDict
 from pathlib import Path
 
 import fsspec
 
-from pipelines.stages.base import StageError
+from pipelines.config import PrepareConfig
+from pipelines.errors import StageError
 
 _CACHE: OrderedDict[str, str] = OrderedDict()
 _CACHE_SIZE = 4
 _CACHE_DIR: str | None = None
+FETCH_CHUNK = 8 << 20  # bytes per read while copying a remote video
 
 
 def is_local(uri: str) -> bool:
@@ -57,8 +67,13 @@ def check_allowed(path: str, input_root: str | None) -> None:
         raise StageError(f"path is outside the allowed input root {input_root}")
 
 
-def local_path(uri: str) -> str:
-    """A local file holding the video at ``uri``; raises ``StageError`` when it is unreadable."""
+def local_path(uri: str, *, timeout_s: float | None = None, max_bytes: int = 0) -> str:
+    """A local file holding the video at ``uri``; raises ``StageError`` when it is unreadable.
+
+    A remote video is copied (once per process, see the module docstring) within ``timeout_s``
+    seconds and ``max_bytes`` bytes (0: no cap); a copy that exceeds either fails the row and
+    leaves nothing on disk.
+    """
     if is_local(uri):
         path = uri.removeprefix("file://")
         if not os.path.exists(path):
@@ -75,19 +90,57 @@ def local_path(uri: str) -> str:
     fd, dest = tempfile.mkstemp(suffix=suffix, dir=_cache_dir())
     os.close(fd)
     try:
-        fs, path = fsspec.core.url_to_fs(uri)
-        fs.get_file(path, dest)
-    except FileNotFoundError as exc:
+        _fetch(uri, dest, timeout_s, max_bytes)
+    except BaseException:
         os.unlink(dest)
-        raise StageError(f"file not found: {uri}") from exc
-    except OSError as exc:
-        os.unlink(dest)
-        raise StageError(f"cannot read {uri}: {exc}") from exc
-    if os.path.getsize(dest) == 0:
-        os.unlink(dest)
-        raise StageError("empty file (0 bytes)")
+        raise
     _CACHE[uri] = dest
     while len(_CACHE) > _CACHE_SIZE:
         _, old = _CACHE.popitem(last=False)
         Path(old).unlink(missing_ok=True)
     return dest
+
+
+def video_file(uri: str, cfg: PrepareConfig) -> str:
+    """``local_path`` of ``uri`` within the run's fetch bounds (``--fetch-timeout``,
+    ``--fetch-max-mb``)."""
+    return local_path(uri, timeout_s=cfg.fetch_timeout_s, max_bytes=cfg.fetch_max_mb * 1_000_000)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def _fetch(uri: str, dest: str, timeout_s: float | None, max_bytes: int) -> None:
+    """Copy ``uri`` to ``dest`` in ``FETCH_CHUNK`` reads, within the size cap and the deadline."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    over = f"over the cap of {_mb(max_bytes)} (--fetch-max-mb)" if max_bytes else ""
+    copied = 0
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)
+        info = fs.info(path)
+        if info.get("type") == "directory":
+            raise StageError(f"not a regular file: {uri}")
+        stated = info.get("size")
+        if max_bytes and isinstance(stated, int) and stated > max_bytes:
+            raise StageError(f"remote video is {_mb(stated)}, {over}; not copied")
+        with fs.open(path, "rb", block_size=FETCH_CHUNK) as src, open(dest, "wb") as dst:
+            while chunk := src.read(FETCH_CHUNK):
+                copied += len(chunk)
+                if max_bytes and copied > max_bytes:
+                    raise StageError(
+                        f"remote video grew past {_mb(max_bytes)} while copying (it stated "
+                        f"{'no size' if stated is None else _mb(stated)}), {over}"
+                    )
+                if deadline is not None and time.monotonic() > deadline:
+                    raise StageError(
+                        f"copying the remote video took longer than {timeout_s:g} s "
+                        f"(--fetch-timeout) with {_mb(copied)} copied; stopped"
+                    )
+                dst.write(chunk)
+    except FileNotFoundError as exc:
+        raise StageError(f"file not found: {uri}") from exc
+    except OSError as exc:
+        raise StageError(f"cannot copy {uri}: {exc}") from exc
+    if copied == 0:
+        raise StageError("empty file (0 bytes)")

@@ -7,15 +7,13 @@ import time
 from collections.abc import Callable
 
 from pipelines.config import PrepareConfig
+from pipelines.errors import StageError
 from pipelines.ff import ToolError
 from pipelines.record import Clip
 
 log = logging.getLogger(__name__)
 
-
-class StageError(Exception):
-    """This clip cannot go on; the message is the reason written to ``errors.jsonl``."""
-
+__all__ = ["Stage", "StageError", "apply"]
 
 Stage = Callable[[Clip, PrepareConfig], Clip]
 
@@ -34,6 +32,12 @@ def apply(name: str, stage: Stage, clip: Clip, cfg: PrepareConfig) -> Clip:
         clip = stage(clip, cfg)
     except (StageError, ToolError) as exc:
         clip.fail(name, str(exc))
+    except MemoryError:  # Python's, or PyAV's ENOMEM from the FFmpeg libraries
+        clip.fail(
+            name,
+            "ran out of memory: decoding this input needs more than the process may allocate "
+            f"(stages running isolated are capped at --tool-memory-mb {cfg.tool_memory_mb})",
+        )
     except Exception as exc:  # noqa: BLE001 - recorded per row, see docstring
         log.exception("unexpected error in stage %s for %s", name, clip.key)
         clip.fail(name, f"unexpected {type(exc).__name__}: {exc}")

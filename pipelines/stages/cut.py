@@ -35,7 +35,7 @@ import ffmpeg
 from pipelines.config import PrepareConfig
 from pipelines.ff import INPUT_PROTOCOLS, PYAV_OPTIONS, run_tool
 from pipelines.record import Clip, VideoInfo
-from pipelines.source import local_path
+from pipelines.source import video_file
 from pipelines.stages.base import StageError
 
 COPYABLE = {"h264", "hevc"}
@@ -114,7 +114,7 @@ class CutPlan:
 def plan_cut(clip: Clip, cfg: PrepareConfig) -> CutPlan:
     info = clip.info
     assert info is not None, "probe runs before clip"
-    path = local_path(clip.video)
+    path = video_file(clip.video, cfg)
     start = clip.start or 0.0
     end = min(clip.end if clip.end is not None else info.duration, info.duration)
     whole = start <= 0 and end >= info.duration

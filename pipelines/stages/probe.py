@@ -17,7 +17,7 @@ from fractions import Fraction
 from pipelines.config import PrepareConfig
 from pipelines.ff import INPUT_PROTOCOLS, ToolError, ffprobe_json, run_tool
 from pipelines.record import Clip, VideoInfo
-from pipelines.source import check_allowed, local_path
+from pipelines.source import check_allowed, video_file
 from pipelines.stages.base import StageError
 
 MAX_SIDE = 16384
@@ -98,7 +98,7 @@ _KNOWN_SIZE = 16
 
 def probe(clip: Clip, cfg: PrepareConfig) -> Clip:
     check_allowed(clip.video, cfg.extra.get("input_root"))
-    path = local_path(clip.video)
+    path = video_file(clip.video, cfg)
     stat = os.stat(path)
     key = (path, stat.st_size, stat.st_mtime_ns, cfg.limits)
     known = _KNOWN.get(key)
@@ -118,6 +118,16 @@ def probe(clip: Clip, cfg: PrepareConfig) -> Clip:
     return clip
 
 
+def _what_is_there(streams: list[dict], audio: list[dict], format_name: str) -> str:
+    """What a file without a video stream holds, for its row's reason."""
+    if audio:
+        return "audio-only file"
+    if not streams:  # e.g. an mp4 written with no frames: its muxer drops the empty track
+        return f"an empty container ({format_name.split(',')[0]}) with no streams at all"
+    kinds = sorted({str(s.get("codec_type") or "unknown") for s in streams})
+    return f"only {', '.join(kinds)} streams"
+
+
 def _video_info(path: str, cfg: PrepareConfig) -> VideoInfo:
     meta = ffprobe_json(path, cfg.limits)
     streams = meta.get("streams", [])
@@ -135,8 +145,7 @@ def _video_info(path: str, cfg: PrepareConfig) -> VideoInfo:
     ]
     audio = [s for s in streams if s.get("codec_type") == "audio"]
     if not video:
-        kind = "audio-only file" if audio else "no streams ffmpeg can read"
-        raise StageError(f"no video stream ({kind})")
+        raise StageError(f"no video stream ({_what_is_there(streams, audio, format_name)})")
     # The video: a stream that is not a still (a cover image can be a track of its own, listed
     # first), the largest picture among those, as ffmpeg's own default stream choice does.
     moving = [s for s in video if not _still(s)] or video

@@ -146,6 +146,35 @@ def test_a_stage_that_hangs_is_killed_after_the_timeout_and_fails_its_row(
     assert "did not answer within 5 s" in clip.error.reason
 
 
+def test_a_runaway_allocation_in_the_child_fails_its_row_under_the_memory_cap(
+    corpus, tmp_path, monkeypatch
+):
+    """Uncapped, 64 GB would be granted lazily here and, touched, bring the OOM killer."""
+    monkeypatch.setenv("PYTHONPATH", fault_env()["PYTHONPATH"])
+    monkeypatch.setenv("CLIPVIP_FAULT_ALLOC_WIDTH", str(POISON_WIDTH))
+    cfg = PrepareConfig(out=str(tmp_path), tool_memory_mb=2048)
+    with IsolatedStages() as child:
+        poison, good = clip_of(corpus, "poison"), clip_of(corpus, "good0")
+        for name, _ in CPU_STAGES:
+            poison = child.apply(name, poison, cfg)
+            good = child.apply(name, good, cfg)
+        assert child.children_started == 1  # an error, not a death: the child lives on
+    assert poison.error.stage == "middle_frame"
+    assert poison.error.reason.startswith("ran out of memory")
+    assert "--tool-memory-mb 2048" in poison.error.reason
+    assert good.ok and good.jpg
+
+
+def test_the_child_runs_under_the_tool_memory_cap(tmp_path):
+    cfg = PrepareConfig(out=str(tmp_path), tool_memory_mb=1536)
+    missing = Clip(key="k", row=0, video=str(tmp_path / "none.mp4"), text="t")
+    with IsolatedStages() as child:
+        assert child.apply("probe", missing, cfg).error.reason.startswith("file not found")
+        limits = Path(f"/proc/{child.proc.pid}/limits").read_text()  # the child that answered
+    row = next(line for line in limits.splitlines() if line.startswith("Max address space"))
+    assert row.split()[3:5] == [str(1536 << 20), str(1536 << 20)]  # soft and hard, bytes
+
+
 def test_local_run_killed_by_the_crash_resumes_with_the_crashing_row_failed_alone(
     corpus, clean, tmp_path
 ):

@@ -588,6 +588,23 @@ def test_truncated_video_fails_or_yields_a_decodable_clip(videos):
         assert clip.error.stage in {"probe", "clip", "middle_frame"}
 
 
+def test_files_with_no_video_stream_say_what_they_hold(tmp_path):
+    frameless = tmp_path / "frameless.mp4"  # the mp4 muxer drops a track that got no frames
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=25"]
+        + ["-frames:v", "0", "-c:v", "libx264", str(frameless)],
+        check=True,
+    )
+    srt = tmp_path / "only.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+    subtitles = tmp_path / "subtitles.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(srt), str(subtitles)], check=True)
+    assert run_cpu_stages(frameless).error.reason == (
+        "no video stream (an empty container (mov) with no streams at all)"
+    )
+    assert run_cpu_stages(subtitles).error.reason == "no video stream (only subtitle streams)"
+
+
 def test_missing_file_and_path_outside_input_root(videos, tmp_path):
     missing = run_cpu_stages(tmp_path / "nope.mp4")
     assert missing.error.reason.startswith("file not found")

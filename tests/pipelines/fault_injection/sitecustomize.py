@@ -4,7 +4,8 @@ Put this folder on ``PYTHONPATH`` and every Python process started with that env
 ``clipvip`` run, Beam's and Ray's workers, the isolation child) loads it at start-up. Then the
 decoder, after decoding a frame whose width is ``CLIPVIP_FAULT_CRASH_WIDTH``, kills its own
 process with SIGSEGV (as a crashing FFmpeg library would), and one of width
-``CLIPVIP_FAULT_HANG_WIDTH`` sleeps for an hour. Any other frame decodes as usual.
+``CLIPVIP_FAULT_HANG_WIDTH`` sleeps for an hour, and one of width ``CLIPVIP_FAULT_ALLOC_WIDTH``
+asks for 64 GB (a runaway allocation). Any other frame decodes as usual.
 """
 
 import os
@@ -13,6 +14,7 @@ import time
 
 _CRASH = int(os.environ.get("CLIPVIP_FAULT_CRASH_WIDTH") or 0)
 _HANG = int(os.environ.get("CLIPVIP_FAULT_HANG_WIDTH") or 0)
+_ALLOC = int(os.environ.get("CLIPVIP_FAULT_ALLOC_WIDTH") or 0)
 
 
 def _install() -> None:
@@ -30,10 +32,12 @@ def _install() -> None:
             os.kill(os.getpid(), signal.SIGSEGV)
         if result[0].width == _HANG:
             time.sleep(3600)
+        if result[0].width == _ALLOC:
+            bytearray(64 << 30)
         return result
 
     module.decode_middle_frame = decode_middle_frame
 
 
-if _CRASH or _HANG:
+if _CRASH or _HANG or _ALLOC:
     _install()

@@ -1,0 +1,142 @@
+"""Remote videos are copied to the worker within a size cap and a deadline, and a copy that breaks
+either fails its row and leaves nothing on disk.
+
+The stores are real fsspec filesystems: ``memory://`` and two subclasses of it registered for
+these tests, one that states no size (as an HTTP server without Content-Length) and one whose
+reads are slow (a stalled bucket). The S3 path itself runs against moto in test_scale_out.py.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import fsspec
+import pytest
+from fsspec.implementations.memory import MemoryFile, MemoryFileSystem
+
+from pipelines import source
+from pipelines.config import PrepareConfig
+from pipelines.record import Clip
+from pipelines.stages import CPU_STAGES, StageError, apply
+
+from .conftest import make_video
+
+
+class _Renamed(MemoryFileSystem):
+    """The memory store under another protocol name (it strips only ``memory://`` itself)."""
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        return super()._strip_protocol(path.replace(f"{cls.protocol}://", "memory://", 1))
+
+
+class SizelessFS(_Renamed):
+    """A store that states no size, like an HTTP server that sends no Content-Length."""
+
+    protocol = "sizeless"
+
+    def info(self, path, **kwargs):
+        return {**super().info(path, **kwargs), "size": None}
+
+
+class SlowFS(_Renamed):
+    """A store whose every read takes 0.1 s."""
+
+    protocol = "slowmem"
+
+    def _open(self, path, mode="rb", **kwargs):
+        f = super()._open(path, mode, **kwargs)
+        read = f.read
+
+        def slow_read(n=-1):
+            time.sleep(0.1)
+            return read(n)
+
+        f.read = slow_read
+        return f
+
+
+for fs_class in (SizelessFS, SlowFS):
+    fsspec.register_implementation(fs_class.protocol, fs_class, clobber=True)
+
+
+def put(protocol: str, data: bytes, suffix: str = ".mp4") -> str:
+    """Store ``data`` under a fresh name in the shared in-memory store; its URI."""
+    path = f"/clipvip-test/{uuid.uuid4().hex}{suffix}"
+    MemoryFileSystem.store[path] = MemoryFile(None, path, data)
+    return f"{protocol}://{path.lstrip('/')}"
+
+
+def cached_files() -> set[str]:
+    return {p.name for p in Path(source._cache_dir()).iterdir()}
+
+
+@pytest.fixture
+def video_bytes(tmp_path) -> bytes:
+    return make_video(tmp_path / "v.mp4", seconds=2.0).read_bytes()
+
+
+def run_cpu_stages(video: str, **cfg) -> Clip:
+    clip = Clip(key="k", row=0, video=video, text="t")
+    config = PrepareConfig(out="unused", **cfg)
+    for name, stage in CPU_STAGES:
+        apply(name, stage, clip, config)
+    return clip
+
+
+def test_a_remote_video_gives_the_same_clip_and_frame_as_the_local_file(video_bytes, tmp_path):
+    local = tmp_path / "same.mp4"
+    local.write_bytes(video_bytes)
+    remote = run_cpu_stages(put("memory", video_bytes))
+    here = run_cpu_stages(str(local))
+    assert remote.ok and here.ok
+    assert (remote.mp4, remote.jpg) == (here.mp4, here.jpg)
+
+
+def test_a_video_stated_over_the_cap_fails_before_a_byte_is_copied(video_bytes, monkeypatch):
+    uri = put("memory", video_bytes)
+    opened = []
+    monkeypatch.setattr(MemoryFileSystem, "_open", lambda *a, **k: opened.append(a))
+    before = cached_files()
+    with pytest.raises(StageError, match=r"remote video is .* MB, over the cap .*--fetch-max-mb"):
+        source.local_path(uri, max_bytes=len(video_bytes) - 1)
+    assert opened == [] and cached_files() == before
+
+
+def test_a_video_with_no_stated_size_is_stopped_when_it_grows_past_the_cap(
+    video_bytes, monkeypatch
+):
+    monkeypatch.setattr(source, "FETCH_CHUNK", 4096)
+    uri = put("sizeless", video_bytes)
+    before = cached_files()
+    with pytest.raises(StageError, match="grew past .* while copying .*stated no size"):
+        source.local_path(uri, max_bytes=len(video_bytes) // 2)
+    assert cached_files() == before  # the partial copy is gone
+    assert source.local_path(uri, max_bytes=len(video_bytes)) in {
+        str(Path(source._cache_dir()) / name) for name in cached_files()
+    }  # at the cap exactly it is copied
+
+
+def test_a_copy_slower_than_the_deadline_fails_and_leaves_nothing(video_bytes, monkeypatch):
+    monkeypatch.setattr(source, "FETCH_CHUNK", max(1, len(video_bytes) // 20))
+    uri = put("slowmem", video_bytes)
+    before = cached_files()
+    with pytest.raises(StageError, match=r"took longer than 0.3 s \(--fetch-timeout\)"):
+        source.local_path(uri, timeout_s=0.3)
+    assert cached_files() == before
+
+
+def test_fetch_limits_come_from_the_run_and_fail_only_that_row(video_bytes):
+    big = run_cpu_stages(put("memory", video_bytes + b"\0" * 1_000_000), fetch_max_mb=1)
+    assert big.error.stage == "probe" and "--fetch-max-mb" in big.error.reason
+    missing = run_cpu_stages("memory://clipvip-test/no-such-video.mp4")
+    assert missing.error.reason == "file not found: memory://clipvip-test/no-such-video.mp4"
+    small = run_cpu_stages(put("memory", video_bytes), fetch_max_mb=1)
+    assert small.ok
+
+
+def test_an_empty_remote_object_is_an_empty_file():
+    with pytest.raises(StageError, match=r"empty file \(0 bytes\)"):
+        source.local_path(put("memory", b""))
