@@ -12,6 +12,8 @@ import numpy as np
 from PIL import Image
 
 _SPACES = re.compile(r"\s+")
+# A captioner's GPU autocast choices (``captioner.precision``); here, free of torch, for the CLI.
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 def trim_words(text: str, max_words: int) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+from captioner.base import PRECISIONS
 
 
 def native_bf16(device: torch.device) -> bool:

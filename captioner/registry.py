@@ -13,34 +13,38 @@ from pathlib import Path
 
 from captioner.base import Captioner, ImagePrep
 
-Loader = Callable[[str, int, str | None], Captioner]
+Loader = Callable[[str, int, str | None, str], Captioner]
 
 
-def _hf(arg: str, max_words: int, device: str | None) -> Captioner:
+def _hf(arg: str, max_words: int, device: str | None, precision: str) -> Captioner:
     from captioner.hf import HFCaptioner
 
-    return HFCaptioner.from_dir(arg, max_words=max_words, device=device)
+    return HFCaptioner.from_dir(arg, max_words=max_words, device=device, precision=precision)
 
 
-def _random_tiny(arg: str, max_words: int, device: str | None) -> Captioner:
+def _random_tiny(arg: str, max_words: int, device: str | None, precision: str) -> Captioner:
     from captioner.tiny import random_tiny_captioner
 
-    return random_tiny_captioner(max_words=max_words, device=device)
+    return random_tiny_captioner(max_words=max_words, device=device, precision=precision)
 
 
-def _ofa(arg: str, max_words: int, device: str | None) -> Captioner:
+def _ofa(arg: str, max_words: int, device: str | None, precision: str) -> Captioner:
     from captioner.ofa.captioner import OFACaptioner, random_tiny_captioner
 
     if arg == "random-tiny":
-        return random_tiny_captioner(max_words=max_words, device=device)
-    return OFACaptioner.from_dir(arg, max_words=max_words, device=device)
+        return random_tiny_captioner(max_words=max_words, device=device, precision=precision)
+    return OFACaptioner.from_dir(arg, max_words=max_words, device=device, precision=precision)
 
 
 BACKENDS: dict[str, Loader] = {"hf": _hf, "random-tiny": _random_tiny, "ofa": _ofa}
 
 
-def load_captioner(spec: str, max_words: int = 16, device: str | None = None) -> Captioner | None:
-    """Build the captioner a spec names; ``None`` for ``none`` (samples get no caption)."""
+def load_captioner(
+    spec: str, max_words: int = 16, device: str | None = None, precision: str = "auto"
+) -> Captioner | None:
+    """Build the captioner a spec names; ``None`` for ``none`` (samples get no caption).
+
+    ``precision``: its GPU autocast (``captioner.precision``: auto, bf16, fp16, fp32)."""
     spec = spec.strip()
     if spec == "none":
         return None
@@ -50,7 +54,7 @@ def load_captioner(spec: str, max_words: int = 16, device: str | None = None) ->
             ["none", *sorted(f"{k}:PATH" if k != "random-tiny" else k for k in BACKENDS)]
         )
         raise ValueError(f"unknown captioner {spec!r}; known: {known}")
-    return BACKENDS[prefix](arg, max_words, device)
+    return BACKENDS[prefix](arg, max_words, device, precision)
 
 
 @functools.lru_cache(maxsize=8)

@@ -148,10 +148,19 @@ def build_random_tiny(seed: int = 0):
     return model, processor, tokenizer
 
 
-def random_tiny_captioner(max_words: int = 16, device: str | None = None) -> HFCaptioner:
+def random_tiny_captioner(
+    max_words: int = 16, device: str | None = None, precision: str = "auto"
+) -> HFCaptioner:
     model, processor, tokenizer = build_random_tiny()
     return HFCaptioner(
-        model, processor, tokenizer, "random-tiny", max_words, num_beams=3, device=device
+        model,
+        processor,
+        tokenizer,
+        "random-tiny",
+        max_words,
+        num_beams=3,
+        device=device,
+        precision=precision,
     )
 
 

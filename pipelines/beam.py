@@ -17,9 +17,10 @@ import torch
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from captioner import Captioner, load_captioner
+from captioner import Captioner
 from pipelines import tasks as T
 from pipelines.config import PrepareConfig
+from pipelines.stages.caption import run_captioner
 from pipelines.tasks import EngineUnavailable
 
 
@@ -36,7 +37,7 @@ class CaptionModelHandler(ModelHandler[T.Task, T.Task, Captioner | None]):
         # start one thread per core in each (measured here: 2 workers captioned 13x slower).
         if self.local_workers > 1 and not torch.cuda.is_available():
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.local_workers))
-        return load_captioner(self.cfg.captioner, self.cfg.caption_max_words)
+        return run_captioner(self.cfg)
 
     def run_inference(
         self,

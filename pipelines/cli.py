@@ -41,6 +41,7 @@ with failed rows again).
 
 
 def add_prepare_options(p: argparse.ArgumentParser) -> None:
+    from captioner.base import PRECISIONS
     from captioner.registry import default_spec
 
     d = PrepareConfig()
@@ -179,6 +180,15 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
         help=f"captions are cut to this many words (default: {d.caption_max_words})",
     )
     g.add_argument(
+        "--caption-precision",
+        choices=PRECISIONS,
+        default=d.caption_precision,
+        help="GPU autocast of the captioner: auto = bf16 where the GPU computes it natively "
+        "(A100, H100), else fp16 (V100, T4; OFA was trained in fp16); fp32 = none. Captions "
+        "may differ by a word between precisions; CPU always runs fp32 "
+        f"(default: {d.caption_precision})",
+    )
+    g.add_argument(
         "--caption-batch-size",
         type=int,
         default=d.caption_batch_size,
@@ -295,6 +305,7 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
         jpeg_quality=args.jpeg_quality,
         captioner=args.captioner,
         caption_max_words=args.caption_max_words,
+        caption_precision=args.caption_precision,
         caption_batch_size=args.caption_batch_size,
         allow_empty_text=args.allow_empty_text,
         ffmpeg_threads=args.ffmpeg_threads,

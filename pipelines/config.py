@@ -25,6 +25,7 @@ SAMPLE_SETTINGS = (
     "jpeg_quality",
     "captioner",
     "caption_max_words",
+    "caption_precision",
     "allow_empty_text",
     "ffmpeg_threads",
     "crf",
@@ -34,7 +35,7 @@ SAMPLE_SETTINGS = (
 # What a run made before a setting existed did. A newer clipvip resumes such a run when the
 # setting has this value, instead of refusing every run an upgrade finds half done (crf and
 # fast_decode came with b848a80; before it clips were x264 CRF 23 with no tune).
-LEGACY_SETTINGS: dict[str, Any] = {"crf": 23, "fast_decode": False}
+LEGACY_SETTINGS: dict[str, Any] = {"crf": 23, "fast_decode": False, "caption_precision": "auto"}
 NEGATABLE_FLAGS = {"fast_decode"}  # BooleanOptionalAction: --fast-decode / --no-fast-decode
 
 
@@ -80,6 +81,8 @@ class PrepareConfig:
     jpeg_quality: int = 95
     captioner: str = "random-tiny"
     caption_max_words: int = 16
+    # the captioner's GPU autocast (captioner.precision); CPU always runs float32
+    caption_precision: str = "auto"
     caption_batch_size: int = 16
     allow_empty_text: bool = False
     # One encoder thread per clip: scale with workers (one per core), and the same bytes on every

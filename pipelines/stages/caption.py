@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from captioner import Captioner
+from captioner import Captioner, load_captioner
 from captioner.registry import input_prep
 from pipelines.config import PrepareConfig
 from pipelines.record import Clip, split_twins
@@ -21,6 +21,12 @@ from pipelines.stages.base import StageError
 CaptionInput = Image.Image | np.ndarray
 
 log = logging.getLogger(__name__)
+
+
+def run_captioner(cfg: PrepareConfig) -> Captioner | None:
+    """The ``Captioner`` this run's caption workers load (``None`` for ``--captioner none``);
+    one function, so every engine loads the same model the same way."""
+    return load_captioner(cfg.captioner, cfg.caption_max_words, precision=cfg.caption_precision)
 
 
 def caption_input(clip: Clip, cfg: PrepareConfig) -> Clip:

@@ -67,3 +67,20 @@ def test_default_captioner_is_ofa_when_its_folder_exists(tmp_path, monkeypatch):
     assert default_spec() == "random-tiny"
     (tmp_path / "config.json").write_text("{}")
     assert default_spec() == f"ofa:{tmp_path}"
+
+
+@pytest.mark.parametrize("spec", ["random-tiny", "hf:MODEL", "ofa:random-tiny"])
+def test_the_run_s_caption_precision_reaches_every_backend_s_autocast(spec, tmp_path, monkeypatch):
+    import captioner.hf
+    import captioner.ofa.captioner
+    from pipelines.config import PrepareConfig
+    from pipelines.stages.caption import run_captioner
+
+    asked = []
+    for module in (captioner.hf, captioner.ofa.captioner):
+        monkeypatch.setattr(module, "autocast_dtype", lambda device, p: asked.append(p))
+    if spec == "hf:MODEL":
+        save_random_tiny(str(tmp_path / "model"))
+        spec = f"hf:{tmp_path / 'model'}"
+    run_captioner(PrepareConfig(captioner=spec, caption_precision="fp16"))
+    assert asked == ["fp16"]
