@@ -49,6 +49,14 @@ class AdapterOptions:
     min_overlap_s: float = 0.0
 
 
+# A report names at most this many distinct drop reasons, each cut to REASON_CHARS: reasons can
+# carry a per-row message (video2dataset's ``error_message`` names the URL), and 10M failed
+# downloads must not become 10M counters in memory and in ``manifest.report.json``.
+MAX_REASONS = 100
+REASON_CHARS = 200
+OTHER_REASONS = f"other reasons (past the first {MAX_REASONS} distinct ones)"
+
+
 @dataclass(slots=True)
 class AdapterReport:
     """Counts a user reads to trust a manifest: what was read, kept, and why the rest was not."""
@@ -64,6 +72,10 @@ class AdapterReport:
     notes: Counter[str] = field(default_factory=Counter)
 
     def drop(self, reason: str, video: str | None = None) -> None:
+        if len(reason) > REASON_CHARS:
+            reason = reason[: REASON_CHARS - 1] + "…"
+        if reason not in self.dropped and len(self.dropped) >= MAX_REASONS:
+            reason = OTHER_REASONS
         self.dropped[reason] += 1
         if video is not None and reason == "video not found" and len(self.missing_videos) < 20:
             self.missing_videos.append(video)

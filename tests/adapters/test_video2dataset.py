@@ -85,6 +85,24 @@ def test_samples_become_extracted_files_and_rows(tmp_path):
     assert rows[0]["text"] == "hi there friends" and report.extracted == 0  # rerun reuses files
 
 
+def test_per_sample_error_messages_are_bounded_in_the_report(tmp_path):
+    """Each failed download names its URL: 300 of them give 100 reasons and one 'other' count."""
+    from pipelines.adapters.base import MAX_REASONS, OTHER_REASONS, REASON_CHARS
+
+    failed = [
+        (f"k{i}", {"json": meta(status="failed_to_download", error_message=f"HTTP 404 u/{i}")})
+        for i in range(3 * MAX_REASONS)
+    ]
+    long_message = meta(status="error", error_message="x" * 10_000)
+    shard = write_shard(tmp_path / "0.tar", [("long", {"json": long_message}), *failed])
+    _, report = build_manifest("video2dataset", [shard], None, extract_dir=str(tmp_path / "x"))
+    assert report.read == sum(report.dropped.values()) == 3 * MAX_REASONS + 1
+    assert len(report.dropped) == MAX_REASONS + 1
+    assert report.dropped[OTHER_REASONS] == 2 * MAX_REASONS + 1
+    long_reason = next(r for r in report.dropped if r.startswith("video2dataset status error"))
+    assert len(long_reason) == REASON_CHARS and long_reason.endswith("…")
+
+
 def test_broken_sample_json_and_non_tar_name_the_file(tmp_path):
     shard = write_shard(tmp_path / "s.tar", [("k1", {"mp4": MP4, "json": b"{nope"})])
     with pytest.raises(ManifestError, match=r"s\.tar: k1\.json: not valid JSON"):
