@@ -30,7 +30,7 @@ from pipelines.errors import StageError
 _CACHE: OrderedDict[str, str] = OrderedDict()
 _CACHE_SIZE = 4
 _CACHE_DIR: str | None = None
-FETCH_CHUNK = 8 << 20  # bytes per read while copying a remote video
+FETCH_CHUNK = 32 << 20  # bytes per read while copying a remote video (see _fetch)
 
 
 def is_local(uri: str) -> bool:
@@ -112,7 +112,11 @@ def _mb(n: int) -> str:
 
 
 def _fetch(uri: str, dest: str, timeout_s: float | None, max_bytes: int) -> None:
-    """Copy ``uri`` to ``dest`` in ``FETCH_CHUNK`` reads, within the size cap and the deadline."""
+    """Copy ``uri`` to ``dest`` in ``FETCH_CHUNK`` reads, within the size cap and the deadline.
+
+    32 MB reads copy about as fast as ``fs.get_file`` (a 200 MB object through s3fs from a
+    loopback S3, interleaved: 1.76-2.00 s against 1.53-2.09 s); 8 MB reads took 2.5-2.9 s.
+    """
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     over = f"over the cap of {_mb(max_bytes)} (--fetch-max-mb)" if max_bytes else ""
     copied = 0
