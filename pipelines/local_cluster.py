@@ -12,6 +12,16 @@ running on the machine, which ``ray stop`` would.
 
     with LocalRayCluster([{"cpus": 1}, {"cpus": 1, "resources": {"captioner": 1}}]) as c:
         subprocess.run(["clipvip", "prepare", ..., "--ray-address", c.address], env=c.env)
+
+Also the reaper of the single-node Ray that ``prepare --runner ray`` starts with ``ray.init``
+(``reaped_temp_dir``). Ray ties the processes ``ray.init`` spawns (GCS, raylet, dashboard,
+monitors) to the driver with ``PR_SET_PDEATHSIG``, but the raylet's own children only notice
+their raylet is gone: when the driver alone is SIGKILLed (the OOM killer's choice), measured
+here, its busy workers go within 2-3 s, a worker still starting in 26 s, and the dashboard and
+runtime-env agents after 60-61 s (each first tries for 60 s to tell the dead GCS, a timeout fixed
+in Ray). The reaper follows Ray's own ``ray_process_reaper`` (a child that reads a pipe from the
+driver and acts on EOF) but kills by temp dir, not by process group: Ray's workers lead their
+own groups, and the driver's group may hold the user's other commands (``| tee log``).
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import psutil
 
 HOST = "127.0.0.2"
 OBJECT_STORE_BYTES = 200 * 1024 * 1024  # per node; Ray's default is 30% of RAM, per node
+_REAPER_PIPES: list[int] = []  # write ends, open until this process ends, however it ends
 
 
 @dataclass(slots=True)
@@ -151,18 +162,84 @@ class LocalRayCluster:
 
     def stop(self) -> None:
         """SIGKILL this cluster's processes and their children; remove its temp dir."""
-        victims: dict[int, psutil.Process] = {}
-        for p in self._processes():
-            victims[p.pid] = p
-            try:
-                for c in p.children(recursive=True):
-                    victims[c.pid] = c
-            except psutil.NoSuchProcess:
-                continue
-        for p in victims.values():
-            try:
-                p.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                continue
-        psutil.wait_procs(list(victims.values()), timeout=10)
+        _kill_trees(self._processes())
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _kill_trees(processes: list[psutil.Process]) -> None:
+    """SIGKILL ``processes`` and all their children; wait (10 s at most) until they are gone."""
+    victims: dict[int, psutil.Process] = {}
+    for p in processes:
+        victims[p.pid] = p
+        try:
+            for c in p.children(recursive=True):
+                victims[c.pid] = c
+        except psutil.NoSuchProcess:
+            continue
+    for p in victims.values():
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            continue
+    psutil.wait_procs(list(victims.values()), timeout=10)
+
+
+def reaped_temp_dir() -> str:
+    """A new temp dir for a local Ray (``ray.init(_temp_dir=...)``), and a reaper that, once
+    this process has ended (returned, raised or been SIGKILLed alone), kills every process still
+    writing a file under it and removes it.
+
+    Every Ray process writes its logs under the temp dir from its start (workers: their stdout
+    and stderr), so it finds them all after the raylet that spawned them has died; their titles
+    and environments it cannot use (``setproctitle`` overwrites both for the agents). The reaper
+    starts a session of its own, so a signal to the driver's group does not end it before its work.
+    """
+    temp_dir = tempfile.mkdtemp(prefix="clipvip-ray-")  # short: Ray's sockets live under it
+    read, write = os.pipe()  # both close-on-exec: no Ray process inherits the write end
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "pipelines.local_cluster", "reap", temp_dir],
+            stdin=read,
+            stdout=subprocess.DEVNULL,  # never hold the driver's output open (a caller's pipe)
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        os.close(read)
+    _REAPER_PIPES.append(write)
+    return temp_dir
+
+
+def writing_under(root: str) -> list[psutil.Process]:
+    """The processes (but this one) that hold a file under ``root`` open for writing."""
+    root = os.path.join(os.path.realpath(root), "")
+    found = []
+    for p in psutil.process_iter():
+        if p.pid == os.getpid():
+            continue
+        try:
+            files = p.open_files()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if any(f.path.startswith(root) and f.mode != "r" for f in files):
+            found.append(p)  # a reader (``tail -f`` on a log) is left alone
+    return found
+
+
+def _reap(temp_dir: str, rounds: int = 5) -> None:
+    while os.read(0, 1 << 16):  # EOF: the process that started the local Ray has ended
+        continue
+    # Another round for a worker the raylet spawned while the driver was being torn down.
+    for _ in range(rounds):
+        found = writing_under(temp_dir)
+        if not found:
+            break
+        _kill_trees(found)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["reap"] and len(sys.argv) == 3:
+        _reap(sys.argv[2])
+    else:
+        sys.exit("usage: python -m pipelines.local_cluster reap TEMP_DIR")

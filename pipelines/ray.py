@@ -31,6 +31,7 @@ from captioner import load_captioner
 from pipelines import parcel
 from pipelines import tasks as T
 from pipelines.config import PrepareConfig
+from pipelines.local_cluster import reaped_temp_dir
 from pipelines.tasks import EngineUnavailable
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,9 @@ def init(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to ``address`` or start a local Ray bound to loopback (no traffic leaves the host).
 
     A process already connected elsewhere is disconnected first: a run given ``--ray-address``
-    must never quietly run on a left-over local instance.
+    must never quietly run on a left-over local instance. A local Ray goes with this process
+    however it ends: its temp dir has a reaper (``local_cluster.reaped_temp_dir``), since Ray
+    leaves its agents running for a minute after a driver killed alone (the OOM killer).
     """
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
     if address:
@@ -135,6 +138,8 @@ def init(address: str | None = None, num_cpus: int | None = None) -> None:
                 "docs/scale-out.md) or leave out --ray-address to run a local Ray"
             ) from exc
     elif not ray.is_initialized():
+        kwargs["_temp_dir"] = reaped_temp_dir()
+        log.info("ray: a local Ray, its logs under %s until this run ends", kwargs["_temp_dir"])
         ray.init(_node_ip_address="127.0.0.1", num_cpus=num_cpus, **kwargs)
 
 
