@@ -27,11 +27,11 @@ import numpy as np
 import pyarrow as pa
 import ray
 
-from captioner import load_captioner
 from pipelines import parcel
 from pipelines import tasks as T
 from pipelines.config import PrepareConfig
 from pipelines.local_cluster import reaped_temp_dir
+from pipelines.stages.caption import run_captioner
 from pipelines.tasks import EngineUnavailable
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class CaptionActor:
 
     def __init__(self, cfg: PrepareConfig) -> None:
         self.cfg = cfg
-        self.captioner = load_captioner(cfg.captioner, cfg.caption_max_words)
+        self.captioner = run_captioner(cfg)
         self.node = _node()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
