@@ -96,7 +96,9 @@ def build_shards(
             rows.append({"key": name, "video": str(path), "text": text, "dataset": "trainer-test"})
     manifest = folder / "manifest.jsonl"
     write_manifest(rows, str(manifest))
-    registry.BACKENDS["mean-colour"] = lambda arg, max_words, device: MeanColourCaptioner()
+    registry.BACKENDS["mean-colour"] = lambda arg, max_words, device, precision: (
+        MeanColourCaptioner()
+    )
     try:
         cfg = PrepareConfig(
             out=str(folder / "run"),
