@@ -1,7 +1,9 @@
-"""``--captioner SPEC`` -> a Captioner. Specs: ``none``, ``random-tiny``, ``hf:PATH``.
+"""``--captioner SPEC`` -> a Captioner. Specs: ``none``, ``random-tiny``, ``hf:PATH``,
+``ofa:PATH``, ``ofa:random-tiny``.
 
-Backends register a loader under a prefix; a spec naming an unknown prefix is an error that
-lists the known ones (never a silent fallback).
+Backends register a loader under a prefix, ``loader(arg, max_words, device, precision)`` (arg:
+the spec after the colon; precision: ``captioner.precision``'s auto/bf16/fp16/fp32); a spec
+naming an unknown prefix is an error that lists the known ones (never a silent fallback).
 """
 
 from __future__ import annotations
