@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import fsspec
 
@@ -111,6 +112,14 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
+def _is_dir(fs: Any, path: str) -> bool:
+    """Whether ``path`` is a folder (asked only after an open failed, to name the reason)."""
+    try:
+        return bool(fs.isdir(path))
+    except Exception:  # noqa: BLE001 - the open's own error is reported instead
+        return False
+
+
 def _fetch(uri: str, dest: str, timeout_s: float | None, max_bytes: int) -> None:
     """Copy ``uri`` to ``dest`` in ``FETCH_CHUNK`` reads, within the size cap and the deadline.
 
@@ -120,31 +129,37 @@ def _fetch(uri: str, dest: str, timeout_s: float | None, max_bytes: int) -> None
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     over = f"over the cap of {_mb(max_bytes)} (--fetch-max-mb)" if max_bytes else ""
     copied = 0
+    fs, path = fsspec.core.url_to_fs(uri)
     try:
-        fs, path = fsspec.core.url_to_fs(uri)
-        info = fs.info(path)
-        if info.get("type") == "directory":
-            raise StageError(f"not a regular file: {uri}")
-        stated = info.get("size")
-        if max_bytes and isinstance(stated, int) and stated > max_bytes:
-            raise StageError(f"remote video is {_mb(stated)}, {over}; not copied")
-        with fs.open(path, "rb", block_size=FETCH_CHUNK) as src, open(dest, "wb") as dst:
-            while chunk := src.read(FETCH_CHUNK):
-                copied += len(chunk)
-                if max_bytes and copied > max_bytes:
-                    raise StageError(
-                        f"remote video grew past {_mb(max_bytes)} while copying (it stated "
-                        f"{'no size' if stated is None else _mb(stated)}), {over}"
-                    )
-                if deadline is not None and time.monotonic() > deadline:
-                    raise StageError(
-                        f"copying the remote video took longer than {timeout_s:g} s "
-                        f"(--fetch-timeout) with {_mb(copied)} copied; stopped"
-                    )
-                dst.write(chunk)
-    except FileNotFoundError as exc:
+        # The size comes from the opened file: s3fs and HTTP ask the store for it on open
+        # anyway, so a separate ``fs.info`` would cost one more request per video.
+        with fs.open(path, "rb", block_size=FETCH_CHUNK) as src:
+            stated = getattr(src, "size", None)
+            stated = stated if isinstance(stated, int) else None
+            if max_bytes and stated is not None and stated > max_bytes:
+                raise StageError(f"remote video is {_mb(stated)}, {over}; not copied")
+            with open(dest, "wb") as dst:
+                while chunk := src.read(FETCH_CHUNK):
+                    copied += len(chunk)
+                    if max_bytes and copied > max_bytes:
+                        raise StageError(
+                            f"remote video grew past {_mb(max_bytes)} while copying (it stated "
+                            f"{'no size' if stated is None else _mb(stated)}), {over}"
+                        )
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise StageError(
+                            f"copying the remote video took longer than {timeout_s:g} s "
+                            f"(--fetch-timeout) with {_mb(copied)} copied; stopped"
+                        )
+                    dst.write(chunk)
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        if _is_dir(fs, path):
+            raise StageError(f"not a regular file: {uri}") from exc
         raise StageError(f"file not found: {uri}") from exc
     except OSError as exc:
         raise StageError(f"cannot copy {uri}: {exc}") from exc
     if copied == 0:
+        # Object stores open a "folder" (a key prefix) as an empty object.
+        if _is_dir(fs, path):
+            raise StageError(f"not a regular file: {uri}")
         raise StageError("empty file (0 bytes)")

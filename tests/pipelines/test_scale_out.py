@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -116,6 +117,28 @@ def test_videos_from_a_bucket_shards_to_a_bucket_and_resume_there(s3, videos, tm
     got = {s["key"]: s for s in iter_samples("s3://bucket/run")}
     assert list(got) == ["bars", "gone", "mandel"] and got["bars"] == bars
     assert not s3.exists("bucket/run/retry")
+
+
+def test_copying_a_video_from_a_bucket_asks_for_its_size_once(s3, videos, monkeypatch):
+    """One HEAD per video, not two: at 100M clips the extra request is a bill and a round trip."""
+    from s3fs import core
+
+    from pipelines import source
+
+    s3.put_file(str(videos["h264"]), "bucket/videos/once.mp4")
+    calls: list[str] = []
+    real = core.S3FileSystem._call_s3
+
+    async def counted(self, method, *args, **kwargs):
+        calls.append(method)
+        return await real(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(core.S3FileSystem, "_call_s3", counted)
+    local = source.local_path("s3://bucket/videos/once.mp4", max_bytes=10**9)
+    assert Path(local).read_bytes() == videos["h264"].read_bytes()
+    assert calls.count("head_object") == 1 and set(calls) == {"head_object", "get_object"}
+    with pytest.raises(source.StageError, match="not a regular file: s3://bucket/videos$"):
+        source.local_path("s3://bucket/videos")
 
 
 @pytest.mark.slow

@@ -32,6 +32,10 @@ class _Renamed(MemoryFileSystem):
         return super()._strip_protocol(path.replace(f"{cls.protocol}://", "memory://", 1))
 
 
+class _SizelessFile(MemoryFile):
+    size = None
+
+
 class SizelessFS(_Renamed):
     """A store that states no size, like an HTTP server that sends no Content-Length."""
 
@@ -39,6 +43,9 @@ class SizelessFS(_Renamed):
 
     def info(self, path, **kwargs):
         return {**super().info(path, **kwargs), "size": None}
+
+    def _open(self, path, mode="rb", **kwargs):
+        return _SizelessFile(None, path, super()._open(path, mode, **kwargs).getvalue())
 
 
 class SlowFS(_Renamed):
@@ -97,12 +104,12 @@ def test_a_remote_video_gives_the_same_clip_and_frame_as_the_local_file(video_by
 
 def test_a_video_stated_over_the_cap_fails_before_a_byte_is_copied(video_bytes, monkeypatch):
     uri = put("memory", video_bytes)
-    opened = []
-    monkeypatch.setattr(MemoryFileSystem, "_open", lambda *a, **k: opened.append(a))
+    reads = []
+    monkeypatch.setattr(MemoryFile, "read", lambda self, n=-1: reads.append(n) or b"")
     before = cached_files()
     with pytest.raises(StageError, match=r"remote video is .* MB, over the cap .*--fetch-max-mb"):
         source.local_path(uri, max_bytes=len(video_bytes) - 1)
-    assert opened == [] and cached_files() == before
+    assert reads == [] and cached_files() == before
 
 
 def test_a_video_with_no_stated_size_is_stopped_when_it_grows_past_the_cap(
@@ -140,3 +147,10 @@ def test_fetch_limits_come_from_the_run_and_fail_only_that_row(video_bytes):
 def test_an_empty_remote_object_is_an_empty_file():
     with pytest.raises(StageError, match=r"empty file \(0 bytes\)"):
         source.local_path(put("memory", b""))
+
+
+def test_a_remote_folder_is_not_a_regular_file(video_bytes):
+    uri = put("memory", video_bytes)
+    folder = uri.rsplit("/", 1)[0]
+    with pytest.raises(StageError, match=f"not a regular file: {folder}$"):
+        source.local_path(folder)
