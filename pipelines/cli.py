@@ -134,8 +134,9 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
         "--tool-memory-mb",
         type=int,
         default=d.tool_memory_mb,
-        metavar="MB",
-        help=f"address-space cap per ffmpeg/ffprobe call, 0 = none (default: {d.tool_memory_mb})",
+        metavar="MiB",
+        help="address-space cap for each ffmpeg/ffprobe call and for the child that decodes "
+        f"isolated rows (--isolate), 0 = none (default: {d.tool_memory_mb})",
     )
     g.add_argument(
         "--fetch-timeout",
@@ -149,7 +150,7 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
         "--fetch-max-mb",
         type=int,
         default=d.fetch_max_mb,
-        metavar="MB",
+        metavar="MiB",
         help="largest remote video copied to the worker, checked before and while copying; a "
         f"larger one fails its row, 0 = no cap (default: {d.fetch_max_mb})",
     )

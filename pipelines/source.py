@@ -105,11 +105,11 @@ def local_path(uri: str, *, timeout_s: float | None = None, max_bytes: int = 0) 
 def video_file(uri: str, cfg: PrepareConfig) -> str:
     """``local_path`` of ``uri`` within the run's fetch bounds (``--fetch-timeout``,
     ``--fetch-max-mb``)."""
-    return local_path(uri, timeout_s=cfg.fetch_timeout_s, max_bytes=cfg.fetch_max_mb * 1_000_000)
+    return local_path(uri, timeout_s=cfg.fetch_timeout_s, max_bytes=cfg.fetch_max_mb << 20)
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB"
+    return f"{n / 2**20:,.1f} MiB"  # the unit of --fetch-max-mb, as of --tool-memory-mb
 
 
 def _is_dir(fs: Any, path: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from collections.abc import Callable
 
@@ -16,6 +17,21 @@ log = logging.getLogger(__name__)
 __all__ = ["Stage", "StageError", "apply"]
 
 Stage = Callable[[Clip, PrepareConfig], Clip]
+
+
+def _memory_limit() -> str:
+    """What bounded the allocation that failed, as this process knows it.
+
+    In the isolation child (``pipelines.isolation``) that is ``--tool-memory-mb``'s address-space
+    cap; in an engine worker with no cap it was the machine itself, and the flag would not help.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return "this input needs more than the machine could give the worker"
+    return (
+        f"this input needs more than the {soft >> 20} MiB this process may use "
+        f"(--tool-memory-mb {soft >> 20}; raise it for such inputs)"
+    )
 
 
 def apply(name: str, stage: Stage, clip: Clip, cfg: PrepareConfig) -> Clip:
@@ -33,11 +49,7 @@ def apply(name: str, stage: Stage, clip: Clip, cfg: PrepareConfig) -> Clip:
     except (StageError, ToolError) as exc:
         clip.fail(name, str(exc))
     except MemoryError:  # Python's, or PyAV's ENOMEM from the FFmpeg libraries
-        clip.fail(
-            name,
-            "ran out of memory: decoding this input needs more than the process may allocate "
-            f"(stages running isolated are capped at --tool-memory-mb {cfg.tool_memory_mb})",
-        )
+        clip.fail(name, f"ran out of memory: {_memory_limit()}")
     except Exception as exc:  # noqa: BLE001 - recorded per row, see docstring
         log.exception("unexpected error in stage %s for %s", name, clip.key)
         clip.fail(name, f"unexpected {type(exc).__name__}: {exc}")

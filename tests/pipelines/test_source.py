@@ -107,7 +107,7 @@ def test_a_video_stated_over_the_cap_fails_before_a_byte_is_copied(video_bytes, 
     reads = []
     monkeypatch.setattr(MemoryFile, "read", lambda self, n=-1: reads.append(n) or b"")
     before = cached_files()
-    with pytest.raises(StageError, match=r"remote video is .* MB, over the cap .*--fetch-max-mb"):
+    with pytest.raises(StageError, match=r"remote video is .* MiB, over the cap .*--fetch-max-mb"):
         source.local_path(uri, max_bytes=len(video_bytes) - 1)
     assert reads == [] and cached_files() == before
 
@@ -136,7 +136,7 @@ def test_a_copy_slower_than_the_deadline_fails_and_leaves_nothing(video_bytes, m
 
 
 def test_fetch_limits_come_from_the_run_and_fail_only_that_row(video_bytes):
-    big = run_cpu_stages(put("memory", video_bytes + b"\0" * 1_000_000), fetch_max_mb=1)
+    big = run_cpu_stages(put("memory", video_bytes + b"\0" * (1 << 20)), fetch_max_mb=1)
     assert big.error.stage == "probe" and "--fetch-max-mb" in big.error.reason
     missing = run_cpu_stages("memory://clipvip-test/no-such-video.mp4")
     assert missing.error.reason == "file not found: memory://clipvip-test/no-such-video.mp4"

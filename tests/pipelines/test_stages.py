@@ -663,3 +663,16 @@ def test_clips_per_video_benchmark_runs_and_prints_the_ratio(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[-2].startswith("all") and "together against remembered" in lines[-1]
     assert any(line.startswith("probe") for line in lines)
+
+
+def test_running_out_of_memory_uncapped_does_not_blame_the_cap_flag(tmp_path):
+    """In an engine worker with no address-space cap the flag would not help: say so."""
+
+    def greedy(clip, cfg):
+        raise MemoryError
+
+    clip = apply("middle_frame", greedy, Clip(key="k", row=0, video="v", text="t"), None)
+    assert clip.error.stage == "middle_frame"
+    assert clip.error.reason == (
+        "ran out of memory: this input needs more than the machine could give the worker"
+    )
