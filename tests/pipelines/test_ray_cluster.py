@@ -108,7 +108,9 @@ def _ours(cluster: LocalRayCluster) -> list[tuple[str, str, int]]:
     return found
 
 
-def test_captioning_runs_only_on_the_node_with_the_resource(cluster, manifest, reference, tmp_path):
+def test_cpu_stages_run_on_every_node_and_captioning_only_where_the_resource_is(
+    cluster, manifest, reference, tmp_path
+):
     (captioner_node,) = [n.node_id for n in cluster.nodes() if n.resources.get("captioner")]
     out = tmp_path / "out"
     proc = _start(manifest, out, cluster)
@@ -121,6 +123,8 @@ def test_captioning_runs_only_on_the_node_with_the_resource(cluster, manifest, r
     log = stderr.decode()[-3000:]
     caption_nodes = {node for node, title in seen if "CaptionActor" in title}
     assert caption_nodes == {captioner_node}, f"caption actors only where the resource is:\n{log}"
+    cpu_nodes = {node for node, title in seen if title.startswith("ray::Map(_process")}
+    assert cpu_nodes == {n.node_id for n in cluster.nodes()}, f"CPU stages on any node:\n{log}"
     assert f"captioning on 1 node(s) {captioner_node[:8]}" in log
     assert "ray: 2 nodes" in stdout.decode(), log
     assert _files(out) == _files(reference), "the cluster writes the plain loop's bytes"
