@@ -52,9 +52,12 @@ examples:
   # a released checkpoint of the official code, e.g. zero-shot after post-pretraining
   clipvip evaluate --checkpoint downloads/pretrain_clipvip_base_32.pt \
       --weights models/clip-vit-base-patch32 --shards data/msrvtt_test
+  # MSR-VTT with all 20 sentences per video (shards of `clipvip manifest msrvtt` JSON)
+  clipvip evaluate --checkpoint runs/msrvtt_b32 --shards data/msrvtt_full_test --all-sentences
 
 Each sample is one (video, text) pair with the text in KEY.txt; samples of one clip (same
-source video and span) are one video with several texts. Prints text->video and video->text
+source video and span) are one video with several texts, and so are the sentences of a
+sample's JSON with --all-sentences. Prints text->video and video->text
 R@1, R@5, R@10 (percent), median and mean rank, with and without Dual Softmax.
 """
 
@@ -137,6 +140,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             cfg.data.batch_size = args.batch_size
         if args.workers is not None:
             cfg.data.num_workers = args.workers
+        if args.all_sentences:
+            cfg.data.eval_all_sentences = True
         loader = make_loader(
             args.shards, cfg.data, tokenizer, train=False, split_by_node=d.world > 1
         )
@@ -284,6 +289,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("best", "latest"),
         default="best",
         help="best-on-validation checkpoint, falling back to latest (default: best)",
+    )
+    e.add_argument(
+        "--all-sentences",
+        action="store_true",
+        help="score every sentence a sample's JSON lists (`clipvip manifest msrvtt` keeps a "
+        "video's 20 there) as a text of its video, not only its txt; the same figures as "
+        "shards written --per-sentence (default: txt only, as MSR-VTT 1k-A is scored)",
     )
     e.add_argument("--batch-size", type=int, default=None, help="(default: the run's batch size)")
     e.add_argument("--workers", type=int, default=None, help="data-loader workers (default: run's)")

@@ -44,6 +44,9 @@ class DataConfig:
     # training draws its text from the sample's ``sentences`` when ``txt`` is one of them
     # (``drawn_text``); false: always ``txt``
     draw_sentence: bool = True
+    # evaluation scores each of those ``sentences`` as a text of the sample's video (MSR-VTT's
+    # 20 per video written one sample each); false: ``txt`` only, one text per sample
+    eval_all_sentences: bool = False
 
 
 class DecodeError(RuntimeError):
@@ -184,23 +187,27 @@ def video_identity(sample: dict[str, Any]) -> str:
     return str(sample["key"])
 
 
-def drawn_text(sample: dict[str, Any], rng: random.Random) -> str:
-    """The text a training step sees: one of the clip's alternative descriptions, drawn anew
-    each epoch, as the official CLIP-ViP loader draws one of MSR-VTT's 20 sentences per video.
-
-    Alternatives are the JSON's ``extra.sentences`` when the sample's ``txt`` is one of them
-    (``clipvip manifest msrvtt`` writes one sample per video so: its first sentence in ``txt``,
-    all 20 in ``sentences``). A ``txt`` joined from them (DiDeMo and ActivityNet paragraphs:
-    the official loader joins DiDeMo's too) or absent from them is kept whole.
+def sentence_choices(sample: dict[str, Any]) -> list[str]:
+    """A sample's alternative descriptions: the JSON's ``extra.sentences`` when its ``txt`` is
+    one of them (``clipvip manifest msrvtt`` writes one sample per video so: its first
+    sentence in ``txt``, all 20 in ``sentences``); empty otherwise. A ``txt`` joined from them
+    (DiDeMo and ActivityNet paragraphs: the official loader joins DiDeMo's too) or absent from
+    them has no alternatives: it is the one text.
     """
-    text = sample.get("txt", "")
     meta = sample.get("json")
     extra = meta.get("extra") if isinstance(meta, dict) else None
     sentences = extra.get("sentences") if isinstance(extra, dict) else None
-    if not isinstance(sentences, list) or text not in sentences:
-        return text
-    choices = [s for s in sentences if isinstance(s, str) and s.strip()]
-    return rng.choice(choices) if choices else text
+    if not isinstance(sentences, list) or sample.get("txt", "") not in sentences:
+        return []
+    return [s for s in sentences if isinstance(s, str) and s.strip()]
+
+
+def drawn_text(sample: dict[str, Any], rng: random.Random) -> str:
+    """The text a training step sees: one of the clip's ``sentence_choices``, drawn anew each
+    epoch, as the official CLIP-ViP loader draws one of MSR-VTT's 20 sentences per video;
+    ``txt`` when it has none."""
+    choices = sentence_choices(sample)
+    return rng.choice(choices) if choices else sample.get("txt", "")
 
 
 class ClipTransform:
@@ -239,7 +246,7 @@ class ClipTransform:
         text = sample.get("txt", "")
         if self.train and self.cfg.draw_sentence:
             text = drawn_text(sample, random.Random(f"{self.seed}:{self.epoch}:{key}:text"))
-        return {
+        out = {
             "key": key,
             "video_id": video_id,
             "video": video,
@@ -247,6 +254,9 @@ class ClipTransform:
             "subtitle": text,
             "caption": sample.get("caption.txt"),
         }
+        if not self.train and self.cfg.eval_all_sentences:
+            out["texts"] = sentence_choices(sample) or [text]
+        return out
 
 
 class Collate:
@@ -279,7 +289,23 @@ class Collate:
         batch["subtitle"] = self.tokens([s["subtitle"] for s in good])
         captions = [s["caption"] for s in good]
         batch["caption"] = None if any(c is None for c in captions) else self.tokens(captions)
+        if any("texts" in s for s in good):
+            self._expand_texts(batch, good)
         return batch
+
+    def _expand_texts(self, batch: dict[str, Any], good: list[dict[str, Any]]) -> None:
+        """Evaluation over every sentence: one text per sentence, each pointing at its sample's
+        video row (``text_rows``); a sample with several gets keys ``KEY#000``, ``KEY#001``, ...
+        (``#`` never occurs in a prepared key, so these cannot collide with another sample)."""
+        keys, video_ids, rows, texts = [], [], [], []
+        for row, s in enumerate(good):
+            choices = s.get("texts") or [s["subtitle"]]
+            for j, text in enumerate(choices):
+                keys.append(s["key"] if len(choices) == 1 else f"{s['key']}#{j:03d}")
+                video_ids.append(batch["video_ids"][row])
+                rows.append(row)
+                texts.append(text)
+        batch.update(keys=keys, video_ids=video_ids, text_rows=rows, subtitle=self.tokens(texts))
 
 
 def make_loader(

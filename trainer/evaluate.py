@@ -5,6 +5,9 @@ set such as MSR-VTT the pipeline writes the caption there). Samples that show th
 (same source video and span: MSR-VTT's 20 sentences written one sample each) are one video
 with several texts: it is encoded once and is one candidate, so a text is never scored
 against copies of its own video, and a video is ranked by its best text (``trainer.metrics``).
+With ``data.eval_all_sentences`` (``evaluate --all-sentences``) a sample written once per video
+with all its sentences in the JSON (``clipvip manifest msrvtt``'s default) is scored the same
+way: each sentence a text of that video.
 """
 
 from __future__ import annotations
@@ -68,11 +71,12 @@ def encode_pairs(
             log.warning("evaluation skips %s: %s", key, error)
         if not batch["keys"]:
             continue
-        ids = batch.get("video_ids") or batch["keys"]
+        ids = batch.get("video_ids") or batch["keys"]  # one per text
+        rows = batch.get("text_rows") or range(len(ids))  # each text's row of batch["video"]
         fresh: dict[str, int] = {}
-        for i, video_id in enumerate(ids):
+        for row, video_id in zip(rows, ids, strict=True):
             if video_id not in out.videos:
-                fresh.setdefault(video_id, i)
+                fresh.setdefault(video_id, row)
         if fresh:
             pixels = normalize_pixels(batch["video"][list(fresh.values())].to(device))
             features = model.encode_video(pixels).float().cpu()

@@ -133,6 +133,42 @@ def test_a_video_with_several_texts_is_one_candidate_decoded_once(
     assert len(decoded) == 8, "the second sample of a clip reuses the first one's pixels"
 
 
+def test_all_sentences_scores_a_videos_json_sentences_as_per_sentence_shards_do(
+    overfit_run: Path, tmp_path: Path
+) -> None:
+    """MSR-VTT as `clipvip manifest msrvtt` writes it by default (one sample per video, its
+    sentences in the JSON) evaluated with --all-sentences gives the figures of the same
+    sentences written one sample each: same texts, same videos, same ranks."""
+    from clipvip.cli import main
+    from pipelines.config import PrepareConfig
+    from pipelines.manifest import write_manifest
+    from pipelines.prepare import EngineOptions, prepare
+
+    from .conftest import CLIPS, _make_clip
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    once, each = [], []
+    for key, source, text in CLIPS[:4]:
+        _make_clip(videos / f"{key}.mp4", source)
+        sentences = [text, f"{text} again", "a short video"]
+        row = {"video": str(videos / f"{key}.mp4"), "dataset": "msrvtt"}
+        once.append({**row, "key": key, "text": text, "sentences": sentences})
+        each += [{**row, "key": f"{key}-{j}", "text": t} for j, t in enumerate(sentences)]
+    reports = {}
+    for name, rows in {"once": once, "each": each}.items():
+        write_manifest(rows, str(tmp_path / f"{name}.jsonl"))
+        cfg = PrepareConfig(out=str(tmp_path / name), name="t", captioner="none")
+        prepare(str(tmp_path / f"{name}.jsonl"), cfg, EngineOptions(runner="local"), progress=False)
+        out = tmp_path / f"{name}.json"
+        flags = ["--all-sentences"] if name == "once" else []
+        command = ["evaluate", "--checkpoint", str(overfit_run), "--shards", str(tmp_path / name)]
+        assert main([*command, *flags, "--workers", "0", "--no-progress", "--json", str(out)]) == 0
+        reports[name] = {k: v for k, v in json.loads(out.read_text()).items() if k != "shards"}
+    assert (reports["once"]["pairs"], reports["once"]["videos"]) == (12, 4)
+    assert reports["once"] == reports["each"]
+
+
 def test_evaluate_takes_a_checkpoint_file_as_the_official_code_saves_it(
     train_shards: Path, overfit_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
