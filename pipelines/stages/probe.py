@@ -114,7 +114,7 @@ def probe(clip: Clip, cfg: PrepareConfig) -> Clip:
     if isinstance(known, str):
         raise StageError(known)
     clip.info = dataclasses.replace(known)  # its own copy: clips never share a mutable record
-    _check_span(clip, known.duration)
+    _check_span(clip, known.duration, known.fps)
     return clip
 
 
@@ -183,12 +183,15 @@ def _video_info(path: str, cfg: PrepareConfig) -> VideoInfo:
     )
 
 
-def _check_span(clip: Clip, duration: float) -> None:
+def _check_span(clip: Clip, duration: float, fps: float | None) -> None:
+    """A span must hold a frame: start before the last frame's time, end within the video
+    (``SPAN_TOLERANCE_S`` past its end is clamped: release metadata rounds spans)."""
     start = clip.start or 0.0
     end = clip.end if clip.end is not None else duration
     if start < 0 or end <= start:
         raise StageError(f"empty or negative span [{clip.start}, {clip.end}]")
-    if start >= duration - SPAN_TOLERANCE_S:
+    last_frame = duration - 1.0 / fps if fps and fps > 0 else duration
+    if start >= duration or start > last_frame + 1e-3:
         raise StageError(f"span starts at {start:g} s, past the video's end ({duration:g} s)")
     if end > duration + SPAN_TOLERANCE_S:
         raise StageError(f"span ends at {end:g} s, past the video's end ({duration:g} s)")

@@ -676,3 +676,17 @@ def test_running_out_of_memory_uncapped_does_not_blame_the_cap_flag(tmp_path):
     assert clip.error.reason == (
         "ran out of memory: this input needs more than the machine could give the worker"
     )
+
+
+def test_a_span_holding_a_frame_is_kept_however_close_to_the_end(tmp_path):
+    """Spans in a video's last half second, and videos shorter than half a second, have frames;
+    only a span starting after the last frame's time (3 s at 25 fps: 2.96 s) has none."""
+    video = make_video(tmp_path / "three.mp4", seconds=3.0)
+    short = make_video(tmp_path / "short.mp4", seconds=0.48)
+    for start, end in [(2.5, 2.9), (2.6, 3.0), (2.96, 3.0)]:
+        clip = run_cpu_stages(video, start=start, end=end)
+        assert clip.ok and clip.jpg, (start, end, clip.error)
+    whole = run_cpu_stages(short)
+    assert whole.ok and whole.jpg, whole.error
+    late = run_cpu_stages(video, start=2.98, end=3.0)
+    assert late.error.stage == "probe" and "past the video's end" in late.error.reason
