@@ -8,6 +8,7 @@ address-space limit (``RLIMIT_AS``) on the child and a timeout, and a failure co
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,18 @@ from dataclasses import dataclass
 # outright (``stages/probe.py``) so nothing outside the row's own file reaches a sample.
 INPUT_PROTOCOLS = "file,pipe"
 PYAV_OPTIONS = {"protocol_whitelist": INPUT_PROTOCOLS}
+
+
+def input_url(path: str) -> str:
+    """``path`` as FFmpeg must be given a local file: ``file:`` and the absolute path.
+
+    FFmpeg reads ``NAME:REST`` as protocol NAME, so a plain ``t10:00:00.mp4`` fails ("Protocol
+    not found") and a file named ``pipe:0`` would read the worker's stdin. ``file:`` always
+    names the file itself. Used for ffprobe, ffmpeg and PyAV alike (they share libavformat).
+    """
+    if path.startswith("file:"):
+        return path
+    return "file:" + os.path.abspath(path)
 
 
 class ToolError(RuntimeError):
@@ -81,7 +94,7 @@ def ffprobe_json(path: str, limits: Limits, extra: Sequence[str] = ()) -> dict:
             *extra,
             "-protocol_whitelist",
             INPUT_PROTOCOLS,
-            path,
+            input_url(path),
         ],
         limits,
     )

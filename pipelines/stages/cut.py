@@ -33,7 +33,7 @@ import av
 import ffmpeg
 
 from pipelines.config import PrepareConfig
-from pipelines.ff import INPUT_PROTOCOLS, PYAV_OPTIONS, run_tool
+from pipelines.ff import INPUT_PROTOCOLS, PYAV_OPTIONS, input_url, run_tool
 from pipelines.record import Clip, VideoInfo
 from pipelines.source import video_file
 from pipelines.stages.base import StageError
@@ -53,7 +53,7 @@ def _source_allows_copy(path: str, index: int, start: float | None) -> bool:
     ``start`` counts from the file's start time, as ffmpeg's ``-ss`` does (a file's timestamps
     need not begin at 0). Anything unreadable answers no: re-encoding is always right."""
     try:
-        with av.open(path, container_options=PYAV_OPTIONS) as container:
+        with av.open(input_url(path), container_options=PYAV_OPTIONS) as container:
             stream = container.streams[index]
             if any(e.is_discard for e in stream.index_entries):
                 return False
@@ -202,7 +202,7 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
         output_args["vf"] = plan.filters
         output_args.update(encoder_options(cfg))
     cmd = (
-        ffmpeg.input(plan.path, protocol_whitelist=INPUT_PROTOCOLS, **input_args)
+        ffmpeg.input(input_url(plan.path), protocol_whitelist=INPUT_PROTOCOLS, **input_args)
         .output("pipe:1", **output_args)
         .global_args("-nostdin", "-v", "error")
         .compile()

@@ -33,7 +33,7 @@ import av
 from PIL import Image
 
 from pipelines.config import PrepareConfig
-from pipelines.ff import PYAV_OPTIONS
+from pipelines.ff import PYAV_OPTIONS, input_url
 from pipelines.record import Clip
 from pipelines.stages.base import StageError
 
@@ -110,7 +110,8 @@ def _from_start(
 
 def _open(source: bytes | str) -> av.container.InputContainer:
     return av.open(
-        io.BytesIO(source) if isinstance(source, bytes) else source, container_options=PYAV_OPTIONS
+        io.BytesIO(source) if isinstance(source, bytes) else input_url(source),
+        container_options=PYAV_OPTIONS,
     )
 
 

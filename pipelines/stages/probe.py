@@ -15,7 +15,7 @@ from collections import OrderedDict
 from fractions import Fraction
 
 from pipelines.config import PrepareConfig
-from pipelines.ff import INPUT_PROTOCOLS, ToolError, ffprobe_json, run_tool
+from pipelines.ff import INPUT_PROTOCOLS, ToolError, ffprobe_json, input_url, run_tool
 from pipelines.record import Clip, VideoInfo
 from pipelines.source import check_allowed, video_file
 from pipelines.stages.base import StageError
@@ -52,7 +52,7 @@ def _count_frames(path: str, cfg: PrepareConfig) -> int:
             "csv=p=0",
             "-protocol_whitelist",
             INPUT_PROTOCOLS,
-            path,
+            input_url(path),
         ],
         cfg.limits,
     )

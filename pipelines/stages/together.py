@@ -37,7 +37,7 @@ from pathlib import Path
 import av
 
 from pipelines.config import PrepareConfig
-from pipelines.ff import INPUT_PROTOCOLS, PYAV_OPTIONS, Limits, ToolError, run_tool
+from pipelines.ff import INPUT_PROTOCOLS, PYAV_OPTIONS, Limits, ToolError, input_url, run_tool
 from pipelines.record import Clip
 from pipelines.stages.base import StageError
 from pipelines.stages.cut import CutPlan, container_options, encoder_options, finish, plan_cut
@@ -91,7 +91,7 @@ def _ticks(micros: int, time_base: Fraction) -> int:
 
 def _command(group: Group, cfg: PrepareConfig, folder: Path) -> list[str]:
     first = group[0][1]
-    with av.open(first.path, container_options=PYAV_OPTIONS) as container:
+    with av.open(input_url(first.path), container_options=PYAV_OPTIONS) as container:
         file_start = container.start_time or 0  # microseconds
         time_base = container.streams[first.stream_index].time_base
     # cut_clip gives -ss only for a start after 0; without it ffmpeg still shifts by the file's
@@ -116,7 +116,7 @@ def _command(group: Group, cfg: PrepareConfig, folder: Path) -> list[str]:
     if seek:
         head += ["-ss", f"{first.start:.6f}"]
     head += ["-protocol_whitelist", INPUT_PROTOCOLS]
-    return [*head, "-i", first.path, "-filter_complex", ";".join(graph), *outputs]
+    return [*head, "-i", input_url(first.path), "-filter_complex", ";".join(graph), *outputs]
 
 
 def cut_together(clips: Sequence[Clip], cfg: PrepareConfig) -> int:

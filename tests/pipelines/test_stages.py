@@ -690,3 +690,14 @@ def test_a_span_holding_a_frame_is_kept_however_close_to_the_end(tmp_path):
     assert whole.ok and whole.jpg, whole.error
     late = run_cpu_stages(video, start=2.98, end=3.0)
     assert late.error.stage == "probe" and "past the video's end" in late.error.reason
+
+
+@pytest.mark.parametrize("name", ["t10:00:00.mp4", "pipe:0", "concat:x.mp4"])
+def test_a_file_name_with_a_colon_is_the_file_not_a_protocol(videos, tmp_path, monkeypatch, name):
+    """FFmpeg reads ``NAME:REST`` as a protocol: ``pipe:0`` would read the worker's stdin."""
+    (tmp_path / name).write_bytes(videos["h264"].read_bytes())
+    monkeypatch.chdir(tmp_path)
+    whole = run_cpu_stages(name)
+    span = run_cpu_stages(name, start=0.5, end=2.5)
+    assert whole.ok and span.ok, (whole.error, span.error)
+    assert whole.jpg and span.mp4 and span.clip_info
