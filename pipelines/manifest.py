@@ -11,9 +11,10 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
-import io
 import json
 import math
+import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -30,11 +31,32 @@ STAGE = "manifest"
 COLUMNS = {"video", "start", "end", "text", "key", "dataset"}
 
 
+# The longest manifest line read: a 1 MB subtitle is a long line; a file with no newline at all
+# (``/dev/zero``, a video named .csv) would otherwise be read into memory whole.
+MAX_LINE_BYTES = 64 << 20
+READ_CHUNK = 1 << 20
+csv.field_size_limit(MAX_LINE_BYTES)  # the default 128 KiB refuses long subtitle texts
+
+
 class ManifestError(ValueError):
     """The manifest as a whole is unreadable; ``str()`` is the one-line message for the user."""
 
 
 RawRow = tuple[int, dict[str, Any] | str]  # (line number, fields) or (line number, why unreadable)
+
+
+def placeholder_key(row_index: int) -> str:
+    """The key of a row too broken to have one: ``#`` never occurs in a real key
+    (``pipelines.keys``), so a later row's own key can never collide with it."""
+    return f"#row-{row_index:09d}"
+
+
+def _valid_utf8(text: str) -> str:
+    """``text`` with every surrogate (a byte that was not UTF-8, read with ``surrogateescape``,
+    or a lone ``\\ud800`` from JSON) shown as U+FFFD, so it can be written as UTF-8 JSON."""
+    if not _has_surrogates(text):
+        return text
+    return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
 
 
 def _has_surrogates(text: str) -> bool:
@@ -60,11 +82,49 @@ def _open(uri: str) -> Iterator[IO[bytes]]:
         raise ManifestError(f"{uri}: cannot read manifest: {exc}") from exc
 
 
+def byte_lines(uri: str, f: IO[bytes]) -> Iterator[bytes]:
+    """The lines of ``f`` (each with its ``\\n``), read in chunks; a line longer than
+    ``MAX_LINE_BYTES`` stops with ``ManifestError`` instead of filling the memory."""
+    pending = bytearray()
+    lines = 0
+    while chunk := f.read(READ_CHUNK):
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            lines += 1
+            yield bytes(pending[start : end + 1])
+            start = end + 1
+        del pending[:start]
+        if len(pending) > MAX_LINE_BYTES:
+            raise ManifestError(
+                f"{uri}:{lines + 1}: a line longer than {MAX_LINE_BYTES >> 20} MiB with no end; "
+                "not a manifest"
+            )
+    if pending:
+        yield bytes(pending)
+
+
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
+
+
+def _text_lines(uri: str, f: IO[bytes]) -> Iterator[str]:
+    """``byte_lines`` as text for the CSV reader: UTF-8 (a BOM dropped; bytes that are not
+    UTF-8 kept as surrogates, for the row's own error), a lone ``\\r`` also ending a line."""
+    for i, raw in enumerate(byte_lines(uri, f)):
+        if i == 0 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
+        line = raw.decode("utf-8", "surrogateescape")
+        if "\r" in line.rstrip("\r\n"):
+            yield from (part for part in _LONE_CR.split(line) if part)
+        else:
+            yield line
+
+
 def _csv_rows(uri: str, delimiter: str) -> Iterator[RawRow]:
     with _open(uri) as f:
-        text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline="")
         # strict: a malformed quote is that row's error, never silently rewritten text
-        yield from _csv_reader_rows(uri, csv.reader(text, delimiter=delimiter, strict=True))
+        reader = csv.reader(_text_lines(uri, f), delimiter=delimiter, strict=True)
+        yield from _csv_reader_rows(uri, reader)
 
 
 def _csv_reader_rows(uri: str, reader: Any) -> Iterator[RawRow]:
@@ -79,6 +139,9 @@ def _csv_reader_rows(uri: str, reader: Any) -> Iterator[RawRow]:
         raise ManifestError(
             f"{uri}:1: the header has no 'video' column (found: {', '.join(header)})"
         )
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise ManifestError(f"{uri}:1: column {twice[0]!r} appears twice in the header")
     while True:
         start = reader.line_num + 1
         try:
@@ -95,7 +158,11 @@ def _csv_reader_rows(uri: str, reader: Any) -> Iterator[RawRow]:
                     "after it cannot be told apart (close the quote; a quote inside a field is "
                     'written "")'
                 ) from None
-            yield start, f"unreadable CSV line: {exc} (quote the field and double a quote in it)"
+            if "field larger than field limit" in str(exc):
+                reason = f"a field longer than {MAX_LINE_BYTES >> 20} MiB"
+            else:
+                reason = f"{exc} (quote the field and double a quote in it)"
+            yield start, f"unreadable CSV line: {reason}"
             continue
         if not any(f.strip() for f in fields):
             continue
@@ -123,16 +190,25 @@ def _jsonl_lines(uri: str, f: IO[bytes]) -> Iterator[RawRow]:
     """
     held: list[RawRow] = []
     seen_good = False
-    for lineno, raw in enumerate(f, start=1):
+    for lineno, raw in enumerate(byte_lines(uri, f), start=1):
         if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8) :]
         if not raw.strip():
             continue
+        if not seen_good and not held and raw.lstrip().startswith(b"["):
+            raise ManifestError(
+                f"{uri}:{lineno}: a JSON array, not JSON Lines; write one object per line "
+                f"(e.g. jq -c '.[]' {uri} > rows.jsonl)"
+            )
         line = raw.decode("utf-8", "surrogateescape")
         try:
             value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            bad = (lineno, f"{_UNREADABLE}{exc.msg}")
+        except (ValueError, RecursionError) as exc:
+            # ValueError: JSONDecodeError, or a number past Python's 4,300-digit limit
+            why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)[:80]
+            if isinstance(exc, RecursionError):
+                why = "nested too deeply"
+            bad = (lineno, f"{_UNREADABLE}{why}")
             if seen_good:
                 yield bad
                 continue
@@ -179,11 +255,12 @@ def _folder_rows(root: str) -> Iterator[RawRow]:
         raise ManifestError(
             f"{root}: folder holds no videos ({', '.join(sorted(VIDEO_EXTENSIONS))})"
         )
+    stems = Counter(str(v.relative_to(folder).with_suffix("")) for v in videos)
     for i, video in enumerate(videos, start=1):
-        row: dict[str, Any] = {
-            "video": str(video),
-            "key": str(video.relative_to(folder).with_suffix("")),
-        }
+        stem = str(video.relative_to(folder).with_suffix(""))
+        # s1.mp4 beside s1.webm: two videos, so two keys (the name with its extension)
+        key = stem if stems[stem] == 1 else str(video.relative_to(folder))
+        row: dict[str, Any] = {"video": str(video), "key": key}
         try:
             text = _sidecar_text(video)
         except SubtitleError as exc:  # that video's row fails, naming its subtitle file
@@ -231,9 +308,12 @@ def _number(row: dict[str, Any], name: str) -> float | None:
     value = row.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
+    # float() takes True (1.0) and "1_0" (10): neither is a time anyone wrote on purpose
+    if isinstance(value, bool) or (isinstance(value, str) and "_" in value):
+        raise ValueError(f"{name} is not a number: {str(value)[:40]!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{name} is not a number: {str(value)[:40]!r}") from None
     if math.isnan(number):
         return None
@@ -252,24 +332,33 @@ def _text(value: Any) -> str | None:
             raise ValueError("text is not valid UTF-8") from None
     if isinstance(value, float) and math.isnan(value):
         return None
+    if isinstance(value, (dict, list, tuple)) or hasattr(value, "tolist"):
+        raise ValueError(f"text is a {type(value).__name__}, not a string")
     text = str(value)
     if _has_surrogates(text):
         raise ValueError("text is not valid UTF-8")
     return text
 
 
+def _video(value: Any) -> str:
+    """The ``video`` cell as a string (Parquet may hold it as binary)."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value if isinstance(value, str) else str(value)
+
+
 def _json_safe(value: Any) -> Any:
     """Other manifest columns (e.g. MSR-VTT's 20 sentences) as plain JSON values for the sample."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return (
-            value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            if isinstance(value, str)
-            else value
-        )
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, str):
+        return _valid_utf8(value)
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else value
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {_valid_utf8(str(k)): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     if hasattr(value, "tolist"):
@@ -278,26 +367,36 @@ def _json_safe(value: Any) -> Any:
 
 
 def to_clip(row_index: int, line: int, raw: dict[str, Any] | str, allow_empty_text: bool) -> Clip:
-    """One raw manifest row -> a ``Clip`` (failed at stage ``manifest`` when the row is bad)."""
+    """One raw manifest row -> a ``Clip`` (failed at stage ``manifest`` when the row is bad).
+
+    Whatever a row holds, the clip can be written as UTF-8 JSON: ids, dataset names and other
+    columns that are not valid UTF-8 are kept with U+FFFD (only ``text`` and ``video`` must be
+    exact, and fail the row instead).
+    """
     if isinstance(raw, str):
-        return Clip(key=f"row-{row_index:09d}", row=row_index, video="").fail(
+        return Clip(key=placeholder_key(row_index), row=row_index, video="").fail(
             STAGE, f"line {line}: {raw}"
         )
-    video = raw.get("video")
-    video = video if isinstance(video, str) else ("" if video is None else str(video))
+    video = _video(raw.get("video"))
     given = raw.get("key")
     given = None if given is None or str(given).strip() == "" else str(given)
+    dataset = raw.get("dataset")
     clip = Clip(
         key="",
         row=row_index,
         video=video.strip(),
-        source_key=given,
-        dataset=None if raw.get("dataset") is None else str(raw.get("dataset")),
-        extra={k: _json_safe(v) for k, v in sorted(raw.items()) if k not in COLUMNS},
+        source_key=None if given is None else _valid_utf8(given),
+        dataset=None if dataset is None else _valid_utf8(str(dataset)),
     )
     try:
+        if given:
+            clip.key = safe_key(given)
+        clip.extra = {
+            _valid_utf8(str(k)): _json_safe(v) for k, v in sorted(raw.items()) if k not in COLUMNS
+        }
         clip.start, clip.end = _number(raw, "start"), _number(raw, "end")
-        clip.key = safe_key(given) if given else derive_key(clip.video, clip.start, clip.end)
+        if not clip.key:
+            clip.key = derive_key(clip.video, clip.start, clip.end)
         if not clip.video:
             raise ValueError("no video path")
         if _has_surrogates(clip.video):
@@ -305,11 +404,19 @@ def to_clip(row_index: int, line: int, raw: dict[str, Any] | str, allow_empty_te
         clip.text = _text(raw.get("text"))
         if not allow_empty_text and not (clip.text or "").strip():
             raise ValueError("empty text (pass --allow-empty-text to keep clips without text)")
+    except RecursionError:
+        clip.extra = {}
+        _fail_row(clip, line, "a column nests too deeply")
     except ValueError as exc:
-        if not clip.key:
-            clip.key = f"row-{row_index:09d}"
-        clip.fail(STAGE, f"line {line}: {exc}")
+        _fail_row(clip, line, str(exc))
     return clip
+
+
+def _fail_row(clip: Clip, line: int, reason: str) -> None:
+    if not clip.key:
+        clip.key = placeholder_key(clip.row)
+    clip.video = _valid_utf8(clip.video)  # shown in errors.jsonl
+    clip.fail(STAGE, f"line {line}: {reason}")
 
 
 def iter_clips(uri: str, allow_empty_text: bool = False) -> Iterator[tuple[int, Clip]]:
@@ -324,17 +431,30 @@ def mark_duplicate(clip: Clip, line: int, first_row: int) -> None:
     clip.key = f"{clip.key}-dup{clip.row}"
 
 
+def settle_repeat(clip: Clip, line: int, first_row: int, nth: int | None = None) -> None:
+    """The ``nth`` row with one key (``nth`` >= 2). A key derived from video and span (no key
+    given) names the clip, and rows of one clip are its several texts (MSR-VTT's 20 sentences,
+    written without ids): the n-th becomes ``KEY-n`` and shares the clip (``split_twins``). A
+    given key twice is a mistake in the manifest: the later row fails."""
+    if clip.source_key is None and clip.ok and nth:
+        clip.key = f"{clip.key}-{nth}"
+    else:
+        mark_duplicate(clip, line, first_row)
+
+
 def read_manifest(uri: str, allow_empty_text: bool = False) -> list[Clip]:
-    """All rows of the manifest as clips, in order; duplicate keys fail all but the first.
+    """All rows of the manifest as clips, in order; repeated keys settled by ``settle_repeat``.
 
     In memory: for inspecting small manifests. ``prepare`` streams through
-    ``pipelines.staging`` instead, which resolves duplicates the same way.
+    ``pipelines.staging`` instead, which settles them the same way.
     """
     clips: list[Clip] = []
     first_row: dict[str, int] = {}
+    seen: dict[str, int] = {}
     for line, clip in iter_clips(uri, allow_empty_text):
+        seen[clip.key] = seen.get(clip.key, 0) + 1
         if clip.key in first_row:
-            mark_duplicate(clip, line, first_row[clip.key])
+            settle_repeat(clip, line, first_row[clip.key], seen[clip.key])
         else:
             first_row[clip.key] = clip.row
         clips.append(clip)

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipelines.config import PrepareConfig
-from pipelines.manifest import iter_clips, mark_duplicate
+from pipelines.manifest import iter_clips, settle_repeat
 from pipelines.record import Clip, Failure
 from shards.store import Store
 
@@ -185,7 +185,8 @@ def stage(manifest: str, cfg: PrepareConfig, progress: bool = False) -> Staged:
 
 
 def _settle_duplicates(store: Store, hashes: np.ndarray, size: int) -> dict[str, list[int]]:
-    """``{row: [line, first row]}`` for every row whose key an earlier row already has."""
+    """``{row: [line, first row, n]}`` for every row whose key an earlier row already has (it
+    is the key's n-th row; ``manifest.settle_repeat`` decides what that means)."""
     if len(hashes) < 2:
         return {}
     ordered = np.sort(hashes)
@@ -196,14 +197,16 @@ def _settle_duplicates(store: Store, hashes: np.ndarray, size: int) -> dict[str,
     for r in np.nonzero(np.isin(hashes, repeated))[0]:  # candidate rows, in manifest order
         by_task.setdefault(int(r) // size, set()).add(int(r))
     first: dict[str, int] = {}
+    seen: dict[str, int] = {}
     out: dict[str, list[int]] = {}
     for task, wanted in sorted(by_task.items()):
         for row, line, data in _task_rows(store, task):
             if row not in wanted:
                 continue
             key = json.loads(data)["key"]
+            seen[key] = seen.get(key, 0) + 1
             if key in first:
-                out[str(row)] = [line, first[key]]
+                out[str(row)] = [line, first[key], seen[key]]
             else:
                 first[key] = row
     return out
@@ -221,14 +224,14 @@ def _task_rows(store: Store, index: int) -> Iterator[tuple[int, int, str]]:
 
 
 def load_clips(cfg: PrepareConfig, index: int) -> list[Clip]:
-    """Task ``index``'s clips as staged, duplicates failed as ``read_manifest`` fails them."""
+    """Task ``index``'s clips as staged, repeated keys settled as ``read_manifest`` settles
+    them."""
     store = Store(cfg.out)
     duplicates = json.loads(store.read_text(DUPLICATES))  # a few bytes: usually "{}"
     clips = []
     for row, _, data in _task_rows(store, index):
         clip = clip_from_json(row, data)
         if str(row) in duplicates:
-            line, first_row = duplicates[str(row)]
-            mark_duplicate(clip, line, first_row)
+            settle_repeat(clip, *duplicates[str(row)])
         clips.append(clip)
     return clips

@@ -123,6 +123,12 @@ def test_folder_of_videos_with_sidecar_subtitles(tmp_path):
         ("m.jsonl", "this is not json\n", "m.jsonl:1: not JSON Lines"),
         ("m.parquet", "not parquet at all", "not a readable Parquet file"),
         ("m.xml", "<x/>", "unknown manifest type"),
+        (
+            "m.json",
+            '[{"video": "/v/a.mp4", "text": "x"}]',
+            "m.json:1: a JSON array, not JSON Lines",
+        ),
+        ("m.csv", "video,video,text\n/v/a.mp4,/v/b.mp4,x\n", "column 'video' appears twice"),
     ],
 )
 def test_unparseable_manifest_stops_with_file_and_line(tmp_path, name, content, message):
@@ -138,3 +144,86 @@ def test_cli_reports_unparseable_manifest_in_one_line(tmp_path, capsys):
     assert main(["prepare", str(m), "--out", str(tmp_path / "out"), "--runner", "local"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"clipvip: error: {m}:1: the header has no 'video' column (found: path, text)"]
+
+
+def test_a_folder_with_one_stem_in_two_containers_gives_two_keys(tmp_path):
+    for name in ("s1.mp4", "s1.webm", "s2.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+    clips = read_manifest(str(tmp_path), allow_empty_text=True)
+    keys = [c.key for c in clips]
+    assert all(c.ok for c in clips) and len(set(keys)) == 3
+    assert keys[2] == "s2" and keys[0].startswith("s1_mp4") and keys[1].startswith("s1_webm")
+
+
+def test_hostile_values_in_any_column_fail_their_row_or_are_kept_writable(tmp_path):
+    """Nothing a row holds can stop the run: every clip serialises as UTF-8 JSON."""
+    lines = [
+        '{"video": "/v/a.mp4", "text": "ok", "key": "k\\ud83d", "dataset": "d\\ud800"}',
+        '{"video": "/v/a.mp4", "text": "ok", "key": "x1", "\\ud800": "\\ud800", "extra": ["\\udfff"]}',
+        '{"video": "/v/a\\ud800.mp4", "text": "ok", "key": "x2"}',
+        '{"video": "/v/a.mp4", "text": "ok", "key": "x3", "start": ' + "9" * 5000 + "}",
+        '{"video": "/v/a.mp4", "text": "ok", "key": "x4", "start": 1' + "0" * 400 + "}",
+        '{"video": "/v/a.mp4", "text": "ok", "key": "x5", "x": '
+        + "[" * 100000
+        + "]" * 100000
+        + "}",
+        '{"video": "/v/a.mp4", "text": "ok", "key": "x6", "start": true}',
+        '{"video": "/v/a.mp4", "text": "ok", "key": "x7", "start": "1_0"}',
+        '{"video": "/v/a.mp4", "text": {"a": 1}, "key": "x8"}',
+        '{"video": "/v/a.mp4", "text": "ok", "key": "x9", "end": "inf"}',
+    ]
+    m = tmp_path / "m.jsonl"
+    m.write_text("\n".join(lines) + "\n")
+    clips = read_manifest(str(m))
+    for clip in clips:
+        json.dumps(clip.metadata(), ensure_ascii=False).encode("utf-8")
+        if clip.error:
+            json.dumps(clip.failure_row(), ensure_ascii=False).encode("utf-8")
+    first, second, *failed = clips
+    assert first.ok and first.dataset == "d\ufffd" and first.source_key == "k\ufffd"
+    assert second.ok and second.extra == {"\ufffd": "\ufffd", "extra": ["\ufffd"]}
+    assert all(not c.ok for c in failed), [c.key for c in failed if c.ok]
+    reasons = {c.key: c.error.reason for c in failed}
+    assert "not valid UTF-8" in reasons["x2"]
+    assert "not a number" in reasons["x4"] and "not a number" in reasons["x6"]
+    assert "not a number" in reasons["x7"] and "infinite" in reasons["x9"]
+    assert "text is a dict" in reasons["x8"]
+    unreadable = [c for c in failed if c.key.startswith("#row-")]
+    assert len(unreadable) == 2  # the 5000 digits and the deep nesting: unreadable lines
+    assert all("unreadable JSON line" in c.error.reason for c in unreadable)
+
+
+def test_a_broken_rows_placeholder_key_never_takes_a_real_key(tmp_path):
+    m = tmp_path / "m.jsonl"
+    m.write_text(
+        'not json\n{"video": "/v/a.mp4", "text": "t", "key": "row-000000000"}\n'
+        '{"video": "/v/a.mp4", "text": "t", "key": "p5", "end": "inf"}\n'
+    )
+    broken, real, bad_span = read_manifest(str(m))
+    assert not broken.ok and real.ok and real.key == "row-000000000"
+    assert bad_span.key == "p5", "a row with its own key is reported under it"
+
+
+def test_a_line_with_no_end_stops_the_run_instead_of_filling_memory(tmp_path, monkeypatch):
+    from pipelines import manifest
+
+    monkeypatch.setattr(manifest, "MAX_LINE_BYTES", 1 << 20)
+    for name in ("m.csv", "m.jsonl"):
+        m = tmp_path / name
+        m.write_bytes(b"video,text\n" + b"\0" * (3 << 20))
+        with pytest.raises(ManifestError, match=rf"{name}:2: a line longer than 1 MiB"):
+            read_manifest(str(m))
+
+
+def test_long_csv_text_is_read_like_long_jsonl_text(tmp_path):
+    text = "word " * 60_000  # 300 KB: past the csv module's default field limit
+    m = tmp_path / "m.csv"
+    m.write_text(f'video,text\n/v/a.mp4,"{text}"\n')
+    (clip,) = read_manifest(str(m))
+    assert clip.ok and clip.text == text
+
+
+def test_csv_with_old_mac_line_ends_reads_its_rows(tmp_path):
+    m = tmp_path / "m.csv"
+    m.write_bytes(b"video,text\r/v/a.mp4,one\r/v/b.mp4,two\r")
+    assert [c.text for c in read_manifest(str(m))] == ["one", "two"]
