@@ -62,7 +62,10 @@ def check_allowed(path: str, input_root: str | None) -> None:
         return
     if not is_local(path):
         raise StageError(f"a remote address, outside the allowed input root {input_root}")
-    real = Path(path.removeprefix("file://")).resolve()
+    try:
+        real = Path(path.removeprefix("file://")).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a link loop, a NUL in the path
+        raise StageError(f"cannot resolve the path: {exc}") from None
     root = Path(input_root).resolve()
     if real != root and root not in real.parents:
         raise StageError(f"path is outside the allowed input root {input_root}")
@@ -129,7 +132,14 @@ def _fetch(uri: str, dest: str, timeout_s: float | None, max_bytes: int) -> None
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     over = f"over the cap of {_mb(max_bytes)} (--fetch-max-mb)" if max_bytes else ""
     copied = 0
-    fs, path = fsspec.core.url_to_fs(uri)
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)
+    except ValueError as exc:  # "Protocol not known: foo"
+        raise StageError(f"cannot read {uri}: {exc}") from None
+    except ImportError as exc:  # s3:// without s3fs installed
+        raise StageError(f"cannot read {uri}: {exc}") from None
+    except OSError as exc:  # a filesystem that connects when made (ftp://)
+        raise StageError(f"cannot connect for {uri}: {exc}") from None
     try:
         # The size comes from the opened file: s3fs and HTTP ask the store for it on open
         # anyway, so a separate ``fs.info`` would cost one more request per video.

@@ -154,3 +154,23 @@ def test_a_remote_folder_is_not_a_regular_file(video_bytes):
     folder = uri.rsplit("/", 1)[0]
     with pytest.raises(StageError, match=f"not a regular file: {folder}$"):
         source.local_path(folder)
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        ("foo://x/v.mp4", "cannot read foo://x/v.mp4: Protocol not known: foo"),
+        ("ftp://127.0.0.1:9/v.mp4", "cannot connect for ftp://127.0.0.1:9/v.mp4"),
+    ],
+)
+def test_an_address_nothing_can_read_fails_its_row_with_a_reason(uri, reason):
+    clip = run_cpu_stages(uri)
+    assert clip.error.stage == "probe" and clip.error.reason.startswith(reason)
+
+
+def test_a_link_loop_under_the_input_root_fails_its_row(tmp_path):
+    loop = tmp_path / "loop.mp4"
+    loop.symlink_to(loop)
+    clip = run_cpu_stages(str(loop), extra={"input_root": str(tmp_path)})
+    assert clip.error.stage == "probe"
+    assert clip.error.reason.startswith("cannot resolve the path")
