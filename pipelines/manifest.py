@@ -42,7 +42,10 @@ class ManifestError(ValueError):
     """The manifest as a whole is unreadable; ``str()`` is the one-line message for the user."""
 
 
-RawRow = tuple[int, dict[str, Any] | str]  # (line number, fields) or (line number, why unreadable)
+RawRow = tuple[int, dict[str, Any] | str]
+# A reader's reason to fail a row it could still name (a folder video whose subtitle file is
+# broken: reported under its own key and video, not as an anonymous line).
+_ROW_ERROR = "\0row_error"  # (line number, fields) or (line number, why unreadable)
 
 
 def placeholder_key(row_index: int) -> str:
@@ -264,7 +267,7 @@ def _folder_rows(root: str) -> Iterator[RawRow]:
         try:
             text = _sidecar_text(video)
         except SubtitleError as exc:  # that video's row fails, naming its subtitle file
-            yield i, str(exc)
+            yield i, {**row, _ROW_ERROR: str(exc)}
             continue
         if text is not None:
             row["text"] = text
@@ -391,8 +394,12 @@ def to_clip(row_index: int, line: int, raw: dict[str, Any] | str, allow_empty_te
     try:
         if given:
             clip.key = safe_key(given)
+        if _ROW_ERROR in raw:
+            raise ValueError(str(raw[_ROW_ERROR]))
         clip.extra = {
-            _valid_utf8(str(k)): _json_safe(v) for k, v in sorted(raw.items()) if k not in COLUMNS
+            _valid_utf8(str(k)): _json_safe(v)
+            for k, v in sorted(raw.items())
+            if k not in COLUMNS and k != _ROW_ERROR
         }
         clip.start, clip.end = _number(raw, "start"), _number(raw, "end")
         if not clip.key:

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
-_TIMESTAMP = re.compile(r"^\s*(?:(\d+):)?(\d{1,2}):(\d{2})(?:[.,](\d{1,3}))?\s*$")
+_TIME = re.compile(r"(?:(\d{1,6}):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
+_TIMESTAMP = re.compile(r"^\s*(?:(\d{1,6}):)?(\d{1,2}):(\d{2})(?:[.,](\d{1,3}))?\s*$")
 # A cue timing's time; the fraction may be missing (``00:00:01 --> 00:00:02`` SRT in the wild).
-_CUE_TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})(?:[.,](\d{1,3}))?")
+_CUE_TIME = re.compile(r"(?:(\d{1,6}):)?(\d{1,2}):(\d{2})(?:[.,](\d{1,3}))?")
 _TAG = re.compile(r"<[^>]*>")
-_WORD_TIME = re.compile(r"<((?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3})>")
+_WORD_TIME = re.compile(r"<((?:\d{1,6}:)?\d{1,2}:\d{2}[.,]\d{1,3})>")
 _BRACKET = re.compile(r"\[[^\]]*\]")
 _SPEAKER = re.compile(r"(?:^|\s)(?:>>|&gt;&gt;)+")
 _SPACES = re.compile(r"\s+")
@@ -157,7 +157,10 @@ def parse_time(value: Any, field: str) -> float:
     if isinstance(value, bool):
         raise SubtitleError(f"{field}: not a time: {value!r}")
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int past 1e308
+            raise SubtitleError(f"{field}: not a time: {str(value)[:40]!r}") from None
     elif isinstance(value, str):
         match = _TIMESTAMP.match(value)
         if match:
