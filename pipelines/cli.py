@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -49,7 +50,12 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--out", required=True, help="output folder or fsspec URI (e.g. s3://bucket/run)"
     )
-    g.add_argument("--name", default=d.name, help=f"shard name prefix (default: {d.name})")
+    g.add_argument(
+        "--name",
+        type=_shard_name,
+        default=d.name,
+        help=f"shard name prefix, letters, digits, _ and - (default: {d.name})",
+    )
     g.add_argument(
         "--shard-size",
         type=int,
@@ -381,6 +387,15 @@ def _manifest_from_sources(args: argparse.Namespace) -> str:
     report_json = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
     store.put_bytes("inputs/manifest.report.json", report_json.encode("utf-8"))
     return store.url("inputs/manifest.parquet")
+
+
+def _shard_name(value: str) -> str:
+    """``--name``: it becomes part of every tar's path, so nothing that names a folder."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: use letters, digits, _ and - only (it starts every shard's file name)"
+        )
+    return value
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:

@@ -23,3 +23,15 @@ def test_beam_options_pass_and_a_portable_runner_may_get_options_only_it_knows()
     )
     unknown, direct = unknown_options(["--runner=FlinkRunner", "--job-only-option=1"])
     assert (unknown, direct) == (["--job-only-option"], False)  # the CLI warns and goes on
+
+
+def test_a_shard_name_that_names_a_folder_is_refused(tmp_path, capsys):
+    m = tmp_path / "m.csv"
+    m.write_text("video,text\n/v/a.mp4,x\n")
+    out = tmp_path / "deep" / "out"
+    try:
+        main(["prepare", str(m), "--out", str(out), "--name", "../../evil"])
+    except SystemExit as exc:
+        assert exc.code == 2
+    assert "--name: '../../evil': use letters, digits, _ and - only" in capsys.readouterr().err
+    assert not (tmp_path / "deep").exists() and not list(tmp_path.glob("*.tar"))
