@@ -3,17 +3,23 @@
 Embedding is the slow part of a gap analysis and the same corpora are measured again and again
 (another reference, more seeds, after captioning). The cache maps sentence text to its unit
 vector, so a new draw only embeds sentences never seen before. Files are ``.npz`` with a text
-array and a vector array, written to a temp name then renamed (never half written).
+array and a vector array, written to a temp name then renamed (never half written). A file
+that cannot be read all the same (cut short by a full disk, copied half, edited) is only a lost
+speed-up: it is recomputed and rewritten, with a warning that names it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger("clipvip")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -35,8 +41,16 @@ class EmbeddingCache:
     def _load(self, path: Path | None) -> dict[str, np.ndarray]:
         if path is None or not path.is_file():
             return {}
-        with np.load(path, allow_pickle=False) as data:
-            return dict(zip(data["texts"].tolist(), data["vectors"]))
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                texts, vectors = data["texts"].tolist(), data["vectors"]
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            log.warning("embedding cache %s cannot be read (%s); recomputing it", path, exc)
+            return {}
+        if vectors.ndim != 2 or len(vectors) != len(texts):
+            log.warning("embedding cache %s is inconsistent; recomputing it", path)
+            return {}
+        return dict(zip(texts, vectors))
 
     def lookup(
         self, source: str, texts: Sequence[str], compute: Callable[[list[str]], np.ndarray]

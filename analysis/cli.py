@@ -29,6 +29,8 @@ sources (NAME=PATH[:FIELD]):
                             or YouTube transcripts {video: [{text, start, duration}]}
   .srt .vtt                 one sentence a cue
   run folder or .tar        prepared shards; FIELD = txt (subtitles, default) or caption.txt
+  FIELD starts after the last ':' (not one followed by '/', as in s3://); when PATH does not
+  exist but PATH:FIELD as a whole does, that is the path (x=asr_10:00.txt reads asr_10:00.txt)
 
 outputs (in --out): gap.json (every number, settings, versions), gap.md (rows = sources,
 columns = references, NMI mean ± std), gap.png (heatmap), gap_map.png (2-D map of the
@@ -52,7 +54,7 @@ def cmd_gap(args: argparse.Namespace) -> int:
     from analysis.encoders import EncoderError
     from analysis.gap import GapConfig
     from analysis.hygiene import TextHygiene
-    from analysis.run import GapRunConfig, run_gap
+    from analysis.run import GapRunConfig, OutputError, run_gap
     from analysis.sources import SourceError, SourceSpec
     from clipvip.cli import UserError
 
@@ -81,7 +83,7 @@ def cmd_gap(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
         summary = run_gap(specs, config)
-    except (SourceError, EncoderError) as exc:
+    except (SourceError, EncoderError, OutputError) as exc:
         raise UserError(str(exc)) from exc
     print(summary["summary"])
     return 0
@@ -203,7 +205,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--out",
         default=None,
-        help="where to write the HTML, e.g. r.html (default: DIR/report.html)",
+        help="where to write the HTML, e.g. r.html; an existing folder gets report.html "
+        "inside it (default: DIR/report.html)",
     )
     r.add_argument(
         "--frames",

@@ -57,11 +57,16 @@ class PairGap:
 
 @dataclass(slots=True)
 class GapResult:
+    """Every pair's gap and the all-sources one. ``sources`` lists the names (k of the
+    all-sources clustering is its length): ``overall.reference`` joins them with commas for
+    display, and a name may hold a comma, so never count names by splitting it."""
+
     pairs: list[PairGap]
-    overall: PairGap | None  # k = number of sources over all; source/reference list the names
+    overall: PairGap | None  # k = len(sources) over all; reference: the names, comma-joined
     rows: list[str]
     columns: list[str]
     warnings: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
 
     def pair(self, a: str, b: str) -> PairGap | None:
         for p in self.pairs:
@@ -102,8 +107,10 @@ def plan_pairs(
     """Rows, columns and (source, reference) pairs of the table.
 
     With references: rows are the other sources (all sources if every one is a reference),
-    columns the references. Without: every source against every other, each pair once.
+    columns the references (a repeated one once). Without: every source against every other,
+    each pair once.
     """
+    references = list(dict.fromkeys(references))
     if references:
         rows = [n for n in names if n not in references] or list(names)
         cols = list(references)
@@ -183,4 +190,4 @@ def measure(
             "all", ",".join(order), float(np.mean(scores)), float(np.std(scores)), n, scores
         )
     bar.close()
-    return GapResult(pairs, overall, rows, cols, warnings)
+    return GapResult(pairs, overall, rows, cols, warnings, sorted(names))

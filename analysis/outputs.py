@@ -13,6 +13,19 @@ import numpy as np
 from analysis.gap import GapResult
 
 
+def mpl_text(text: str) -> str:
+    """``text`` shown as written in a matplotlib label. Matplotlib reads text between two ``$``
+    as mathtext (and fails on most names that hold one); an escaped ``\\$`` is a plain dollar
+    sign. Source names, encoder paths and stages come from users: every label goes through this.
+    """
+    return text.replace("$", r"\$")
+
+
+def md_cell(text: str) -> str:
+    """``text`` in a Markdown table cell: a ``|`` would end the cell, so it is escaped."""
+    return text.replace("|", r"\|")
+
+
 def gap_matrix(result: GapResult) -> tuple[np.ndarray, np.ndarray]:
     """``(mean, std)`` arrays of shape (rows, columns); NaN where no pair (a source vs itself)."""
     mean = np.full((len(result.rows), len(result.columns)), np.nan)
@@ -28,20 +41,21 @@ def gap_matrix(result: GapResult) -> tuple[np.ndarray, np.ndarray]:
 def format_markdown(result: GapResult, title: str, notes: Sequence[str] = ()) -> str:
     """Rows = sources, columns = references, cells ``NMI mean ± std``; higher = larger gap."""
     mean, std = gap_matrix(result)
-    lines = [f"# {title}", "", "| source \\ reference | " + " | ".join(result.columns) + " |"]
+    header = " | ".join(md_cell(c) for c in result.columns)
+    lines = [f"# {title}", "", f"| source \\ reference | {header} |"]
     lines.append("|---" * (len(result.columns) + 1) + "|")
     for i, r in enumerate(result.rows):
         cells = [
             "—" if np.isnan(mean[i, j]) else f"{mean[i, j]:.3f} ± {std[i, j]:.3f}"
             for j in range(len(result.columns))
         ]
-        lines.append(f"| {r} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md_cell(r)} | " + " | ".join(cells) + " |")
     lines.append("")
     if result.overall is not None:
-        o = result.overall
+        o, k = result.overall, len(result.sources)
         lines.append(
-            f"All {len(o.reference.split(','))} sources together (k = {len(o.reference.split(','))}): "
-            f"NMI {o.nmi_mean:.3f} ± {o.nmi_std:.3f}, n = {o.n} a source."
+            f"All {k} sources together (k = {k}): NMI {o.nmi_mean:.3f} ± {o.nmi_std:.3f}, "
+            f"n = {o.n} a source."
         )
         lines.append("")
     lines += [f"- {n}" for n in notes]
@@ -61,8 +75,9 @@ def plot_heatmap(result: GapResult, path: Path, title: str) -> None:
     h = max(2.5, 0.8 * len(result.rows) + 1.6)
     fig, ax = plt.subplots(figsize=(w, h), dpi=110)
     im = ax.imshow(np.ma.masked_invalid(mean), vmin=0.0, vmax=1.0, cmap="viridis")
-    ax.set_xticks(range(len(result.columns)), result.columns, rotation=30, ha="right")
-    ax.set_yticks(range(len(result.rows)), result.rows)
+    columns = [mpl_text(c) for c in result.columns]
+    ax.set_xticks(range(len(result.columns)), columns, rotation=30, ha="right")
+    ax.set_yticks(range(len(result.rows)), [mpl_text(r) for r in result.rows])
     for i in range(mean.shape[0]):
         for j in range(mean.shape[1]):
             if np.isnan(mean[i, j]):
@@ -77,7 +92,7 @@ def plot_heatmap(result: GapResult, path: Path, title: str) -> None:
                 color=colour,
                 fontsize=9,
             )
-    ax.set_title(title, fontsize=10)
+    ax.set_title(mpl_text(title), fontsize=10)
     fig.colorbar(im, ax=ax, label="NMI (domain gap)")
     fig.tight_layout()
     fig.savefig(path)
@@ -111,8 +126,9 @@ def plot_map(
     for name in names:
         part = xy[start : start + len(groups[name])]
         start += len(groups[name])
-        ax.scatter(part[:, 0], part[:, 1], s=6, alpha=0.6, label=f"{name} ({len(part)})")
-    ax.set_title(title, fontsize=10)
+        label = mpl_text(f"{name} ({len(part)})")
+        ax.scatter(part[:, 0], part[:, 1], s=6, alpha=0.6, label=label)
+    ax.set_title(mpl_text(title), fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(markerscale=2.5, fontsize=8, loc="best")

@@ -14,20 +14,26 @@ import html
 import io
 import json
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from analysis.outputs import mpl_text
 from shards.reader import iter_samples
 from shards.store import Store
 
 log = logging.getLogger("clipvip")
 
 
+class ReportError(ValueError):
+    """The report cannot be written; ``str()`` is one line naming the file at fault."""
+
+
 @dataclass(frozen=True, slots=True)
 class ReportConfig:
     run: str
-    out: str | None = None  # default: RUN/report.html
+    out: str | None = None  # default: RUN/report.html; an existing folder: report.html in it
     frames: int = 24
     gap: str | None = None  # a `clipvip gap` folder; default: RUN/gap when it has gap.json
     thumb_px: int = 192
@@ -86,19 +92,49 @@ def summarise(run: str, frames: int, thumb_px: int = 192) -> CorpusSummary:
     return s
 
 
-def _failures(store: Store) -> tuple[dict[str, int], list[dict]]:
+def _json_object(text: str, path: str, first_line: int = 1) -> dict:
+    """``text`` (from ``path``, starting at line ``first_line``) parsed as one JSON object; else
+    a ``ReportError`` naming the file and its line: the decoder alone says "line 1 column 24"
+    of a string, which points nowhere in a file of many lines."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        line = first_line + exc.lineno - 1
+        raise ReportError(f"{path} line {line} column {exc.colno}: not JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise ReportError(f"{path} line {first_line}: not a JSON object")
+    return value
+
+
+def read_errors(text: str, path: str) -> list[dict]:
+    """The lines of ``errors.jsonl``. A last line that is not JSON is skipped with a warning: it
+    is what a copy or upload of the run cut short leaves, every line before it is whole, and the
+    report (a view, not a record) is more use with one example fewer than not at all. A bad line
+    anywhere else means the file is damaged or not clipvip's: an error naming the line."""
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    errors = []
+    for i, (number, line) in enumerate(lines):
+        try:
+            errors.append(_json_object(line, path, number))
+        except ReportError as exc:
+            if i < len(lines) - 1:
+                raise
+            log.warning("%s; skipped (a truncated last line)", exc)
+    return errors
+
+
+def _failures(store: Store, run: str) -> tuple[dict[str, int], list[dict]]:
     """Failure counts by stage (errors.jsonl, else stats.json) and a few examples."""
     examples: list[dict] = []
     counts: Counter = Counter()
     if store.exists("errors.jsonl"):
-        for line in store.read_text("errors.jsonl").splitlines():
-            if line.strip():
-                err = json.loads(line)
-                counts[err.get("stage", "?")] += 1
-                if len(examples) < 20:
-                    examples.append(err)
+        for err in read_errors(store.read_text("errors.jsonl"), f"{run}/errors.jsonl"):
+            counts[str(err.get("stage", "?"))] += 1
+            if len(examples) < 20:
+                examples.append(err)
     elif store.exists("stats.json"):
-        counts.update(json.loads(store.read_text("stats.json")).get("failed_by_stage", {}))
+        stats = _json_object(store.read_text("stats.json"), f"{run}/stats.json")
+        counts.update(stats.get("failed_by_stage", {}))
     return dict(counts), examples
 
 
@@ -130,7 +166,7 @@ def histograms(s: CorpusSummary, failures: dict[str, int]) -> str:
     ax = axes[3]
     if failures:
         stages = sorted(failures, key=failures.get, reverse=True)
-        ax.barh(stages, [failures[k] for k in stages], color="#c0504d")
+        ax.barh([mpl_text(k) for k in stages], [failures[k] for k in stages], color="#c0504d")
         ax.invert_yaxis()
     else:
         ax.text(0.5, 0.5, "no failures", ha="center", va="center", transform=ax.transAxes)
@@ -145,15 +181,38 @@ def _data_uri(path: Path, mime: str) -> str:
     return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _gap_section(folder: Path | None) -> str:
-    if folder is None or not (folder / "gap.json").is_file():
+def load_gap(folder: Path | None, asked: bool) -> dict | None:
+    """``folder/gap.json``, or None when there is none. A broken one that ``--gap`` named
+    (``asked``) stops the report with its file and line; one only found by default in RUN/gap
+    is left out with a warning, as the user did not ask for it."""
+    path = None if folder is None else folder / "gap.json"
+    if path is None or not path.is_file():
+        return None
+    try:
+        gap = _json_object(path.read_text(encoding="utf-8"), str(path))
+        pairs = gap.get("pairs")
+        if not (isinstance(pairs, list) and all(isinstance(p, dict) for p in pairs)):
+            raise ReportError(f"{path}: not the gap.json of `clipvip gap` (no list of pairs)")
+    except ReportError as exc:
+        if asked:
+            raise
+        log.warning("%s; the report leaves out the domain gap", exc)
+        return None
+    return gap
+
+
+def _gap_section(folder: Path | None, gap: dict | None) -> str:
+    if folder is None or gap is None:
         return ""
-    gap = json.loads((folder / "gap.json").read_text(encoding="utf-8"))
-    rows = "".join(
-        f"<tr><td>{html.escape(p['source'])}</td><td>{html.escape(p['reference'])}</td>"
-        f"<td>{p['nmi_mean']:.3f} ± {p['nmi_std']:.3f}</td><td>{p['n']}</td></tr>"
-        for p in gap.get("pairs", [])
-    )
+    try:
+        rows = "".join(
+            f"<tr><td>{html.escape(str(p['source']))}</td>"
+            f"<td>{html.escape(str(p['reference']))}</td>"
+            f"<td>{p['nmi_mean']:.3f} ± {p['nmi_std']:.3f}</td><td>{p['n']}</td></tr>"
+            for p in gap["pairs"]
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReportError(f"{folder / 'gap.json'}: a pair lacks or mistypes {exc}") from None
     imgs = "".join(
         f'<img class="plot" alt="{name}" src="{_data_uri(folder / name, "image/png")}">'
         for name in ("gap.png", "gap_map.png")
@@ -233,23 +292,43 @@ mean caption {_mean(s.caption_words)} words · caption models: {models or "none"
 """
 
 
+def report_path(run: str, out: str | None) -> Path:
+    """Where the page goes: ``--out`` names the HTML file; an existing folder (or a path ending
+    in ``/``) gets ``report.html`` inside it, as ``cp`` would, since a folder cannot be
+    overwritten and the intent is plain. Refused up front when it cannot be written."""
+    if out is None:
+        return Path(run) / "report.html"
+    path = Path(out) / "report.html" if out.endswith("/") or Path(out).is_dir() else Path(out)
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ReportError(f"--out {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ReportError(f"--out {out}: {parent} is not writable")
+    return path
+
+
 def write_report(config: ReportConfig) -> Path:
-    """Write the report; raises ``FileNotFoundError`` when RUN is not a prepared run."""
+    """Write the report; raises ``FileNotFoundError`` when RUN is not a prepared run and
+    ``ReportError`` when ``--out`` cannot be written or errors.jsonl / gap.json are broken. A
+    run in which every row failed is a report with 0 clips and its failures."""
     run = config.run.rstrip("/")
     if "://" not in run and not (Path(run) / "index.json").is_file():
         raise FileNotFoundError(
             f"{run!r} has no index.json: is it the --out folder of `clipvip prepare`?"
         )
-    store = Store(run)
-    summary = summarise(run, config.frames, config.thumb_px)
-    failures, examples = _failures(store)
+    out = report_path(run, config.out)
     gap_dir = Path(config.gap) if config.gap else Path(run) / "gap"
     if config.gap and not (gap_dir / "gap.json").is_file():
         raise FileNotFoundError(
             f"--gap {config.gap}: no gap.json there (run `clipvip gap --out {config.gap}`)"
         )
-    page = render_html(run, summary, failures, examples, _gap_section(gap_dir))
-    out = Path(config.out) if config.out else Path(run) / "report.html"
+    gap = load_gap(gap_dir, asked=bool(config.gap))
+    store = Store(run)
+    failures, examples = _failures(store, run)
+    summary = summarise(run, config.frames, config.thumb_px)
+    page = render_html(run, summary, failures, examples, _gap_section(gap_dir, gap))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     log.info(

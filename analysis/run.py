@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,9 +27,14 @@ from analysis.sources import SourceError, SourceSpec, read_source
 log = logging.getLogger("clipvip")
 
 
+class OutputError(ValueError):
+    """``--out`` cannot hold the outputs; ``str()`` is a one-line message naming it."""
+
+
 @dataclass(frozen=True, slots=True)
 class GapRunConfig:
-    """Everything ``clipvip gap`` takes besides the sources."""
+    """Everything ``clipvip gap`` takes besides the sources; a reference given twice counts
+    once (``--reference a --reference a`` is one column)."""
 
     out: str
     encoder: str = "minilm"
@@ -40,6 +46,9 @@ class GapRunConfig:
     map_method: str = "pca"  # pca | tsne | none
     cache: bool = True
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "references", tuple(dict.fromkeys(self.references)))
 
 
 def _versions() -> dict[str, str]:
@@ -57,6 +66,20 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def check_out(out: Path) -> None:
+    """Refuse an ``--out`` that cannot become the output folder (a file, a folder under a file,
+    no write permission) before any source is read or embedded, not after the work."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out}: a file is there; name a folder")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"--out {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"--out {out}: {parent} is not writable")
 
 
 def load_sources(
@@ -116,7 +139,7 @@ def summary_line(result: GapResult, encoder: str, config: GapConfig, out: str) -
     )
     line = f"domain gap (NMI, {encoder}, n≤{config.samples}, {len(config.seeds)} seeds): {pairs}"
     if result.overall is not None:
-        k = len(result.overall.reference.split(","))
+        k = len(result.sources)
         line += f"; all {k} (k = {k}) {result.overall.nmi_mean:.2f}±{result.overall.nmi_std:.2f}"
     return f"{line} -> {out}/gap.md"
 
@@ -135,6 +158,7 @@ def run_gap(
     unknown = [r for r in config.references if r not in {s.name for s in specs}]
     if unknown:
         raise SourceError(f"--reference {', '.join(unknown)} is not a --source name")
+    check_out(out)
     texts, info = load_sources(specs, config.hygiene)
     t_load = time.perf_counter()
 
@@ -201,7 +225,11 @@ def run_gap(
     t_end = time.perf_counter()
     summary = {
         "pairs": [p.as_dict() for p in result.pairs],
-        "all_sources": result.overall.as_dict() if result.overall else None,
+        "all_sources": (
+            result.overall.as_dict() | {"sources": result.sources, "k": len(result.sources)}
+            if result.overall
+            else None
+        ),
         "rows": result.rows,
         "columns": result.columns,
         "sources": info,

@@ -14,6 +14,8 @@ A source is one corpus of sentences. What PATH may be:
   and after captioning.
 
 PATH is a local path or any fsspec URI (``s3://bucket/msrvtt.csv:sentence``; ``s3fs`` needed).
+The last ``:`` starts FIELD, unless PATH does not exist and the whole ``PATH:FIELD`` does: then
+that is the path (``asr_10:00.txt``, a file name with a colon).
 
 Every failure to read a source raises ``SourceError`` whose message names the source, so a run
 over five corpora says which one is wrong.
@@ -24,11 +26,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
 import fsspec
+
+log = logging.getLogger("clipvip")
 
 TABLE_DEFAULT_COLUMNS = ("text", "sentence", "caption")
 SHARD_FIELDS = {
@@ -66,6 +71,15 @@ class SourceSpec:
     def __str__(self) -> str:
         return f"{self.name}={self.path}" + (f":{self.field}" if self.field else "")
 
+    def resolve(self) -> SourceSpec:
+        """The spec to read: ``PATH:FIELD`` is taken whole as the path when PATH does not exist
+        but the whole does, so a file name with a colon (``asr_10:00.txt``) is not split into
+        a path and a column. ``parse`` cannot decide this: it does not look at the disk."""
+        if self.field is None or _exists(self.path):
+            return self
+        whole = f"{self.path}:{self.field}"
+        return SourceSpec(self.name, whole, None) if _exists(whole) else self
+
 
 def _fail(spec: SourceSpec, why: str) -> SourceError:
     return SourceError(f"source {spec.name!r} ({spec.path}): {why}")
@@ -74,6 +88,11 @@ def _fail(spec: SourceSpec, why: str) -> SourceError:
 def _fs(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem and in-filesystem path of a local path or any fsspec URI (s3://...)."""
     return fsspec.core.url_to_fs(path)
+
+
+def _exists(path: str) -> bool:
+    fs, p = _fs(path)
+    return fs.exists(p)
 
 
 def _read_text(spec: SourceSpec, path: str) -> str:
@@ -107,8 +126,13 @@ def _as_text(value: Any) -> str:
 
 
 def _read_csv(spec: SourceSpec, path: str, delimiter: str) -> list[str]:
+    """A header padded with spaces (``id, text``) names its columns by the stripped names; the
+    rows are keyed by the header as written, so the column is read by that key."""
     reader = csv.DictReader(io.StringIO(_read_text(spec, path), newline=""), delimiter=delimiter)
-    column = _pick_column(spec, [c.strip() for c in reader.fieldnames or []])
+    header: dict[str, str] = {}
+    for name in reader.fieldnames or []:
+        header.setdefault(name.strip(), name)
+    column = header[_pick_column(spec, list(header))]
     try:
         return [_as_text(row.get(column)) for row in reader]
     except csv.Error as exc:
@@ -168,8 +192,8 @@ def _read_json(spec: SourceSpec, path: str) -> list[str]:
                 if isinstance(a, dict)
             ]
         values = list(data.values())
-        if values and all(isinstance(v, dict) and "sentences" in v for v in values):  # ActivityNet
-            return [_as_text(s) for v in values for s in v["sentences"]]
+        if values and all(isinstance(v, dict) and "sentences" in v for v in values):
+            return _read_activitynet(spec, data)
         if values and all(isinstance(v, list) for v in values):  # YouTube transcripts
             return [
                 _as_text(seg.get(key or "text"))
@@ -182,6 +206,22 @@ def _read_json(spec: SourceSpec, path: str) -> list[str]:
         "unknown JSON layout; expected a list of strings or objects, COCO annotations, "
         "ActivityNet captions or {video: [{text}]} transcripts",
     )
+
+
+def _read_activitynet(spec: SourceSpec, data: dict[str, dict]) -> list[str]:
+    """ActivityNet Captions: ``{video: {"sentences": [...]}}``. A string there is refused: read
+    as a list it would be measured one character at a time."""
+    out: list[str] = []
+    for video, v in data.items():
+        sentences = v["sentences"]
+        if not isinstance(sentences, list):
+            raise _fail(
+                spec,
+                f"ActivityNet field 'sentences' of {video!r} is a {type(sentences).__name__}; "
+                "expected a list of sentences",
+            )
+        out += [_as_text(s) for s in sentences]
+    return out
 
 
 def _read_subtitles(spec: SourceSpec, path: str) -> list[str]:
@@ -225,9 +265,37 @@ def _read_shards(spec: SourceSpec, path: str) -> list[str]:
                 missing += 1
     except (OSError, ValueError) as exc:
         raise _fail(spec, f"unreadable shards: {exc}") from None
+    if not texts and not missing:
+        raise _fail(spec, "no text: no samples (every row failed? see the run's errors.jsonl)")
     if missing and not texts:
         raise _fail(spec, f"no sample has a {field!r} (prepared with --captioner none?)")
     return texts
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _warn_if_numbers(spec: SourceSpec, texts: list[str]) -> None:
+    """Numbers are measured as text like anything else, but a column that is mostly numbers is
+    almost always the wrong column (an id, a duration), so say so."""
+    values = [t for t in texts if t.strip()]
+    numbers = sum(_number(t) for t in values)
+    if numbers * 2 > len(values):
+        what = f"column {spec.field!r}" if spec.field else "the text read"
+        log.warning(
+            "source %r (%s): %d of %d values of %s are numbers; is it the text? "
+            "(name the column with NAME=PATH:COLUMN)",
+            spec.name,
+            spec.path,
+            numbers,
+            len(values),
+            what,
+        )
 
 
 def is_shard_source(path: str) -> bool:
@@ -240,12 +308,14 @@ def read_source(spec: SourceSpec) -> list[str]:
     """Every sentence of a source, in file order, untouched (hygiene is a separate step).
 
     Raises ``SourceError`` naming the source when the file is missing, unreadable, not UTF-8,
-    lacks the column, or holds no text at all.
+    lacks the column, or holds no text at all. Warns when most of the text is numbers.
     """
+    spec = spec.resolve()
     path = spec.path
     fs, p = _fs(path)
     if not fs.exists(p):
-        raise _fail(spec, "no such file or folder")
+        also = f" (nor is there a file {path}:{spec.field})" if spec.field else ""
+        raise _fail(spec, f"no such file or folder{also}")
     if is_shard_source(path):
         texts = _read_shards(spec, path)
     elif fs.isdir(p):
@@ -270,4 +340,5 @@ def read_source(spec: SourceSpec) -> list[str]:
             texts = _read_text(spec, path).splitlines()
     if not any(t.strip() for t in texts):
         raise _fail(spec, "empty: no text to measure")
+    _warn_if_numbers(spec, texts)
     return texts

@@ -49,8 +49,15 @@ def _decode(sample: dict[str, Any]) -> Decoded:
 
 def iter_samples(source: str | Sequence[str]) -> Iterator[Decoded]:
     """Every sample of a run folder (or tar list) in shard order: ``key``, ``txt``,
-    ``caption.txt``, ``json`` (dict), ``jpg`` and ``mp4`` (bytes)."""
-    for sample in wds.WebDataset(shard_urls(source), shardshuffle=False, empty_check=False):
+    ``caption.txt``, ``json`` (dict), ``jpg`` and ``mp4`` (bytes).
+
+    A run in which every row failed has an empty shard list; it yields no samples (webdataset
+    itself cannot be built over no shards: it indexes the first URL).
+    """
+    urls = shard_urls(source)
+    if not urls:
+        return
+    for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
         yield _decode(sample)
 
 
@@ -90,4 +97,6 @@ class ClipShardDataset(torch.utils.data.IterableDataset):
         return wds.DataPipeline(*stages)
 
     def __iter__(self) -> Iterator[Any]:
+        if not self.urls:  # a run with no shards: no samples (webdataset fails on an empty list)
+            return iter(())
         return iter(self.pipeline())

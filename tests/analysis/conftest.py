@@ -106,6 +106,23 @@ def demo_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def failed_run(tmp_path_factory) -> Path:
+    """A prepared run in which every row failed (2 missing videos): index.json lists no shard."""
+    from pipelines.config import PrepareConfig
+    from pipelines.prepare import EngineOptions, prepare
+
+    root = tmp_path_factory.mktemp("failed")
+    manifest = root / "manifest.csv"
+    manifest.write_text(
+        f"video,start,end,text\n{root}/gone.mp4,0,1,hello there\n{root}/lost.mp4,,,a dog runs\n"
+    )
+    run = root / "run"
+    cfg = PrepareConfig(out=str(run), name="failed", captioner="none")
+    prepare(str(manifest), cfg, EngineOptions(runner="local"), progress=False)
+    return run
+
+
+@pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory) -> Path:
     """A random CLIP text tower (seeded) with a character-level BPE tokenizer, built offline."""
     import torch

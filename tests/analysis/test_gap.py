@@ -94,3 +94,18 @@ def test_table_layout_rows_are_sources_and_columns_references():
 def test_an_unknown_reference_is_an_error(vectors):
     with pytest.raises(ValueError, match="coco"):
         measure({"animals": 400, "kitchen": 400}, lookup(vectors), GapConfig(), references=["coco"])
+
+
+def test_k_of_all_sources_counts_names_even_when_a_name_holds_a_comma(vectors):
+    result = measure(
+        {"a,b": 400, "kitchen": 400, "c": 400},
+        lookup({"a,b": vectors["animals"], "kitchen": vectors["kitchen"], "c": vectors["animals"]}),
+        GapConfig(samples=60, seeds=(0,), n_init=1),
+    )
+    assert result.sources == ["a,b", "c", "kitchen"]  # k = 3, though the joined name has 4 parts
+    assert result.overall is not None and result.overall.reference == "a,b,c,kitchen"
+
+
+def test_a_reference_given_twice_is_one_column():
+    rows, cols, pairs = plan_pairs(["a", "b", "msr"], ["msr", "msr"])
+    assert rows == ["a", "b"] and cols == ["msr"] and pairs == [("a", "msr"), ("b", "msr")]

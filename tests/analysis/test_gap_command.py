@@ -177,3 +177,63 @@ def test_tsne_map_is_written(corpora, tmp_path):
     )
     assert (out / "gap_map.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "gap.json").read_text())["settings"]["map"] == "tsne"
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_source_is_read(tmp_path, capsys):
+    (tmp_path / "taken").write_text("x")
+    code = main(
+        [
+            "gap",
+            "--source",
+            f"a={tmp_path / 'missing.txt'}",  # never read: --out is checked first
+            "--source",
+            f"b={tmp_path / 'missing_too.txt'}",
+            "--out",
+            str(tmp_path / "taken"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and f"--out {tmp_path / 'taken'}: a file is there" in err
+    assert "Traceback" not in err and "missing" not in err
+
+
+def test_names_with_dollar_comma_and_pipe_are_shown_as_written(corpora, tmp_path, capsys):
+    """``$`` is matplotlib mathtext, ``,`` joins names, ``|`` splits a Markdown cell."""
+    out = tmp_path / "odd"
+    code = main(
+        [
+            "gap",
+            "--source",
+            f"$\\foo$={corpora / 'animals.txt'}",
+            "--source",
+            f"kit,chen={corpora / 'kitchen.txt'}",
+            "--source",
+            f"mi|xed={corpora / 'mixed.jsonl'}:text",
+            "--reference",
+            "kit,chen",
+            "--reference",
+            "kit,chen",
+            "--encoder",
+            "tfidf:16",
+            "--samples",
+            "40",
+            "--seeds",
+            "1",
+            "--n-init",
+            "1",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    for name in ("gap.png", "gap_map.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    assert "; all 3 (k = 3) " in capsys.readouterr().out
+    md = (out / "gap.md").read_text()
+    assert "| source \\ reference | kit,chen |\n|---|---|\n" in md  # one column, not two
+    assert "| mi\\|xed | " in md and "| $\\foo$ | " in md
+    assert "All 3 sources together (k = 3)" in md
+    gap = json.loads((out / "gap.json").read_text())
+    assert gap["all_sources"]["k"] == 3 and gap["settings"]["references"] == ["kit,chen"]
+    assert gap["all_sources"]["sources"] == ["$\\foo$", "kit,chen", "mi|xed"]

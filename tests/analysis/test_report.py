@@ -103,3 +103,75 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
         assert im.size == (1200, 2000)
         colours = im.convert("RGB").resize((300, 500)).getcolors(maxcolors=1 << 16)
     assert colours is not None and len(colours) > 200  # frames and plots drawn, not a blank page
+
+
+def test_a_run_in_which_every_row_failed_is_a_report_of_0_clips_and_its_failures(
+    failed_run, tmp_path
+):
+    out = tmp_path / "r.html"
+    assert main(["report", str(failed_run), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "<b>0</b> clips" in page and "<b>2</b> failed rows" in page
+    assert "<td>probe</td>" in page and "file not found" in page and "gone.mp4" in page
+
+
+def test_an_out_that_is_a_folder_gets_report_html_inside_it(failed_run, tmp_path, capsys):
+    (tmp_path / "reports").mkdir()
+    assert main(["report", str(failed_run), "--out", str(tmp_path / "reports")]) == 0
+    assert (tmp_path / "reports" / "report.html").read_text().startswith("<!doctype html>")
+    assert f"corpus report: {tmp_path / 'reports' / 'report.html'}" in capsys.readouterr().out
+    (tmp_path / "file").write_text("x")
+    assert main(["report", str(failed_run), "--out", str(tmp_path / "file" / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'file'} is a file, not a folder" in err and "Traceback" not in err
+
+
+def copy_run(run, dest):
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("report.html"))
+    return dest
+
+
+def test_a_truncated_last_line_of_errors_jsonl_is_skipped_with_a_warning(
+    failed_run, tmp_path, caplog
+):
+    run = copy_run(failed_run, tmp_path / "run")
+    log = run / "errors.jsonl"
+    log.write_text(log.read_text() + '{"key": "k9", "stage": "pro')  # killed while appending
+    with caplog.at_level("WARNING", logger="clipvip"):
+        assert main(["report", str(run)]) == 0
+    assert f"{log} line 3 column 24: not JSON: Unterminated string" in caplog.text
+    assert "<b>2</b> failed rows" in (run / "report.html").read_text()
+
+
+def test_a_bad_line_inside_errors_jsonl_or_a_broken_gap_json_names_the_file_and_line(
+    failed_run, tmp_path, capsys
+):
+    run = copy_run(failed_run, tmp_path / "run")
+    log = run / "errors.jsonl"
+    good = log.read_text().splitlines()
+    log.write_text("\n".join([good[0], "{bad", good[1]]) + "\n")
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err == f"clipvip: error: {log} line 2 column 2: not JSON: Expecting property name "
+        "enclosed in double quotes"
+    )
+    log.write_text("\n".join(good) + "\n")
+    (tmp_path / "gap").mkdir()
+    (tmp_path / "gap" / "gap.json").write_text('{\n  "pairs": [\n    {"source": "a')  # cut short
+    assert main(["report", str(run), "--gap", str(tmp_path / "gap")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'gap' / 'gap.json'} line 3 column 16: not JSON" in err
+    assert "Traceback" not in err
+
+
+def test_a_broken_gap_json_found_by_default_is_left_out_with_a_warning(
+    failed_run, tmp_path, caplog
+):
+    run = copy_run(failed_run, tmp_path / "run")
+    (run / "gap").mkdir()
+    (run / "gap" / "gap.json").write_text("[1, 2]")
+    with caplog.at_level("WARNING", logger="clipvip"):
+        assert main(["report", str(run)]) == 0
+    assert "gap.json line 1: not a JSON object; the report leaves out the domain gap" in caplog.text
+    assert "Domain gap" not in (run / "report.html").read_text()

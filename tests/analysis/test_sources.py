@@ -174,3 +174,47 @@ def test_remote_sources_are_read_through_fsspec():
     assert read("c=memory://gap_test/c.parquet:text") == ["pq row"]
     with pytest.raises(SourceError, match="source 'd'.*no such file"):
         read("d=memory://gap_test/missing.txt")
+
+
+def test_a_csv_header_padded_with_spaces_reads_its_column(tmp_path):
+    (tmp_path / "spaced.csv").write_text("id, text\n1, a man cooks\n2, a dog runs\n")
+    expected = [" a man cooks", " a dog runs"]  # the cell as written; hygiene trims later
+    assert read(f"c={tmp_path / 'spaced.csv'}:text") == expected
+    assert read(f"c={tmp_path / 'spaced.csv'}") == expected  # the default column too
+
+
+def test_activitynet_sentences_that_are_a_string_are_refused_not_split_into_letters(tmp_path):
+    path = tmp_path / "anet.json"
+    path.write_text(json.dumps({"v1": {"sentences": "a man cooks"}, "v2": {"sentences": ["x"]}}))
+    with pytest.raises(SourceError) as err:
+        read(f"a={path}")
+    message = str(err.value)
+    assert f"source 'a' ({path})" in message and "'sentences' of 'v1' is a str" in message
+    assert "expected a list" in message and "\n" not in message
+
+
+def test_a_colon_in_a_file_name_is_part_of_the_path_when_only_the_whole_exists(tmp_path):
+    (tmp_path / "asr_10:00.txt").write_text("first line\nsecond line\n")
+    (tmp_path / "t.csv").write_text("id,text\n1,hello\n")
+    assert read(f"x={tmp_path / 'asr_10:00.txt'}") == ["first line", "second line"]
+    assert read(f"c={tmp_path / 't.csv'}:text") == ["hello"]  # PATH exists: FIELD is a column
+    with pytest.raises(SourceError, match=r"no such file or folder \(nor is there a file .*10:01"):
+        read(f"x={tmp_path / 'asr_10:01.txt'}")
+
+
+def test_a_prepared_run_in_which_every_row_failed_says_it_has_no_text(failed_run):
+    with pytest.raises(SourceError) as err:
+        read(f"r={failed_run}")
+    assert f"source 'r' ({failed_run}): no text: no samples" in str(err.value)
+    assert "errors.jsonl" in str(err.value)
+
+
+def test_a_column_of_numbers_is_read_with_a_warning(tmp_path, caplog):
+    (tmp_path / "t.csv").write_text("id,text\n1,a dog runs\n2,a cat sits\n3,4.5\n")
+    with caplog.at_level("WARNING", logger="clipvip"):
+        assert read(f"n={tmp_path / 't.csv'}:id") == ["1", "2", "3"]
+    assert "source 'n'" in caplog.text and "3 of 3 values of column 'id' are numbers" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="clipvip"):
+        read(f"t={tmp_path / 't.csv'}:text")  # one number among sentences is text
+    assert caplog.text == ""
