@@ -18,6 +18,7 @@ from pipelines.adapters import activitynet, clips, didemo, hdvila, msrvtt, video
 from pipelines.adapters.base import AdapterOptions, AdapterReport, Row, VideoFolder
 from pipelines.adapters.output import (
     BATCH_ROWS,
+    check_out,
     stream_manifest,
     write_manifest_jsonl,
     write_manifest_parquet,
@@ -37,16 +38,29 @@ _READERS: dict[str, Reader] = {
 }
 FORMATS: tuple[str, ...] = tuple(_READERS)
 
-# Which AdapterOptions each format reads, beyond the common ones.
-_COMMON = {"check_videos", "video_ext", "dataset"}
+# Which AdapterOptions each format reads. The videos of video2dataset are inside its shards:
+# it reads no --videos folder, so neither the folder nor how it is listed applies.
+_VIDEOS = {"check_videos", "video_ext"}
 _OPTIONS: dict[str, set[str]] = {
-    "hdvila": {"subtitles", "min_overlap_s"},
-    "webvid": set(),
-    "msrvtt": {"per_sentence"},
-    "didemo": {"mode"},
-    "activitynet": {"mode"},
-    "video2dataset": {"extract_dir", "text_from"},
-    "clips": {"subtitles", "min_overlap_s"},
+    "hdvila": {"subtitles", "min_overlap_s", "dataset", *_VIDEOS},
+    "webvid": {"dataset", *_VIDEOS},
+    "msrvtt": {"per_sentence", "dataset", *_VIDEOS},
+    "didemo": {"mode", "dataset", *_VIDEOS},
+    "activitynet": {"mode", "dataset", *_VIDEOS},
+    "video2dataset": {"extract_dir", "text_from", "dataset"},
+    "clips": {"subtitles", "min_overlap_s", "dataset", *_VIDEOS},
+}
+# An option as `clipvip manifest` spells it, and as the Python caller does: the message names both.
+_FLAGS = {
+    "mode": "--mode",
+    "per_sentence": "--per-sentence",
+    "subtitles": "--subtitles",
+    "extract_dir": "--extract-dir",
+    "text_from": "--text-from",
+    "check_videos": "--no-check-videos",
+    "video_ext": "--video-ext",
+    "dataset": "--dataset",
+    "min_overlap_s": "--min-overlap",
 }
 
 __all__ = [
@@ -83,17 +97,30 @@ def iter_manifest(
             f"{fmt}: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
         )
     opts = AdapterOptions(**options)
-    defaults = AdapterOptions()
-    ignored = sorted(
-        name
-        for name in known - _COMMON - _OPTIONS[fmt]
-        if getattr(opts, name) != getattr(defaults, name)
-    )
-    if ignored:  # a flag that silently does nothing would make a wrong manifest look right
-        raise ManifestError(f"{fmt}: option(s) {', '.join(ignored)} do not apply to this format")
+    _check_options_apply(fmt, opts, videos)
     folder = VideoFolder(videos, check=opts.check_videos, ext=opts.video_ext) if videos else None
     report = AdapterReport(format=fmt, sources=list(sources))
     return _READERS[fmt](list(sources), folder, opts, report), report
+
+
+def _check_options_apply(fmt: str, opts: AdapterOptions, videos: str | None) -> None:
+    """Stop on an option ``fmt`` does not read: a flag that silently does nothing would make a
+    wrong manifest look right (``--videos`` given to video2dataset: the rows still point at the
+    payloads extracted from the shards)."""
+    defaults = AdapterOptions()
+    ignored = [
+        f"{_FLAGS[f.name]} ({f.name})"
+        for f in fields(AdapterOptions)
+        if f.name not in _OPTIONS[fmt] and getattr(opts, f.name) != getattr(defaults, f.name)
+    ]
+    why = ""
+    if videos and fmt == "video2dataset":
+        ignored.insert(0, "--videos")
+        why = " (its videos are the shards' payloads, written to --extract-dir)"
+    if ignored:
+        raise ManifestError(
+            f"{fmt}: option(s) {', '.join(ignored)} do not apply to this format{why}"
+        )
 
 
 def write_manifest(
@@ -112,6 +139,7 @@ def write_manifest(
     (exactly, as ``build_manifest`` does). ``out`` appears only complete; on an error (the
     ``ManifestError``s of ``iter_manifest``) nothing is written.
     """
+    check_out(out)  # before a long read, not at the rename after it
     rows, report = iter_manifest(fmt, sources, videos, **options)
     written = stream_manifest(rows, out, batch_rows=batch_rows, unique_keys=True)
     if written.duplicates:  # a release listing one id twice would make two samples with one key

@@ -1,7 +1,8 @@
 """ActivityNet Captions: ``{video_id: {duration, timestamps: [[s, e]], sentences: [...]}}``.
 
 ``clip`` mode: one row per captioned segment, its span clamped to ``[0, duration]``; segments
-that are empty after clamping are dropped and counted. ``paragraph`` mode: one row per video,
+released reversed or empty, or empty after clamping, are dropped and counted, each by its own
+reason. ``paragraph`` mode: one row per video,
 the whole video, its sentences in time order joined into a paragraph (CLIP-ViP's
 paragraph-to-video retrieval). Videos are looked up as ``v_ID`` and as ``ID`` (downloads differ).
 """
@@ -16,9 +17,11 @@ from pipelines.adapters.base import (
     Row,
     VideoFolder,
     clean_sentence,
+    finite_number,
     load_json,
     make_row,
     require,
+    span_problem,
 )
 from pipelines.manifest import ManifestError
 
@@ -26,7 +29,7 @@ from pipelines.manifest import ManifestError
 def _segments(uri: str, vid: str, entry: object) -> tuple[float, list[tuple[float, float, str]]]:
     where = f"{uri}: {vid}"
     require(entry, dict, where)
-    duration = float(require(entry.get("duration"), (int, float), f"{where}.duration"))
+    duration = finite_number(entry.get("duration"), f"{where}.duration", "time")
     stamps = require(entry.get("timestamps"), list, f"{where}.timestamps")
     sentences = require(entry.get("sentences"), list, f"{where}.sentences")
     if len(stamps) != len(sentences):
@@ -36,7 +39,7 @@ def _segments(uri: str, vid: str, entry: object) -> tuple[float, list[tuple[floa
         require(stamp, list, f"{where}.timestamps[{i}]")
         if len(stamp) != 2:
             raise ManifestError(f"{where}.timestamps[{i}]: expected [start, end]")
-        s, e = (float(require(t, (int, float), f"{where}.timestamps[{i}]")) for t in stamp)
+        s, e = (finite_number(t, f"{where}.timestamps[{i}]", "time") for t in stamp)
         text = require(sentence, str, f"{where}.sentences[{i}]")
         out.append((s, e, clean_sentence(text)))
     return duration, out
@@ -81,6 +84,8 @@ def read(
                 start, end = max(0.0, s), min(e, duration) if duration > 0 else e
                 if path is None:
                     report.drop("video not found", vid)
+                elif problem := span_problem(s, e):  # as released, before clamping
+                    report.drop(problem)
                 elif end <= start:
                     report.drop("empty span after clamping to the video's duration")
                 else:

@@ -8,8 +8,10 @@ all stops with a ``ManifestError`` naming the file and the line or field.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -77,7 +79,13 @@ class AdapterReport:
         if reason not in self.dropped and len(self.dropped) >= MAX_REASONS:
             reason = OTHER_REASONS
         self.dropped[reason] += 1
-        if video is not None and reason == "video not found" and len(self.missing_videos) < 20:
+        # a video is listed once however many of its rows it drops (MSR-VTT: 20 sentences)
+        if (
+            video is not None
+            and reason == "video not found"
+            and len(self.missing_videos) < 20
+            and video not in self.missing_videos
+        ):
             self.missing_videos.append(video)
 
     def note(self, what: str) -> None:
@@ -158,39 +166,63 @@ class VideoFolder:
         return None
 
 
-def read_text(uri: str) -> str:
-    """A whole (small) text file: release JSON and the MSR-VTT CSV are read this way."""
+def decode_text(data: bytes, uri: str, line: int = 1, offset: int = 0) -> str:
+    """``data`` (the file's bytes from line ``line``, byte ``offset``) as UTF-8 text.
+
+    Anything else stops naming the file and line: replacing bad bytes with U+FFFD would hide a
+    Latin-1 or UTF-16 file behind text that looks almost right. NUL bytes, which no text file
+    holds, are named as UTF-16's: its ASCII (and every newline) carries one, and would
+    otherwise pass as UTF-8 with a NUL between letters. A UTF-8 byte order mark at the start is
+    dropped.
+    """
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        where = line + data.count(b"\n", 0, nul)
+        raise ManifestError(
+            f"{uri}:{where}: not UTF-8 text (NUL bytes: looks like UTF-16; save it as UTF-8)"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = line + data.count(b"\n", 0, exc.start)
+        bad = data[exc.start : exc.start + 1].hex()
+        raise ManifestError(
+            f"{uri}:{where}: not UTF-8 text (byte {offset + exc.start} is 0x{bad})"
+        ) from None
+    return text.removeprefix("\ufeff") if offset == 0 else text
+
+
+def read_bytes(uri: str) -> bytes:
+    """A whole (small) file's bytes; a missing or unreadable one stops naming it."""
     try:
         with fsspec.open(uri, "rb") as f:
-            data = f.read()
+            return f.read()
     except FileNotFoundError:
         raise ManifestError(f"{uri}: file not found") from None
     except OSError as exc:
         raise ManifestError(f"{uri}: cannot read: {exc}") from None
-    try:
-        return data.decode("utf-8").lstrip("\ufeff")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{uri}: byte {exc.start}: not UTF-8 text") from None
+
+
+def read_text(uri: str) -> str:
+    """A whole (small) UTF-8 text file: release JSON is read this way (``decode_text``)."""
+    return decode_text(read_bytes(uri), uri)
 
 
 def iter_lines(uri: str) -> Iterator[str]:
     """The file's lines split at ``\\n`` (kept), read as a stream: memory is one line, not the file.
 
     For release files too large to hold (HD-VILA's JSONL, WebVid's CSV). Errors read as
-    ``read_text``'s, with the same byte offset for text that is not UTF-8; a leading BOM is
-    dropped as there.
+    ``read_text``'s, with the same line and byte offset for text that is not UTF-8; a leading
+    BOM is dropped as there.
     """
     offset = 0
     try:
         with fsspec.open(uri, "rb") as f:
-            for raw in f:
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise ManifestError(
-                        f"{uri}: byte {offset + exc.start}: not UTF-8 text"
-                    ) from None
-                yield line.lstrip("\ufeff") if offset == 0 else line
+            for lineno, raw in enumerate(f, start=1):
+                if offset and b"\x00" not in raw and raw.isascii():  # the usual line, quickly
+                    yield raw.decode("ascii")
+                else:
+                    yield decode_text(raw, uri, lineno, offset)
                 offset += len(raw)
     except FileNotFoundError:
         raise ManifestError(f"{uri}: file not found") from None
@@ -206,6 +238,57 @@ def iter_csv_lines(uri: str) -> Iterator[str]:
             yield from io.StringIO(line, newline="")
         else:
             yield line
+
+
+def iter_csv(uri: str, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, {column: field}) per non-blank row of a CSV release file, streamed.
+
+    Every adapter reads CSV here, as ``pipelines.manifest`` reads a clip list: strictly. A quote
+    opened and never closed would otherwise swallow every later line into one field (the rows
+    after it silently lost, their text glued into one caption), so it stops naming the line it
+    opened on; so do a stray quote, a row whose field count is not the header's, and a header
+    without the ``required`` columns.
+    """
+    reader = csv.reader(iter_csv_lines(uri), strict=True)
+    header = _next_csv_row(uri, reader)
+    if header is None:
+        raise ManifestError(f"{uri}:1: empty file (expected a header with {', '.join(required)})")
+    header = [h.strip() for h in header]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ManifestError(
+            f"{uri}:1: header lacks {', '.join(missing)} (found: {', '.join(header)})"
+        )
+    while (fields := _next_csv_row(uri, reader)) is not None:
+        if not any(f.strip() for f in fields):
+            continue
+        if len(fields) != len(header):
+            raise ManifestError(
+                f"{uri}:{reader.line_num}: {len(fields)} fields, the header has {len(header)}"
+            )
+        yield reader.line_num, dict(zip(header, fields, strict=True))
+
+
+def _next_csv_row(uri: str, reader: Any) -> list[str] | None:
+    """The next record, None at the end; a record ``csv`` cannot read stops naming its line."""
+    start = reader.line_num + 1
+    try:
+        return next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as exc:
+        if str(exc) == "unexpected end of data":  # worded as pipelines.manifest words it
+            raise ManifestError(
+                f"{uri}:{start}: a quoted field opened on this line is never closed; it runs "
+                f"to the end of the file ({reader.line_num - start + 1} lines), so the rows "
+                "after it cannot be told apart (close the quote; a quote inside a field is "
+                'written "")'
+            ) from None
+        if "field limit" in str(exc):
+            hint = "a quoted field opened on this line may never be closed"
+        else:
+            hint = 'quote the field and write a quote inside it as ""'
+        raise ManifestError(f"{uri}:{start}: unreadable CSV line: {exc} ({hint})") from None
 
 
 def load_json(uri: str) -> Any:
@@ -238,6 +321,31 @@ def require(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise ManifestError(f"{where}: expected {names}, got {type(value).__name__}")
     return value
+
+
+def finite_number(value: Any, where: str, what: str = "number") -> float:
+    """``value`` as a float, when it is a JSON number and finite; else stops naming ``where``.
+
+    Python's ``json`` reads ``NaN`` and ``Infinity``: a span ending at NaN passes every ``<``
+    test as False (kept, end NaN) and ``int(NaN)`` raises. Every adapter reads numbers here.
+    """
+    require(value, (int, float), where)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise ManifestError(f"{where}: not a {what}: too large") from None
+    if not math.isfinite(number):
+        raise ManifestError(f"{where}: not a {what}: {json.dumps(number)}")  # NaN, Infinity
+    return number
+
+
+def span_problem(start: float, end: float) -> str | None:
+    """Why ``[start, end]`` is no clip (a drop reason), or None: every adapter words it so."""
+    if end < start:
+        return "reversed span (end before start)"
+    if end == start:
+        return "empty span"
+    return None
 
 
 def clean_sentence(text: str) -> str:

@@ -57,6 +57,9 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".parquet", ".jsonl"):
         raise UserError(f"--out {args.out}: use a .parquet or .jsonl file name")
+    report_path = out.with_name(out.name + ".report.json")
+    if report_path.is_dir():  # found before the rows are read, not when the report is written
+        raise UserError(f"{report_path}: is a folder (the report of --out is written to that name)")
     extract_dir = args.extract_dir
     if args.format == "video2dataset" and extract_dir is None:
         extract_dir = str(out.with_name(f"{out.stem}_videos"))
@@ -66,17 +69,18 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     )
     if args.format == "video2dataset":
         log.info("video payloads extracted to %s (%d new files)", extract_dir, report.extracted)
-    report_path = out.with_name(out.name + ".report.json")
     report_path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
     print(report.summary())
     if report.missing_videos:
         print(f"first missing videos: {', '.join(report.missing_videos[:5])}")
     print(f"manifest: {out} ({rows} rows); report: {report_path}")
+    if not rows:  # exit 1: a next step on an empty manifest would only fail again
+        return 1
     print(
         f"next: clipvip prepare {out} --out RUN_DIR"
         + (" --allow-empty-text" if report.empty_text else "")
     )
-    return 0 if rows else 1
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from pipelines.adapters.base import AdapterOptions, AdapterReport, Row, VideoFolder, make_row
+from pipelines.adapters.base import (
+    AdapterOptions,
+    AdapterReport,
+    Row,
+    VideoFolder,
+    make_row,
+    span_problem,
+)
 from pipelines.adapters.subtitle_source import SubtitleSource
 from pipelines.manifest import ManifestError, raw_rows, to_clip
 from pipelines.subtitles import Cue, clip_text
@@ -35,6 +42,10 @@ def read(
             clip = to_clip(index, line, raw, allow_empty_text=True)
             if clip.error is not None:  # "line 7: start is not a number: 'x'" -> one reason
                 report.drop(f"bad row: {clip.error.reason.split(': ')[1]}")
+                continue
+            problem = None if None in (clip.start, clip.end) else span_problem(clip.start, clip.end)
+            if problem:  # no cue lies inside [2, 1]: the row would keep empty text, not its own
+                report.drop(problem)
                 continue
             video = clip.video
             if videos is not None and "/" not in video:

@@ -19,6 +19,7 @@ from pipelines.adapters.base import (
     Row,
     VideoFolder,
     clean_sentence,
+    finite_number,
     load_json,
     make_row,
     require,
@@ -35,7 +36,7 @@ def moment(times: list[list[int]], where: str) -> tuple[int, int]:
         require(pair, list, f"{where}[{i}]")
         if len(pair) != 2:
             raise ManifestError(f"{where}[{i}]: expected [start_segment, end_segment]")
-        s, e = (int(require(t, (int, float), f"{where}[{i}]")) for t in pair)
+        s, e = (int(finite_number(t, f"{where}[{i}]", "segment index")) for t in pair)
         if not 0 <= s <= e:
             raise ManifestError(f"{where}[{i}]: segments {s}..{e} are not a moment")
         pairs.append((s, e))

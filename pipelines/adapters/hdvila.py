@@ -23,6 +23,7 @@ from pipelines.adapters.base import (
     iter_jsonl,
     make_row,
     require,
+    span_problem,
 )
 from pipelines.adapters.subtitle_source import SubtitleSource
 from pipelines.manifest import ManifestError
@@ -56,8 +57,8 @@ def read(
                     raise ManifestError(str(exc)) from None
                 report.read += 1
                 key = clip_id.rsplit(".", 1)[0] if clip_id.lower().endswith(".mp4") else clip_id
-                if end <= start:
-                    report.drop("empty span")
+                if problem := span_problem(start, end):
+                    report.drop(problem)
                     continue
                 cut = videos.find(clip_id) if videos.check else None
                 if cut is None and whole is None:

@@ -10,8 +10,6 @@ span is the whole video.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 
 from pipelines.adapters.base import (
@@ -20,9 +18,9 @@ from pipelines.adapters.base import (
     Row,
     VideoFolder,
     clean_sentence,
+    iter_csv,
     load_json,
     make_row,
-    read_text,
     require,
 )
 from pipelines.manifest import ManifestError
@@ -31,29 +29,10 @@ CSV_COLUMNS = ("video_id", "sentence")
 
 
 def _read_csv(uri: str) -> list[tuple[str, str]]:
-    reader = csv.reader(io.StringIO(read_text(uri), newline=""))
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise ManifestError(
-            f"{uri}:1: empty file (expected header key,vid_key,video_id,sentence)"
-        ) from None
-    missing = [c for c in CSV_COLUMNS if c not in header]
-    if missing:
-        raise ManifestError(
-            f"{uri}:1: header lacks {', '.join(missing)} (found: {', '.join(header)})"
-        )
-    vi, si = header.index("video_id"), header.index("sentence")
-    rows: list[tuple[str, str]] = []
-    for fields in reader:
-        if not any(f.strip() for f in fields):
-            continue
-        if len(fields) != len(header):
-            raise ManifestError(
-                f"{uri}:{reader.line_num}: {len(fields)} fields, the header has {len(header)}"
-            )
-        rows.append((fields[vi].strip(), clean_sentence(fields[si])))
-    return rows
+    return [
+        (fields["video_id"].strip(), clean_sentence(fields["sentence"]))
+        for _, fields in iter_csv(uri, CSV_COLUMNS)
+    ]
 
 
 def _read_json(uri: str) -> dict[str, list[str]]:
@@ -69,7 +48,8 @@ def _read_json(uri: str) -> dict[str, list[str]]:
         by_video.setdefault(vid, []).append(
             (int(sen_id) if isinstance(sen_id, int) else i, caption)
         )
-    for video in data.get("videos") or []:
+    listed = data.get("videos")
+    for video in [] if listed is None else require(listed, list, f"{uri}: field 'videos'"):
         if isinstance(video, dict) and isinstance(video.get("video_id"), str):
             by_video.setdefault(video["video_id"], [])
     return {v: [clean_sentence(c) for _, c in sorted(s)] for v, s in by_video.items()}

@@ -99,6 +99,7 @@ def stream_manifest(
     path = Path(path)
     if jsonl is None:
         jsonl = path.suffix.lower() == ".jsonl"
+    check_out(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.tmp-", dir=path.parent) as scratch:
         work = Path(scratch)
@@ -119,6 +120,19 @@ def stream_manifest(
             if hashes is not None:
                 hashes.close()
     return Written(path, count, duplicates)
+
+
+def check_out(path: str | Path) -> None:
+    """Stop at once when ``path`` cannot become the manifest file: ``os.replace`` onto a folder
+    (or under a file) fails only after every row was read. Creates nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise ManifestError(f"{path}: is a folder; give the manifest's file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise ManifestError(f"{path}: {parent} is a file, not a folder")
 
 
 def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:

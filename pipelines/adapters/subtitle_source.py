@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from pipelines.adapters.base import load_json
+from pipelines.adapters.base import decode_text, load_json, read_bytes
 from pipelines.manifest import ManifestError
 from pipelines.subtitles import (
     Cue,
     SubtitleError,
     dedupe_rolling,
-    load_subtitle_file,
     load_transcript_map,
+    parse_cues,
+    parse_transcript,
 )
 
 SUBTITLE_EXTENSIONS = (".vtt", ".srt", ".json")
@@ -30,6 +32,24 @@ def _preference(file: Path) -> int:
     if tag == "en" or tag.startswith(("en-", "en_")):
         return 0
     return 1 if not tag else 2
+
+
+def load_file(path: str) -> list[Cue]:
+    """Cues of one video's ``.srt``/``.vtt``/transcript ``.json``, read as UTF-8 or not at all.
+
+    Decoded here, strictly, rather than by ``pipelines.subtitles.load_subtitle_file`` (which
+    replaces bad bytes): a UTF-16 file would read as "no subtitle cues" and a Latin-1 one as
+    text with U+FFFD in it, where every other release file the adapters read stops naming the
+    file when it is not UTF-8.
+    """
+    text = decode_text(read_bytes(path), path)
+    if not path.lower().endswith(".json"):
+        return parse_cues(text)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SubtitleError(f"line {exc.lineno}: not JSON ({exc.msg})") from None
+    return parse_transcript(data)
 
 
 class SubtitleSource:
@@ -63,7 +83,7 @@ class SubtitleSource:
             raw = self._map.get(video_id)
         elif video_id in self._files:
             try:
-                raw = load_subtitle_file(self._files[video_id])
+                raw = load_file(self._files[video_id])
             except SubtitleError as exc:
                 raise ManifestError(f"{self._files[video_id]}: {exc}") from None
         else:

@@ -22,7 +22,15 @@ from typing import Any
 
 import fsspec
 
-from pipelines.adapters.base import AdapterOptions, AdapterReport, Row, VideoFolder, make_row
+from pipelines.adapters.base import (
+    AdapterOptions,
+    AdapterReport,
+    Row,
+    VideoFolder,
+    decode_text,
+    finite_number,
+    make_row,
+)
 from pipelines.keys import safe_key
 from pipelines.manifest import ManifestError
 from pipelines.subtitles import SubtitleError, clip_text, dedupe_rolling, parse_transcript
@@ -85,16 +93,31 @@ def _samples(uri: str) -> Iterator[tuple[str, dict[str, bytes]]]:
 def _metadata(uri: str, key: str, members: dict[str, bytes]) -> dict[str, Any]:
     if "json" not in members:
         return {}
+    text = decode_text(members["json"], f"{uri}: {key}.json")
     try:
-        meta = json.loads(members["json"].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise ManifestError(f"{uri}: {key}.json: not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise ManifestError(f"{uri}: {key}.json: expected an object")
     return meta
 
 
-def _subtitles(uri: str, key: str, meta: dict[str, Any]) -> str | None:
+def _span(uri: str, key: str, meta: dict[str, Any]) -> list[Any] | None:
+    """The sample's span in its source video (``clips[0]``) as released, or None.
+
+    A time in it that is a number must be finite: ``json`` reads ``NaN``, and a NaN span would
+    silently align no subtitle and be written on as ``source_span``.
+    """
+    clips = meta.get("clips")
+    span = clips[0] if isinstance(clips, list) and clips and isinstance(clips[0], list) else None
+    for i, t in enumerate(span or []):
+        if isinstance(t, int | float) and not isinstance(t, bool):
+            finite_number(t, f"{uri}: {key}.json: clips[0][{i}]", "time")
+    return span
+
+
+def _subtitles(uri: str, key: str, meta: dict[str, Any], span: list[Any] | None) -> str | None:
     """The sample's ``clip_subtitles`` that overlap its clip span, or None when it has none."""
     items = meta.get("clip_subtitles")
     if not items:
@@ -103,8 +126,6 @@ def _subtitles(uri: str, key: str, meta: dict[str, Any]) -> str | None:
         cues = dedupe_rolling(parse_transcript(items, "clip_subtitles"))
     except SubtitleError as exc:
         raise ManifestError(f"{uri}: {key}.json: {exc}") from None
-    clips = meta.get("clips")
-    span = clips[0] if isinstance(clips, list) and clips and isinstance(clips[0], list) else None
     if span and len(span) == 2 and all(isinstance(t, int | float) for t in span):
         return clip_text(cues, float(span[0]), float(span[1]))
     return clip_text(cues, None, None)
@@ -131,7 +152,8 @@ def read(
             f"video2dataset: text_from must be txt or subtitles, not {opts.text_from!r}"
         )
     dataset = opts.dataset or "video2dataset"
-    root = Path(opts.extract_dir)
+    # absolute, as the videos other adapters find: `prepare` may run from another folder
+    root = Path(os.path.abspath(opts.extract_dir))
     for uri in sources:
         shard = safe_key(uri.rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0])
         for key, members in _samples(uri):
@@ -151,19 +173,23 @@ def read(
             if container is None:
                 report.drop(f"{ext_name} payload is a {what}, not a video")
                 continue
+            span = _span(uri, key, meta)
+            subs = _subtitles(uri, key, meta, span)
+            if opts.text_from == "subtitles":
+                text = subs or ""
+            else:
+                # refused, not U+FFFD-replaced, when not UTF-8, as every adapter reads text;
+                # but one sample's text among millions drops that sample, not the run
+                try:
+                    raw = decode_text(members.get("txt", b""), f"{uri}: {key}.txt")
+                except ManifestError as exc:
+                    report.drop(f"txt is not UTF-8 text ({str(exc).rsplit('(', 1)[-1]}")
+                    continue
+                text = " ".join(raw.split())
             stem = safe_key(key)
             path = root / shard / f"{stem}.{container}"
             if _write(path, members[ext_name.lstrip(".")]):
                 report.extracted += 1
-            txt = members.get("txt", b"").decode("utf-8", "replace").strip()
-            subs = _subtitles(uri, key, meta)
-            text = (subs or "") if opts.text_from == "subtitles" else " ".join(txt.split())
-            clips = meta.get("clips")
-            span = (
-                clips[0]
-                if isinstance(clips, list) and clips and isinstance(clips[0], list)
-                else None
-            )
             yield report.keep(
                 make_row(
                     str(path),

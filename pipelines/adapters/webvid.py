@@ -8,7 +8,7 @@ official script produce); without ``--videos`` the row points at ``contentUrl`` 
 
 from __future__ import annotations
 
-import csv
+import math
 import re
 from collections.abc import Iterator
 
@@ -18,26 +18,31 @@ from pipelines.adapters.base import (
     Row,
     VideoFolder,
     clean_sentence,
-    iter_csv_lines,
+    iter_csv,
     make_row,
 )
-from pipelines.manifest import ManifestError
 
 COLUMNS = ("videoid", "name")
 _ISO = re.compile(r"^P(?:T)?(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?$")
 
 
 def parse_duration(value: str) -> float | None:
-    """Seconds from ``PT00H00M11S`` or a plain number; None when absent or unreadable."""
+    """Seconds from ``PT00H00M11S`` or a plain number; None when absent or unreadable.
+
+    ``duration`` is only metadata, so ``nan``/``inf`` (which ``float`` reads) are unreadable
+    here, not a reason to stop: a NaN duration would read back as a number in every later step.
+    """
     value = value.strip()
     match = _ISO.match(value)
     if match and any(match.groups()):
         h, m, s = (float(g or 0) for g in match.groups())
-        return h * 3600 + m * 60 + s
-    try:
-        return float(value)
-    except ValueError:
-        return None
+        seconds = h * 3600 + m * 60 + s
+    else:
+        try:
+            seconds = float(value)
+        except ValueError:
+            return None
+    return seconds if math.isfinite(seconds) else None
 
 
 def read(
@@ -45,17 +50,7 @@ def read(
 ) -> Iterator[Row]:
     dataset = opts.dataset or "webvid"
     for uri in sources:
-        reader = csv.DictReader(iter_csv_lines(uri))  # streamed: WebVid-10M is 10M lines
-        header = [h.strip() for h in reader.fieldnames or []]
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise ManifestError(
-                f"{uri}:1: header lacks {', '.join(missing)} (found: {', '.join(header)})"
-            )
-        reader.fieldnames = header
-        for fields in reader:
-            if None in fields or any(v is None for v in fields.values()):
-                raise ManifestError(f"{uri}:{reader.line_num}: field count differs from the header")
+        for _, fields in iter_csv(uri, COLUMNS):  # streamed: WebVid-10M is 10M lines
             report.read += 1
             vid = fields["videoid"].strip()
             if not vid:

@@ -50,6 +50,32 @@ def test_manifest_command_user_errors_are_one_line(tmp_path, capsys):
     assert "none.csv: file not found" in capsys.readouterr().err
 
 
+def test_out_naming_a_folder_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "t.csv").write_text("videoid,contentUrl,duration,page_dir,name\n1,u,1,p,x\n")
+    (tmp_path / "isdir.parquet").mkdir()
+    rc = main(
+        ["manifest", "webvid", str(tmp_path / "t.csv"), "--out", str(tmp_path / "isdir.parquet")]
+    )
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"clipvip: error: {tmp_path / 'isdir.parquet'}: is a folder; give the manifest's file name\n"
+    )
+
+
+def test_no_rows_kept_exits_1_without_suggesting_prepare(tmp_path, video_folder, capsys):
+    (tmp_path / "t.csv").write_text("key,vid_key,video_id,sentence\nr0,m,video1,a cat\n")
+    videos = video_folder(tmp_path / "v", [])
+    out = tmp_path / "m.jsonl"
+    rc = main(
+        ["manifest", "msrvtt", str(tmp_path / "t.csv"), "--videos", str(videos), "--out", str(out)]
+    )
+    printed = capsys.readouterr().out
+    assert rc == 1 and "kept 0" in printed and "(0 rows)" in printed
+    assert "next:" not in printed
+
+
 def test_manifest_help_explains_every_option(capsys):
     with pytest.raises(SystemExit):
         main(["manifest", "--help"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -53,6 +54,35 @@ def test_msrvtt_per_sentence_gives_one_row_per_sentence(msrvtt_files):
         ("video1-s02", "a man sings"),
     ]
     assert report.dropped["video not found"] == 1
+
+
+def test_msrvtt_per_sentence_lists_a_missing_video_once(msrvtt_files):
+    d, videos = msrvtt_files
+    gone = {"video_id": "video9", "caption": "x", "sen_id": 0}
+    data = dict(
+        MSRVTT_JSON, sentences=[*MSRVTT_JSON["sentences"], gone, dict(gone, sen_id=1, caption="y")]
+    )
+    (d / "data.json").write_text(json.dumps(data))
+    _, report = build_manifest("msrvtt", [str(d / "data.json")], str(videos), per_sentence=True)
+    assert report.dropped["video not found"] == 3  # one per sentence: video2's one, video9's two
+    assert report.missing_videos == ["video2", "video9"]
+
+
+def test_msrvtt_json_whose_videos_is_not_a_list_names_the_field(tmp_path, video_folder):
+    (tmp_path / "m.json").write_text('{"videos": 5, "sentences": []}')
+    with pytest.raises(ManifestError) as info:
+        build_manifest("msrvtt", [str(tmp_path / "m.json")], str(video_folder(tmp_path / "v", [])))
+    assert str(info.value) == f"{tmp_path / 'm.json'}: field 'videos': expected list, got int"
+
+
+def test_msrvtt_csv_unclosed_quote_stops_naming_the_line_it_opened_on(tmp_path, video_folder):
+    (tmp_path / "q.csv").write_text(
+        MSRVTT_CSV + 'ret2,msr3,video3,"never closed\nret3,m,video4,x\n'
+    )
+    with pytest.raises(
+        ManifestError, match=r"q\.csv:4: a quoted field opened on this line is never"
+    ):
+        build_manifest("msrvtt", [str(tmp_path / "q.csv")], str(video_folder(tmp_path / "v", [])))
 
 
 def test_msrvtt_csv_with_a_short_row_names_the_line(tmp_path, video_folder):
@@ -118,6 +148,22 @@ def test_didemo_bad_times_name_the_field(tmp_path, video_folder):
         build_manifest("didemo", [str(tmp_path / "d.json")], str(video_folder(tmp_path / "v", [])))
 
 
+@pytest.mark.parametrize(
+    ("times", "shown"),
+    [("[[NaN, 1]]", "NaN"), ("[[1, Infinity]]", "Infinity"), ("[[1e400, 1]]", "Infinity")],
+)
+def test_didemo_times_that_are_not_finite_stop_naming_the_field(
+    tmp_path, video_folder, times, shown
+):
+    (tmp_path / "d.json").write_text(
+        '[{"video": "a.mp4", "description": "d", "times": ' + times + "}]"
+    )
+    with pytest.raises(ManifestError) as info:
+        build_manifest("didemo", [str(tmp_path / "d.json")], str(video_folder(tmp_path / "v", [])))
+    assert str(info.value).startswith(f"{tmp_path / 'd.json'}: [0].times[0]: not a segment index")
+    assert str(info.value).endswith(shown)
+
+
 ANET = {
     "v_aaa": {
         "duration": 20.0,
@@ -175,3 +221,40 @@ def test_activitynet_real_val_1(shared_file, tmp_path, video_folder):
     assert not any(r["text"].startswith(" ") for r in rows)
     paragraphs, report = build_manifest("activitynet", [str(path)], videos, mode="paragraph")
     assert len(paragraphs) == 4917 == report.kept
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ('{"duration": 3.0, "timestamps": [[0.5, NaN]], "sentences": ["a"]}', "timestamps[0]"),
+        ('{"duration": NaN, "timestamps": [[0.5, 1]], "sentences": ["a"]}', "duration"),
+        ('{"duration": 3.0, "timestamps": [[-Infinity, 1]], "sentences": ["a"]}', "timestamps[0]"),
+    ],
+    ids=["nan-end", "nan-duration", "infinite-start"],
+)
+def test_activitynet_nan_or_infinite_times_stop_naming_the_field(
+    tmp_path, video_folder, entry, field
+):
+    (tmp_path / "a.json").write_text('{"v_abc": ' + entry + "}")
+    videos = str(video_folder(tmp_path / "v", ["v_abc.mp4"]))
+    with pytest.raises(ManifestError, match=rf"a\.json: v_abc\.{re.escape(field)}: not a time: "):
+        build_manifest("activitynet", [str(tmp_path / "a.json")], videos)
+
+
+def test_activitynet_reversed_and_empty_segments_are_dropped_by_their_own_reason(
+    tmp_path, video_folder
+):
+    entry = {
+        "duration": 3.0,
+        "timestamps": [[2.0, 0.5], [1.0, 1.0], [4.0, 5.0], [0.5, 2.0]],
+        "sentences": ["reversed", "empty", "after the end", "kept"],
+    }
+    (tmp_path / "a.json").write_text(json.dumps({"v_abc": entry}))
+    videos = str(video_folder(tmp_path / "v", ["v_abc.mp4"]))
+    rows, report = build_manifest("activitynet", [str(tmp_path / "a.json")], videos)
+    assert [r["text"] for r in rows] == ["kept"]
+    assert dict(report.dropped) == {
+        "reversed span (end before start)": 1,
+        "empty span": 1,
+        "empty span after clamping to the video's duration": 1,
+    }

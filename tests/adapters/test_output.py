@@ -188,6 +188,22 @@ def test_streamed_lines_read_as_the_whole_file_did(tmp_path):
         read_text(str(bad))
     with pytest.raises(ManifestError) as streamed:
         list(iter_lines(str(bad)))
-    assert str(streamed.value) == str(whole.value) == f"{bad}: byte 16: not UTF-8 text"
+    assert str(streamed.value) == str(whole.value) == f"{bad}:2: not UTF-8 text (byte 16 is 0xff)"
     with pytest.raises(ManifestError, match="file not found"):
         list(iter_lines(str(tmp_path / "none.jsonl")))
+
+
+def test_out_naming_a_folder_stops_before_any_row_is_read(tmp_path):
+    (tmp_path / "isdir.parquet").mkdir()
+    read: list[int] = []
+
+    def rows():
+        read.append(1)
+        yield {"video": "v.mp4", "start": None, "end": None, "text": "t", "key": "k"}
+
+    with pytest.raises(ManifestError, match=r"isdir\.parquet: is a folder"):
+        stream_manifest(rows(), tmp_path / "isdir.parquet")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ManifestError, match=r"file is a file, not a folder"):
+        stream_manifest(rows(), tmp_path / "file" / "sub" / "m.parquet")
+    assert read == [] and (tmp_path / "isdir.parquet").is_dir()

@@ -125,6 +125,28 @@ def test_webvid_durations():
     assert parse_duration("PT1H2M3.5S") == 3723.5
     assert parse_duration("12.5") == 12.5
     assert parse_duration("") is None
+    assert parse_duration("nan") is None and parse_duration("inf") is None  # not numbers
+    assert parse_duration("PT" + "9" * 400 + "H") is None
+
+
+def test_webvid_unclosed_quote_stops_instead_of_swallowing_the_rows_after_it(tmp_path):
+    (tmp_path / "w.csv").write_text(
+        'videoid,contentUrl,duration,page_dir,name\nvideo1,u,1,p,"unterminated\nvideo2,u,1,p,x\n'
+    )
+    with pytest.raises(ManifestError) as info:
+        build_manifest("webvid", [str(tmp_path / "w.csv")], None)
+    assert str(info.value).startswith(
+        f"{tmp_path / 'w.csv'}:2: a quoted field opened on this line is never closed"
+    )
+
+
+def test_webvid_csv_that_is_not_utf8_stops_naming_the_line(tmp_path):
+    (tmp_path / "w.csv").write_bytes(
+        b"videoid,contentUrl,duration,page_dir,name\n1,u,1,p,ok\n2,u,1,p,caf\xe9\n"
+    )
+    with pytest.raises(ManifestError) as info:
+        build_manifest("webvid", [str(tmp_path / "w.csv")], None)
+    assert str(info.value) == f"{tmp_path / 'w.csv'}:3: not UTF-8 text (byte 64 is 0xe9)"
 
 
 def test_webvid_header_without_name_column_stops(tmp_path):
@@ -150,8 +172,19 @@ def test_unknown_format_and_option_are_one_line_errors():
         build_manifest("kinetics", ["x"], None)
     with pytest.raises(ManifestError, match="unknown option"):
         build_manifest("webvid", ["x"], None, paragraph=True)
-    with pytest.raises(ManifestError, match="webvid: option.s. mode do not apply to this format"):
+    with pytest.raises(
+        ManifestError, match=r"webvid: option\(s\) --mode \(mode\) do not apply to this format"
+    ):
         build_manifest("webvid", ["x"], None, mode="paragraph")
+
+
+def test_an_option_that_does_not_apply_is_named_by_its_flag():
+    with pytest.raises(ManifestError) as info:
+        build_manifest("webvid", ["x"], None, min_overlap_s=0.2, per_sentence=True)
+    assert str(info.value) == (
+        "webvid: option(s) --per-sentence (per_sentence), --min-overlap (min_overlap_s) "
+        "do not apply to this format"
+    )
 
 
 def test_own_clip_list_gets_text_from_whole_video_subtitles(tmp_path, video_folder):
@@ -177,3 +210,19 @@ def test_own_clip_list_gets_text_from_whole_video_subtitles(tmp_path, video_fold
     assert rows[0]["original_text"] == "old text" and rows[0]["video"] == f"{videos}/cooking.mp4"
     assert dict(report.dropped) == {"bad row: start is not a number": 1}
     assert report.empty_text == 1
+
+
+def test_own_clip_list_drops_a_reversed_span_instead_of_emptying_its_text(tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "cooking.vtt").write_text(VTT)
+    (tmp_path / "clips.csv").write_text(
+        "video,start,end,text,key\n"
+        "cooking.mp4,2,1,reversed,r\n"
+        "cooking.mp4,3,3,empty,e\n"
+        "cooking.mp4,0,4.5,,ok\n"
+    )
+    rows, report = build_manifest("clips", [str(tmp_path / "clips.csv")], None, subtitles=str(subs))
+    assert [r["key"] for r in rows] == ["ok"]
+    assert dict(report.dropped) == {"reversed span (end before start)": 1, "empty span": 1}
+    assert (report.read, report.kept) == (3, 1)

@@ -47,3 +47,22 @@ def test_a_file_that_is_not_subtitles_stops_instead_of_giving_empty_text(tmp_pat
     (tmp_path / "clips.csv").write_text("video,start,end\ntalk.mp4,0,4\n")
     with pytest.raises(ManifestError, match=r"talk\.vtt: line 1: no subtitle cues"):
         build_manifest("clips", [str(tmp_path / "clips.csv")], None, subtitles=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (_vtt("hello").encode("utf-16"), "NUL bytes: looks like UTF-16; save it as UTF-8"),
+        (b"\xff\xfe bad utf8\n", "byte 0 is 0xff"),
+        (_vtt("caf\xe9").encode("latin-1"), "byte 41 is 0xe9"),
+    ],
+    ids=["utf-16", "utf-16-bom-then-latin-1", "latin-1"],
+)
+def test_a_subtitle_file_that_is_not_utf8_stops_naming_it(tmp_path, data, why):
+    """Not "no subtitle cues" (UTF-16) nor text with U+FFFD in it (Latin-1): its encoding."""
+    (tmp_path / "talk.vtt").write_bytes(data)
+    (tmp_path / "clips.csv").write_text("video,start,end\ntalk.mp4,0,4\n")
+    with pytest.raises(ManifestError) as info:
+        build_manifest("clips", [str(tmp_path / "clips.csv")], None, subtitles=str(tmp_path))
+    assert str(info.value).startswith(f"{tmp_path / 'talk.vtt'}:")
+    assert str(info.value).endswith(f"not UTF-8 text ({why})")

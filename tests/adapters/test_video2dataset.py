@@ -131,3 +131,42 @@ def test_real_video2dataset_shard(shared_file, tmp_path):
     write_manifest_parquet(rows, manifest)
     clips = read_manifest(str(manifest))
     assert [c.key for c in clips] == [r["key"] for r in rows] and all(c.ok for c in clips)
+
+
+def test_extracted_video_paths_are_absolute_so_prepare_can_run_from_any_folder(
+    tmp_path, monkeypatch
+):
+    shard = write_shard(tmp_path / "00000.tar", [("k1", {"mp4": MP4, "txt": b"t"})])
+    monkeypatch.chdir(tmp_path)
+    rows, _ = build_manifest("video2dataset", [shard], None, extract_dir="sub/v_videos")
+    assert rows[0]["video"] == str(tmp_path / "sub" / "v_videos" / "00000" / "k1.mp4")
+
+
+def test_videos_folder_does_not_apply_to_shards_and_says_so(tmp_path):
+    shard = write_shard(tmp_path / "00000.tar", [("k1", {"mp4": MP4, "txt": b"t"})])
+    with pytest.raises(ManifestError, match=r"video2dataset: option\(s\) --videos do not apply"):
+        build_manifest("video2dataset", [shard], str(tmp_path), extract_dir=str(tmp_path / "x"))
+
+
+def test_key_txt_that_is_not_utf8_drops_that_sample_with_the_reason(tmp_path):
+    shard = write_shard(
+        tmp_path / "s.tar",
+        [("k1", {"mp4": MP4, "txt": b"caf\xe9"}), ("k2", {"mp4": MP4, "txt": b"fine"})],
+    )
+    rows, report = build_manifest("video2dataset", [shard], None, extract_dir=str(tmp_path / "x"))
+    assert [r["key"] for r in rows] == ["k2"]
+    assert report.dropped == {"txt is not UTF-8 text (byte 3 is 0xe9)": 1}
+    assert not list((tmp_path / "x").rglob("k1.*")), "a dropped sample's video is not extracted"
+    # the text comes from the subtitles instead: KEY.txt is not read, so not refused
+    rows, _ = build_manifest(
+        "video2dataset", [shard], None, extract_dir=str(tmp_path / "x"), text_from="subtitles"
+    )
+    assert [r["key"] for r in rows] == ["k1", "k2"]
+
+
+def test_a_nan_clip_span_stops_naming_the_field(tmp_path):
+    member = b'{"status": "success", "clips": [[NaN, 20.0]]}'
+    shard = write_shard(tmp_path / "s.tar", [("k1", {"mp4": MP4, "json": member})])
+    with pytest.raises(ManifestError) as info:
+        build_manifest("video2dataset", [shard], None, extract_dir=str(tmp_path / "x"))
+    assert str(info.value) == f"{shard}: k1.json: clips[0][0]: not a time: NaN"
