@@ -5,12 +5,26 @@ sentences coloured by source). ``gap.json`` is written by ``analysis.run``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from analysis.gap import GapResult
+
+
+def unwritable_reason(path: Path) -> str | None:
+    """Why nothing can be written at ``path`` (its nearest existing parent is a file, or not
+    writable), or None: checked before the work, so a bad ``--out`` fails in a second."""
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{parent} is not writable"
+    return None
 
 
 def mpl_text(text: str) -> str:

@@ -14,12 +14,11 @@ import html
 import io
 import json
 import logging
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis.outputs import mpl_text
+from analysis.outputs import mpl_text, unwritable_reason
 from shards.reader import iter_samples
 from shards.store import Store
 
@@ -299,13 +298,8 @@ def report_path(run: str, out: str | None) -> Path:
     if out is None:
         return Path(run) / "report.html"
     path = Path(out) / "report.html" if out.endswith("/") or Path(out).is_dir() else Path(out)
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ReportError(f"--out {out}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ReportError(f"--out {out}: {parent} is not writable")
+    if why := unwritable_reason(path):
+        raise ReportError(f"--out {out}: {why}")
     return path
 
 

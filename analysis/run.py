@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,7 +20,7 @@ from analysis.cache import EmbeddingCache
 from analysis.encoders import TextEncoder, embed, load_encoder
 from analysis.gap import GapConfig, GapResult, draw_order, measure, needed_indices
 from analysis.hygiene import TextHygiene, clean_sentences
-from analysis.outputs import format_markdown, plot_heatmap, plot_map
+from analysis.outputs import format_markdown, plot_heatmap, plot_map, unwritable_reason
 from analysis.sources import SourceError, SourceSpec, read_source
 
 log = logging.getLogger("clipvip")
@@ -73,13 +72,8 @@ def check_out(out: Path) -> None:
     no write permission) before any source is read or embedded, not after the work."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out}: a file is there; name a folder")
-    parent = out
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise OutputError(f"--out {out}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"--out {out}: {parent} is not writable")
+    if why := unwritable_reason(out / "gap.json"):
+        raise OutputError(f"--out {out}: {why}")
 
 
 def load_sources(

@@ -130,6 +130,17 @@ def _csv_rows(uri: str, delimiter: str) -> Iterator[RawRow]:
         yield from _csv_reader_rows(uri, reader)
 
 
+def unclosed_quote(uri: str, start: int, last: int) -> ManifestError:
+    """A quote opened on line ``start`` and never closed: every line after it, to ``last``,
+    was read into one field, so which rows those lines were is unknowable; stop rather than
+    guess (every CSV reader of the project words it so)."""
+    return ManifestError(
+        f"{uri}:{start}: a quoted field opened on this line is never closed; it runs to the end "
+        f"of the file ({last - start + 1} lines), so the rows after it cannot be told apart "
+        '(close the quote; a quote inside a field is written "")'
+    )
+
+
 def _csv_reader_rows(uri: str, reader: Any) -> Iterator[RawRow]:
     try:
         header = next(reader)
@@ -153,14 +164,7 @@ def _csv_reader_rows(uri: str, reader: Any) -> Iterator[RawRow]:
             return
         except csv.Error as exc:
             if str(exc) == "unexpected end of data":
-                # a quote opened and never closed: every line after it was read into one field,
-                # so which rows those lines were is unknowable; stop rather than guess
-                raise ManifestError(
-                    f"{uri}:{start}: a quoted field opened on this line is never closed; it runs "
-                    f"to the end of the file ({reader.line_num - start + 1} lines), so the rows "
-                    "after it cannot be told apart (close the quote; a quote inside a field is "
-                    'written "")'
-                ) from None
+                raise unclosed_quote(uri, start, reader.line_num) from None
             if "field larger than field limit" in str(exc):
                 reason = f"a field longer than {MAX_LINE_BYTES >> 20} MiB"
             else:

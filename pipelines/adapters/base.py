@@ -20,7 +20,7 @@ from typing import Any
 
 import fsspec
 
-from pipelines.manifest import VIDEO_EXTENSIONS, ManifestError
+from pipelines.manifest import VIDEO_EXTENSIONS, ManifestError, unclosed_quote
 
 Row = dict[str, Any]
 
@@ -277,13 +277,8 @@ def _next_csv_row(uri: str, reader: Any) -> list[str] | None:
     except StopIteration:
         return None
     except csv.Error as exc:
-        if str(exc) == "unexpected end of data":  # worded as pipelines.manifest words it
-            raise ManifestError(
-                f"{uri}:{start}: a quoted field opened on this line is never closed; it runs "
-                f"to the end of the file ({reader.line_num - start + 1} lines), so the rows "
-                "after it cannot be told apart (close the quote; a quote inside a field is "
-                'written "")'
-            ) from None
+        if str(exc) == "unexpected end of data":
+            raise unclosed_quote(uri, start, reader.line_num) from None
         if "field limit" in str(exc):
             hint = "a quoted field opened on this line may never be closed"
         else:
