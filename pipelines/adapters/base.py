@@ -20,7 +20,7 @@ from typing import Any
 
 import fsspec
 
-from pipelines.manifest import VIDEO_EXTENSIONS, ManifestError, unclosed_quote
+from pipelines.manifest import VIDEO_EXTENSIONS, ManifestError, byte_lines, unclosed_quote
 
 Row = dict[str, Any]
 
@@ -209,7 +209,8 @@ def read_text(uri: str) -> str:
 
 
 def iter_lines(uri: str) -> Iterator[str]:
-    """The file's lines split at ``\\n`` (kept), read as a stream: memory is one line, not the file.
+    """The file's lines split at ``\\n`` (kept), read as a stream: memory is one line, not the file
+    (``byte_lines``: a line past its bound stops naming the file, as a clip list's does).
 
     For release files too large to hold (HD-VILA's JSONL, WebVid's CSV). Errors read as
     ``read_text``'s, with the same line and byte offset for text that is not UTF-8; a leading
@@ -218,7 +219,7 @@ def iter_lines(uri: str) -> Iterator[str]:
     offset = 0
     try:
         with fsspec.open(uri, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
+            for lineno, raw in enumerate(byte_lines(uri, f), start=1):
                 if offset and b"\x00" not in raw and raw.isascii():  # the usual line, quickly
                     yield raw.decode("ascii")
                 else:

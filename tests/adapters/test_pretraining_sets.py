@@ -226,3 +226,18 @@ def test_own_clip_list_drops_a_reversed_span_instead_of_emptying_its_text(tmp_pa
     assert [r["key"] for r in rows] == ["ok"]
     assert dict(report.dropped) == {"reversed span (end before start)": 1, "empty span": 1}
     assert (report.read, report.kept) == (3, 1)
+
+
+@pytest.mark.parametrize("fmt", ["webvid", "hdvila"])
+def test_a_release_file_line_with_no_end_stops_instead_of_filling_memory(
+    tmp_path, monkeypatch, fmt
+):
+    from pipelines import manifest
+
+    monkeypatch.setattr(manifest, "MAX_LINE_BYTES", 1 << 20)
+    release = tmp_path / ("r.csv" if fmt == "webvid" else "r.jsonl")
+    header = b"videoid,contentUrl,duration,page_dir,name\n" if fmt == "webvid" else b""
+    release.write_bytes(header + b"x" * (3 << 20))
+    line = 2 if header else 1
+    with pytest.raises(ManifestError, match=rf"r\.\w+:{line}: a line longer than 1 MiB"):
+        build_manifest(fmt, [str(release)], str(tmp_path), check_videos=False)
