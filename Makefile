@@ -29,7 +29,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch is pinned first and alone so that pip takes the local CPU build and never an unpinned CUDA one.
+# A first install needs about 3.5 GB: the 2.7 GB venv and pip's temporary copy of the torch wheel.
+# pip's own error on a full disk comes after minutes and names neither, so say it first.
 $(STAMP): pyproject.toml | $(BIN)/python
+	@for d in $(VENV) $${TMPDIR:-/tmp}; do \
+	  free=$$(df -Pk "$$d" 2>/dev/null | awk 'NR==2 {print $$4}'); \
+	  if [ -n "$$free" ] && [ "$$free" -lt 3500000 ]; then \
+	    echo "warning: $$((free / 1024)) MiB free under $$d; a first install needs about 3.5 GB (venv + pip's temporary files)"; \
+	  fi; \
+	done
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)

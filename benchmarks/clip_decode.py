@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import io
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +31,7 @@ import av
 import numpy as np
 
 from benchmarks.media import make_h264_bframes
+from benchmarks.scratch import scratch_folder
 from pipelines.config import PrepareConfig
 from pipelines.record import Clip
 from pipelines.stages import CPU_STAGES, apply
@@ -90,42 +90,42 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--work", default=None, help="folder for the source (default: a temp one)")
     p.add_argument("--source", type=Path, default=None, help="a video to cut the clips from")
     args = p.parse_args(argv)
-    work = Path(args.work or tempfile.mkdtemp(prefix="clipvip_decode_"))
-    source = args.source or make_h264_bframes(work / "testsrc2_720p_10s.mp4", 10)
-    mp4, slow_mp4 = make_clip(source, fast_decode=True), make_clip(source, fast_decode=False)
+    with scratch_folder(args.work, "clipvip_decode_") as work:
+        source = args.source or make_h264_bframes(work / "testsrc2_720p_10s.mp4", 10)
+        mp4, slow_mp4 = make_clip(source, fast_decode=True), make_clip(source, fast_decode=False)
 
-    def ours(clip: bytes = mp4, threads: int = 0) -> np.ndarray:
-        return decode_frames(clip, SIZE, FRAMES, random.Random(0), threads=threads)[0]
+        def ours(clip: bytes = mp4, threads: int = 0) -> np.ndarray:
+            return decode_frames(clip, SIZE, FRAMES, random.Random(0), threads=threads)[0]
 
-    assert np.array_equal(ours(), per_frame_scaler(mp4)), "the scalers must agree exactly"
-    rows = {
-        "ours": timed(ours, args.n),
-        "ours, no fastdecode": timed(lambda: ours(slow_mp4), args.n),
-        "per-frame scaler": timed(lambda: per_frame_scaler(mp4), args.n),
-        "one decoder thread": timed(lambda: ours(threads=1), args.n),
-    }
-    with av.open(io.BytesIO(mp4)) as container:
-        frames = list(container.decode(video=0))
-        shape = f"{len(frames)} frames at {frames[0].width}x{frames[0].height}"
-    print(f"loader decode, {FRAMES} of {shape} to {SIZE} px; source {source.name}; n={args.n}")
-    print(f"{'variant':<20} {'wall ms':>8} {'CPU ms':>8} {'samples/s/core':>15}")
-    for name, (wall, cpu) in rows.items():
-        print(f"{name:<20} {wall:8.1f} {cpu:8.1f} {1000 / cpu:15.1f}")
-    base_wall, base_cpu = rows["per-frame scaler"]
-    print(
-        f"ours vs per-frame scaler: {base_wall / rows['ours'][0]:.2f}x wall, "
-        f"{base_cpu / rows['ours'][1]:.2f}x CPU"
-    )
-    slow_wall, slow_cpu = rows["ours, no fastdecode"]
-    print(
-        f"fast-decode clip vs --no-fast-decode clip: {slow_wall / rows['ours'][0]:.2f}x wall, "
-        f"{slow_cpu / rows['ours'][1]:.2f}x CPU; clip bytes {len(mp4):,} vs {len(slow_mp4):,} "
-        f"({len(mp4) / len(slow_mp4):.2f}x)"
-    )
-    print(
-        f"one decoder thread vs ours: {rows['ours'][1] / rows['one decoder thread'][1]:.2f}x CPU "
-        f"(above 1: frame threads cost CPU a loader with a worker per core would rather keep)"
-    )
+        assert np.array_equal(ours(), per_frame_scaler(mp4)), "the scalers must agree exactly"
+        rows = {
+            "ours": timed(ours, args.n),
+            "ours, no fastdecode": timed(lambda: ours(slow_mp4), args.n),
+            "per-frame scaler": timed(lambda: per_frame_scaler(mp4), args.n),
+            "one decoder thread": timed(lambda: ours(threads=1), args.n),
+        }
+        with av.open(io.BytesIO(mp4)) as container:
+            frames = list(container.decode(video=0))
+            shape = f"{len(frames)} frames at {frames[0].width}x{frames[0].height}"
+        print(f"loader decode, {FRAMES} of {shape} to {SIZE} px; source {source.name}; n={args.n}")
+        print(f"{'variant':<20} {'wall ms':>8} {'CPU ms':>8} {'samples/s/core':>15}")
+        for name, (wall, cpu) in rows.items():
+            print(f"{name:<20} {wall:8.1f} {cpu:8.1f} {1000 / cpu:15.1f}")
+        base_wall, base_cpu = rows["per-frame scaler"]
+        print(
+            f"ours vs per-frame scaler: {base_wall / rows['ours'][0]:.2f}x wall, "
+            f"{base_cpu / rows['ours'][1]:.2f}x CPU"
+        )
+        slow_wall, slow_cpu = rows["ours, no fastdecode"]
+        print(
+            f"fast-decode clip vs --no-fast-decode clip: {slow_wall / rows['ours'][0]:.2f}x wall, "
+            f"{slow_cpu / rows['ours'][1]:.2f}x CPU; clip bytes {len(mp4):,} vs {len(slow_mp4):,} "
+            f"({len(mp4) / len(slow_mp4):.2f}x)"
+        )
+        print(
+            f"one decoder thread vs ours: {rows['ours'][1] / rows['one decoder thread'][1]:.2f}x CPU "
+            f"(above 1: frame threads cost CPU a loader with a worker per core would rather keep)"
+        )
 
 
 if __name__ == "__main__":

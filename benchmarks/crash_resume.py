@@ -27,7 +27,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.commands import prepare_command
+from benchmarks.scratch import scratch_folder
 from pipelines.tasks import ERRORS_FILE, RUN_FILE, STATS_DIR, STATS_FILE
 
 # A killed run's processes must be gone this long after the kill. Ray's own fate-sharing takes
@@ -331,19 +331,18 @@ def main() -> None:
     )
     parser.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
     args = parser.parse_args()
-    work = Path(args.work or tempfile.mkdtemp(prefix="clipvip-crash-"))
-    work.mkdir(parents=True, exist_ok=True)
-    manifest = sample_corpus(work)
-    report = sweep(
-        manifest,
-        work,
-        args.kills,
-        args.seed,
-        ["--runner", args.runner, "--shard-size", "2", "--captioner", "random-tiny"],
-        driver_only=args.kill == "driver",
-    )
-    print(report.summary())
-    sys.exit(0 if report.ok else 1)
+    with scratch_folder(args.work, "clipvip-crash-") as work:
+        manifest = sample_corpus(work)
+        report = sweep(
+            manifest,
+            work,
+            args.kills,
+            args.seed,
+            ["--runner", args.runner, "--shard-size", "2", "--captioner", "random-tiny"],
+            driver_only=args.kill == "driver",
+        )
+        print(report.summary())
+        sys.exit(0 if report.ok else 1)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import random
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from analysis.encoders import TextEncoder, default_device, embed, load_encoder  
 from analysis.gap import GapConfig  # noqa: E402
 from analysis.run import GapRunConfig, run_gap  # noqa: E402
 from analysis.sources import SourceSpec  # noqa: E402
+from benchmarks.scratch import scratch_folder  # noqa: E402
 
 CAPTIONS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "captions"
 
@@ -107,70 +107,74 @@ def main() -> int:
         "--throughput-n", type=int, default=2000, help="sentences timed per encoder (default: 2000)"
     )
     p.add_argument("--batch-size", type=int, default=128, help="(default: 128)")
-    p.add_argument("--out", default=None, help="keep each analysis here (default: a temp folder)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="keep each analysis and benchmark.json here (default: a temp folder, removed)",
+    )
     args = p.parse_args()
 
-    work = Path(args.out or tempfile.mkdtemp(prefix="gap_bench_"))
-    work.mkdir(parents=True, exist_ok=True)
-    specs = real_sources() or synthetic_sources(work, 6000)
-    from analysis.sources import read_source
+    with scratch_folder(args.out, "gap_bench_") as work:
+        specs = real_sources() or synthetic_sources(work, 6000)
+        from analysis.sources import read_source
 
-    pool = [t for t in read_source(specs[2]) if t.strip()][: args.throughput_n]
-    print(
-        f"device {default_device()}; sources: {', '.join(s.name for s in specs)}; "
-        f"{args.samples} sentences x {args.seeds} seeds; throughput on {len(pool)} sentences"
-    )
-    results = []
-    for spec in args.encoders.split(","):
-        name = spec
-        if spec == "clip-tiny":
-            spec = tiny_clip(work / "tiny_clip")
-        t = time.perf_counter()
-        encoder = load_encoder(spec)
-        load_s = time.perf_counter() - t
-        if encoder.cache_id is None:
-            encoder.fit(pool)
-        rate = throughput(encoder, pool, args.batch_size)
-        config = GapRunConfig(
-            out=str(work / name.replace(":", "_").replace("/", "_")),
-            encoder=spec,
-            references=(specs[0].name,),
-            gap=GapConfig(samples=args.samples, seeds=tuple(range(args.seeds))),
-            batch_size=args.batch_size,
-            cache=False,
-            progress=False,
-        )
-        if encoder.cache_id is None:
-            encoder = None  # fitted encoders are refitted on the analysed sentences
-        t = time.perf_counter()
-        summary = run_gap(specs, config, encoder=encoder)
-        total = time.perf_counter() - t
-        results.append(
-            {
-                "encoder": name,
-                "load_s": round(load_s, 2),
-                "sentences_per_s": round(rate, 1),
-                "analysis_s": round(total, 2),
-                "phases_s": summary["seconds"],
-                "pairs": summary["pairs"],
-                "all_sources": summary["all_sources"],
-            }
-        )
+        pool = [t for t in read_source(specs[2]) if t.strip()][: args.throughput_n]
         print(
-            f"\n{name}: load {load_s:.1f} s, {rate:,.0f} sentences/s, whole analysis {total:.1f} s "
-            f"(embed {summary['seconds']['embed']:.1f} s, k-means {summary['seconds']['measure']:.1f} s)"
+            f"device {default_device()}; sources: {', '.join(s.name for s in specs)}; "
+            f"{args.samples} sentences x {args.seeds} seeds; throughput on {len(pool)} sentences"
         )
-        for pair in summary["pairs"]:
-            print(
-                f"  {pair['source']:>12} vs {pair['reference']}: NMI {pair['nmi_mean']:.3f} ± {pair['nmi_std']:.3f} (n {pair['n']})"
+        results = []
+        for spec in args.encoders.split(","):
+            name = spec
+            if spec == "clip-tiny":
+                spec = tiny_clip(work / "tiny_clip")
+            t = time.perf_counter()
+            encoder = load_encoder(spec)
+            load_s = time.perf_counter() - t
+            if encoder.cache_id is None:
+                encoder.fit(pool)
+            rate = throughput(encoder, pool, args.batch_size)
+            config = GapRunConfig(
+                out=str(work / name.replace(":", "_").replace("/", "_")),
+                encoder=spec,
+                references=(specs[0].name,),
+                gap=GapConfig(samples=args.samples, seeds=tuple(range(args.seeds))),
+                batch_size=args.batch_size,
+                cache=False,
+                progress=False,
             )
-        o = summary["all_sources"]
-        print(
-            f"  all {len(specs)} sources, k = {len(specs)}: NMI {o['nmi_mean']:.3f} ± {o['nmi_std']:.3f} (n {o['n']})"
-        )
-    (work / "benchmark.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nresults: {work / 'benchmark.json'}")
-    return 0
+            if encoder.cache_id is None:
+                encoder = None  # fitted encoders are refitted on the analysed sentences
+            t = time.perf_counter()
+            summary = run_gap(specs, config, encoder=encoder)
+            total = time.perf_counter() - t
+            results.append(
+                {
+                    "encoder": name,
+                    "load_s": round(load_s, 2),
+                    "sentences_per_s": round(rate, 1),
+                    "analysis_s": round(total, 2),
+                    "phases_s": summary["seconds"],
+                    "pairs": summary["pairs"],
+                    "all_sources": summary["all_sources"],
+                }
+            )
+            print(
+                f"\n{name}: load {load_s:.1f} s, {rate:,.0f} sentences/s, whole analysis {total:.1f} s "
+                f"(embed {summary['seconds']['embed']:.1f} s, k-means {summary['seconds']['measure']:.1f} s)"
+            )
+            for pair in summary["pairs"]:
+                print(
+                    f"  {pair['source']:>12} vs {pair['reference']}: NMI {pair['nmi_mean']:.3f} ± {pair['nmi_std']:.3f} (n {pair['n']})"
+                )
+            o = summary["all_sources"]
+            print(
+                f"  all {len(specs)} sources, k = {len(specs)}: NMI {o['nmi_mean']:.3f} ± {o['nmi_std']:.3f} (n {o['n']})"
+            )
+        if args.out:
+            (work / "benchmark.json").write_text(json.dumps(results, indent=2) + "\n")
+            print(f"\nresults and each analysis: {work}")
+        return 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from transformers import CLIPTokenizer  # noqa: E402
 
+from benchmarks.scratch import scratch_folder  # noqa: E402
 from trainer.config import load_config  # noqa: E402
 from trainer.data import make_loader  # noqa: E402
 from trainer.optim import build_optimizer, build_scheduler  # noqa: E402
@@ -87,7 +87,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=None, help="(default: the config's)")
     p.add_argument("--workers", type=int, default=2, help="loader processes (default: 2)")
     p.add_argument("--batches", type=int, default=8, help="timed batches (default: 8)")
-    p.add_argument("--out", default=None, help="scratch folder (default: a temporary one)")
+    p.add_argument(
+        "--out", default=None, help="scratch folder, kept (default: a temporary one, removed)"
+    )
     p.add_argument("--loader-only", action="store_true", help="measure the loader alone")
     args = p.parse_args()
 
@@ -97,8 +99,12 @@ def main() -> None:
     if args.weights:
         overrides["model.weights"] = args.weights
     cfg = load_config(args.config, overrides)
-    scratch = Path(args.out or tempfile.mkdtemp(prefix="clipvip_train_bench_"))
-    scratch.mkdir(parents=True, exist_ok=True)
+    with scratch_folder(args.out, "clipvip_train_bench_") as scratch:
+        run(args, cfg, scratch)
+
+
+def run(args: argparse.Namespace, cfg, scratch: Path) -> None:
+    """Time the loader (and, unless ``--loader-only``, the model) with work files in ``scratch``."""
     shards = args.shards or demo_shards(scratch)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     weights = resolve_weights(cfg, scratch, Dist(device=device))
@@ -118,7 +124,7 @@ def main() -> None:
     print(
         f"config {cfg.name}: {cfg.data.num_frames} frames at {cfg.data.image_size} px, "
         f"batch {cfg.data.batch_size}, loss {cfg.loss}, device {device}, "
-        f"{args.workers} loader workers, shards {shards}"
+        f"{args.workers} loader workers, shards {args.shards or 'the demo corpus (temporary)'}"
     )
     print(f"data loader : {load_sps:8.1f} samples/s")
     print(f"training    : {train_sps:8.1f} samples/s")

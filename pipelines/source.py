@@ -39,11 +39,41 @@ def is_local(uri: str) -> bool:
 
 
 def _cache_dir() -> str:
+    """This process's cache folder, ``clipvip-src-<pid>-*`` in the temp folder.
+
+    It is removed at exit; a worker that an engine kills (Ray and Beam end their workers with a
+    signal, so no ``atexit`` runs) leaves its copies behind, up to ``_CACHE_SIZE`` whole videos.
+    So a new cache first removes the folders of processes that no longer run.
+    """
     global _CACHE_DIR
     if _CACHE_DIR is None:
-        _CACHE_DIR = tempfile.mkdtemp(prefix="clipvip-src-")
+        _sweep_dead_caches(tempfile.gettempdir())
+        _CACHE_DIR = tempfile.mkdtemp(prefix=f"clipvip-src-{os.getpid()}-")
         atexit.register(shutil.rmtree, _CACHE_DIR, True)
     return _CACHE_DIR
+
+
+def _sweep_dead_caches(parent: str) -> None:
+    """Remove ``clipvip-src-<pid>-*`` folders under ``parent`` whose process has ended."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        pid = name.removeprefix("clipvip-src-").partition("-")[0]
+        if not name.startswith("clipvip-src-") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process; a pid out of range
+        return True
+    return True
 
 
 def check_allowed(path: str, input_root: str | None) -> None:

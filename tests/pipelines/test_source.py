@@ -8,6 +8,7 @@ reads are slow (a stalled bucket). The S3 path itself runs against moto in test_
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from pathlib import Path
@@ -174,3 +175,28 @@ def test_a_link_loop_under_the_input_root_fails_its_row(tmp_path):
     clip = run_cpu_stages(str(loop), extra={"input_root": str(tmp_path)})
     assert clip.error.stage == "probe"
     assert clip.error.reason.startswith("cannot resolve the path")
+
+
+def test_a_new_cache_removes_the_copies_a_killed_worker_left_and_keeps_live_ones(tmp_path):
+    """Ray and Beam end workers with a signal, so their ``atexit`` cleanup never runs."""
+    import subprocess
+    import sys
+
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead = tmp_path / f"clipvip-src-{ended.stdout.strip()}-abc123"
+    live = tmp_path / f"clipvip-src-{os.getpid()}-def456"
+    other = tmp_path / "clipvip-src-notapid"
+    for folder in (dead, live, other):
+        folder.mkdir()
+        (folder / "video.mp4").write_bytes(b"x" * 10)
+    source._sweep_dead_caches(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
+def test_the_cache_folder_is_named_after_its_process():
+    assert Path(source._cache_dir()).name.startswith(f"clipvip-src-{os.getpid()}-")
