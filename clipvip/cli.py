@@ -82,10 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from pipelines.manifest import ManifestError
         from pipelines.tasks import EngineUnavailable, RunMismatch
+        from shards import ShardIndexError
 
-        if args.debug or not isinstance(
-            exc, (UserError, ManifestError, RunMismatch, EngineUnavailable, FileNotFoundError)
-        ):
+        known = (UserError, ManifestError, RunMismatch, EngineUnavailable, ShardIndexError)
+        if args.debug or not isinstance(exc, (*known, FileNotFoundError)):
             raise
         print(f"clipvip: error: {exc}", file=sys.stderr)
         return 2

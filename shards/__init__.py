@@ -4,7 +4,7 @@ It knows samples (a key and named byte fields), not how they were made.
 """
 
 from shards.format import FIELDS, Sample
-from shards.index import load_index, shard_urls
+from shards.index import ShardIndexError, load_index, shard_urls
 from shards.reader import ClipShardDataset, iter_samples
 from shards.store import Store
 from shards.writer import ShardSpec, write_shards
@@ -13,6 +13,7 @@ __all__ = [
     "FIELDS",
     "ClipShardDataset",
     "Sample",
+    "ShardIndexError",
     "ShardSpec",
     "Store",
     "iter_samples",

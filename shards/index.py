@@ -23,14 +23,53 @@ def make_index(shards: Sequence[dict[str, Any]], name: str) -> dict[str, Any]:
     }
 
 
+class ShardIndexError(ValueError):
+    """An ``index.json`` that cannot be read as a run's shard list."""
+
+
 def load_index(root: str) -> dict[str, Any]:
-    """Read ``ROOT/index.json``; a clear error when the folder holds no prepared run."""
+    """Read ``ROOT/index.json``; a clear error when the folder holds no prepared run or the index
+    is damaged (a hand edit, a copy cut short), naming the file and what is wrong with it."""
     store = Store(root)
     if not store.exists(INDEX):
         raise FileNotFoundError(
             f"{root!r} has no {INDEX}: is it the --out folder of `clipvip prepare`?"
         )
-    return json.loads(store.read_text(INDEX))
+    where = store.url(INDEX)
+    try:
+        index = json.loads(store.read_text(INDEX))
+    except UnicodeDecodeError as exc:
+        raise ShardIndexError(f"{where}: not UTF-8 (at byte offset {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ShardIndexError(
+            f"{where}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    shardlist = index.get("shardlist") if isinstance(index, dict) else None
+    if not isinstance(shardlist, list):
+        raise ShardIndexError(f"{where}: no 'shardlist' list (a wids shard index has one)")
+    for n, entry in enumerate(shardlist):
+        problem = _entry_problem(entry)
+        if problem:
+            raise ShardIndexError(f"{where}: shardlist entry {n}: {problem}")
+    return index
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """Why a ``shardlist`` entry is unusable, or None.
+
+    An entry names one of the run's own tars by a path relative to the index (as ``make_index``
+    writes it); an absolute path, an address or a ``..`` would send a reader outside the run.
+    """
+    if not isinstance(entry, dict):
+        return f"not an object: {entry!r:.60}"
+    url, count = entry.get("url"), entry.get("nsamples")
+    if not isinstance(url, str) or not url:
+        return "no 'url' string"
+    if "://" in url or url.startswith("/") or ".." in url.split("/"):
+        return f"'url' {url!r} points outside the run folder (entries name the run's own tars)"
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        return f"'nsamples' is {count!r}, not a count"
+    return None
 
 
 def shard_urls(source: str | Sequence[str]) -> list[str]:

@@ -18,14 +18,17 @@ from fsspec.implementations.local import LocalFileSystem
 
 
 class Store:
-    """A run directory addressed by relative paths (``shards/x-000000.tar``, ``stats/3.json``)."""
+    """A run directory addressed by relative paths (``shards/x-000000.tar``, ``stats/3.json``).
+
+    Opening one creates nothing: each write makes the folders it needs. Readers (``status``,
+    ``train``, ``report``) open a store too, and a typo in their path must not leave a new empty
+    folder behind that a second try then takes for a run.
+    """
 
     def __init__(self, root: str) -> None:
         self.root = root.rstrip("/") or "/"
         self.fs, self._base = fsspec.core.url_to_fs(self.root)
         self.local = isinstance(self.fs, LocalFileSystem)
-        if self.local:
-            Path(self._base).mkdir(parents=True, exist_ok=True)
 
     def path(self, rel: str) -> str:
         """The filesystem path of ``rel`` (what fsspec calls it; a plain path when local)."""
