@@ -193,6 +193,11 @@ def _fetch(uri: str, dest: str, timeout_s: float | None, max_bytes: int) -> None
                         )
                     dst.write(chunk)
     except (FileNotFoundError, IsADirectoryError) as exc:
+        # fsspec's HTTP store answers "not found" for a host it cannot reach too; the cause
+        # tells them apart (a refused connection or an unknown name is an OSError, a 404 not).
+        cause = exc.__cause__
+        if isinstance(cause, OSError | TimeoutError) and not isinstance(cause, FileNotFoundError):
+            raise StageError(f"cannot connect for {uri}: {cause}") from exc
         if _is_dir(fs, path):
             raise StageError(f"not a regular file: {uri}") from exc
         raise StageError(f"file not found: {uri}") from exc

@@ -200,3 +200,41 @@ def test_a_new_cache_removes_the_copies_a_killed_worker_left_and_keeps_live_ones
 
 def test_the_cache_folder_is_named_after_its_process():
     assert Path(source._cache_dir()).name.startswith(f"clipvip-src-{os.getpid()}-")
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """A real HTTP server on loopback serving ``tmp_path``; its base URL."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_http_video_is_copied_and_a_missing_one_reads_as_not_found(http_root, video_bytes):
+    folder, base = http_root
+    (folder / "here.mp4").write_bytes(video_bytes)
+    assert Path(source.local_path(f"{base}/here.mp4", timeout_s=30)).read_bytes() == video_bytes
+    with pytest.raises(StageError, match=f"^file not found: {base}/gone.mp4$"):
+        source.local_path(f"{base}/gone.mp4", timeout_s=30)
+
+
+def test_a_host_that_refuses_the_connection_is_not_reported_as_a_missing_file():
+    import socket
+
+    with socket.socket() as s:  # a loopback port that nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StageError, match=rf"^cannot connect for http://127\.0\.0\.1:{port}/v\.mp4"):
+        source.local_path(f"http://127.0.0.1:{port}/v.mp4", timeout_s=30)
