@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipelines.ff import Limits, run_tool
+from pipelines.ff import Limits, ToolError, run_tool
 from pipelines.manifest import write_manifest
 
 # (file, lavfi source, size, fps, seconds, video codec args, audio?)
@@ -79,8 +79,11 @@ def _make_video(
     audio: bool,
 ) -> None:
     path = folder / name
-    if path.exists() and path.stat().st_size > 0:
+    if path.is_file() and path.stat().st_size > 0:
         return
+    # ffmpeg writes a partial name, renamed once whole: a run stopped mid-write (Ctrl-C, a full
+    # disk) leaves no truncated video that the next run would take as made
+    partial = folder / f".partial-{name}"  # same extension: ffmpeg picks the muxer by it
     fmt = source.split("=", 1)
     spec = f"{fmt[0]}=size={size}:rate={fps}" + (f":{fmt[1]}" if len(fmt) > 1 else "")
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", spec]
@@ -89,12 +92,31 @@ def _make_video(
     cmd += ["-t", str(seconds), *codec]
     if audio:
         cmd += ["-c:a", "aac" if not name.endswith(".webm") else "libopus", "-shortest"]
-    run_tool([*cmd, str(path)], Limits(timeout_s=120))
+    try:
+        run_tool([*cmd, str(partial)], Limits(timeout_s=120))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def build_corpus(folder: str) -> str:
-    """Write the sample videos and ``manifest.jsonl`` into ``folder``; return the manifest path."""
+    """Write the sample videos and ``manifest.jsonl`` into ``folder``; return the manifest path.
+
+    A folder that cannot be made or written, or an ffmpeg that cannot make the videos, stops
+    the demo with one line (``UserError``) before any run starts.
+    """
+    from clipvip.cli import UserError
+
     root = Path(folder)
+    try:
+        return _build(root)
+    except OSError as err:  # a file where a folder belongs, no permission, a full disk
+        raise UserError(f"cannot write the sample corpus to {root}: {err}") from err
+    except ToolError as err:
+        raise UserError(f"cannot make the sample videos in {root}: {err}") from err
+
+
+def _build(root: Path) -> str:
     root.mkdir(parents=True, exist_ok=True)
     for name, source, size, fps, seconds, codec, audio in SOURCES:
         _make_video(root, name, source, size, fps, seconds, codec, audio)

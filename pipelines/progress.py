@@ -8,6 +8,7 @@ and under it a bar per stage: clips through it so far, and how many it failed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import Counter
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
-from pipelines.stage_counts import CARRIED, PROGRESS_DIR, read_counts
+from pipelines.stage_counts import CARRIED, PROGRESS_DIR, read_counts, read_each
 from pipelines.tasks import STATS_DIR
 from shards.store import Store
 
@@ -55,14 +56,15 @@ class RunProgress:
 
     def poll(self) -> None:
         new = [n for n in self.store.list(STATS_DIR) if n not in self.seen and n.endswith(".json")]
-        try:
-            found = self.store.read_many([f"{STATS_DIR}/{n}" for n in new])
-        except OSError:
-            return  # listed but gone or unreadable for a moment: the next poll gets it
+        # what cannot be read or parsed now is left for the next poll; a damaged stats file
+        # is for `clipvip status` and the final merge to name, not for the bars to die on
+        found = read_each(self.store, [f"{STATS_DIR}/{n}" for n in new])
         for rel, data in found.items():
             try:
                 stats = json.loads(data)
             except ValueError:
+                continue
+            if not _counts_rows(stats):
                 continue
             self.seen.add(rel.rsplit("/", 1)[-1])
             self.failed.update(stats["failed_by_stage"])
@@ -92,7 +94,10 @@ class RunProgress:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            self.poll()
+            # an object store's passing error (a timeout, a throttled list) must not stop the
+            # bars for the rest of the run
+            with contextlib.suppress(OSError):
+                self.poll()
 
     def __enter__(self) -> RunProgress:
         self.poll()  # tasks finished by an earlier, interrupted run
@@ -102,8 +107,17 @@ class RunProgress:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.poll()
+        with contextlib.suppress(OSError):  # the bars are display: the run's result stands
+            self.poll()
         for bar in self._stage_bars.values():
             bar.close()
         self._bar.close()
         self.store.remove(PROGRESS_DIR)  # display only; the stats files are the record
+
+
+def _counts_rows(stats: object) -> bool:
+    """Whether a parsed stats file has the row count and failures by stage the bars add up."""
+    if not isinstance(stats, dict) or not isinstance(stats.get("failed_by_stage"), dict):
+        return False
+    numbers = [stats.get("rows"), *stats["failed_by_stage"].values()]
+    return all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers)

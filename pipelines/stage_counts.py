@@ -10,6 +10,7 @@ is what its stats files say.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -94,21 +95,41 @@ def stage_counts(out: str, live: bool) -> StageCounts:
     return _COUNTS[key]
 
 
-def read_counts(store: Store) -> dict[str, list[int]]:
-    """Every process's counts summed: ``{stage: [through, failed there]}``."""
-    names = [n for n in store.list(PROGRESS_DIR) if n.endswith(".json")]
+def read_each(store: Store, rels: list[str]) -> dict[str, bytes]:
+    """``store.read_many``, less what cannot be read now (listed but gone, a folder where a
+    file belongs): one such name must not hide every other file from the bars."""
     try:
-        found = store.read_many([f"{PROGRESS_DIR}/{n}" for n in names])
+        return store.read_many(rels)
     except OSError:
-        return {}
+        pass
+    found = {}
+    for rel in rels:
+        with contextlib.suppress(OSError):
+            found[rel] = store.read_bytes(rel)
+    return found
+
+
+def read_counts(store: Store) -> dict[str, list[int]]:
+    """Every process's counts summed: ``{stage: [through, failed there]}``. A file that is not
+    such counts (cut by a store without atomic puts, or edited) is left out: display only."""
+    names = [n for n in store.list(PROGRESS_DIR) if n.endswith(".json")]
+    found = read_each(store, [f"{PROGRESS_DIR}/{n}" for n in names])
     total: dict[str, list[int]] = {}
     for data in found.values():
         try:
             counts = json.loads(data)
         except ValueError:  # caught mid-write on a store without atomic puts: next poll
             continue
-        for stage, (through, failed) in counts.items():
+        if not isinstance(counts, dict):
+            continue
+        for stage, pair in counts.items():
+            if not (isinstance(pair, list) and len(pair) == 2 and all(_count(n) for n in pair)):
+                continue
             entry = total.setdefault(stage, [0, 0])
-            entry[0] += through
-            entry[1] += failed
+            entry[0] += pair[0]
+            entry[1] += pair[1]
     return total
+
+
+def _count(n: object) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 0

@@ -15,7 +15,7 @@ from typing import Any
 
 import fsspec
 
-from pipelines.tasks import RUN_FILE, read_task_stats, tally
+from pipelines.tasks import RUN_FILE, STATS_DIR, tally
 from shards.store import Store
 
 RATE_WINDOW = 50  # tasks: the rate is measured over the most recently finished ones
@@ -25,13 +25,109 @@ class NoRun(FileNotFoundError):
     """The folder holds no run (no ``run.json``)."""
 
 
-def run_status(out: str, now: float | None = None) -> dict[str, Any]:
-    fs, path = fsspec.core.url_to_fs(out)
-    if not fs.exists(f"{path.rstrip('/')}/{RUN_FILE}"):  # before Store, which creates the folder
+class UnreadableRun(NoRun):
+    """The folder cannot be read (unknown scheme, no credentials), or a run file in it is not
+    what ``clipvip prepare`` writes. A ``NoRun`` too: either way there is no run to report on,
+    and ``clipvip status`` prints both as one line naming the file."""
+
+
+# A task's stats file: the fields status reads and their types. The optional ones are read with
+# a default (``t.get("carried", 0)``): older clipvip versions did not write them.
+STATS_FIELDS: dict[str, Any] = {"task": int, "rows": int, "written": int, "failed_by_stage": dict}
+OPTIONAL_FIELDS: dict[str, Any] = {"carried": int, "attempt": int, "finished_at": (int, float)}
+REDO_TASK = "delete it and rerun the same `clipvip prepare` command to redo that task"
+
+
+def _open_run(out: str) -> Store:
+    """The run's store, once ``run.json`` is known to be there (a status never creates the
+    folder, as ``Store`` would)."""
+    try:
+        fs, path = fsspec.core.url_to_fs(out)
+        path = path.rstrip("/")
+        try:
+            # info, not isfile: s3fs's isfile answers False for "no credentials" too
+            kind = fs.info(f"{path}/{RUN_FILE}")["type"]
+        except (FileNotFoundError, NotADirectoryError):
+            kind = "out is a file" if fs.isfile(path) else None
+    except (ImportError, ValueError) as err:  # unknown scheme, or its package not installed
+        raise UnreadableRun(f"{out}: cannot open ({err})") from err
+    except Exception as err:  # the store's own errors: no credentials, no bucket, no network
+        raise UnreadableRun(f"{out}: cannot read ({type(err).__name__}: {err})") from err
+    if kind == "out is a file":
+        raise NoRun(f"{out} is a file; give the --out folder of a `clipvip prepare` run")
+    if kind is None:
         raise NoRun(f"{out}: no run here (no {RUN_FILE}); start one with `clipvip prepare`")
-    store = Store(out)
-    run = json.loads(store.read_text(RUN_FILE))
-    per_task = read_task_stats(store)
+    if kind != "file":
+        raise _bad_file(out, RUN_FILE, "a folder", "remove it")
+    return Store(out)
+
+
+def _bad_file(out: str, rel: str, why: str, remedy: str) -> UnreadableRun:
+    return UnreadableRun(f"{out.rstrip('/')}/{rel} is damaged ({why}): {remedy}")
+
+
+def _read_run(store: Store, out: str) -> dict[str, Any]:
+    remedy = "delete it and rerun the same `clipvip prepare` command (finished tasks are kept)"
+    try:
+        run = json.loads(store.read_bytes(RUN_FILE))
+    except ValueError as err:  # UnicodeDecodeError too
+        raise _bad_file(out, RUN_FILE, f"not JSON: {err}", remedy) from err
+    if not isinstance(run, dict) or not all(_is(run.get(k), int) for k in ("rows", "tasks")):
+        raise _bad_file(out, RUN_FILE, "no row and task counts", remedy)
+    return run
+
+
+def _read_stats(store: Store, out: str) -> list[dict[str, Any]]:
+    """Every finished task's stats (as ``tasks.read_task_stats``), each checked, so that a
+    damaged file is named rather than met as a traceback in the sums below."""
+    if store.exists(STATS_DIR) and not store.fs.isdir(store.path(STATS_DIR)):
+        raise _bad_file(out, STATS_DIR, "a file, not the folder of task stats", "remove it")
+    try:
+        names = [f"{STATS_DIR}/{n}" for n in store.list(STATS_DIR) if n.endswith(".json")]
+        found = store.read_many(names)
+    except OSError as err:
+        raise UnreadableRun(f"{out}: cannot read its task stats ({err})") from err
+    per_task = []
+    for rel, data in found.items():
+        try:
+            stats = json.loads(data)
+        except ValueError as err:
+            raise _bad_file(out, rel, f"not JSON: {err}", REDO_TASK) from err
+        problem = _stats_problem(stats)
+        if problem:
+            raise _bad_file(out, rel, problem, REDO_TASK)
+        per_task.append(stats)
+    return sorted(per_task, key=lambda s: s["task"])
+
+
+def _stats_problem(stats: object) -> str | None:
+    """What is wrong with a parsed stats file, or None."""
+    if not isinstance(stats, dict):
+        return "not a JSON object"
+    wrong = [k for k, t in STATS_FIELDS.items() if not _is(stats.get(k), t)]
+    wrong += [k for k, t in OPTIONAL_FIELDS.items() if k in stats and not _is(stats[k], t)]
+    if "failed_by_stage" not in wrong and not all(
+        _is(n, int) for n in stats["failed_by_stage"].values()
+    ):
+        wrong.append("failed_by_stage")
+    failures = stats.get("failures")
+    if not isinstance(failures, list) or not all(
+        isinstance(f, dict) and all(isinstance(f.get(k), str) for k in ("stage", "key", "reason"))
+        for f in failures
+    ):
+        wrong.append("failures")
+    return f"bad or missing {', '.join(wrong)}" if wrong else None
+
+
+def _is(value: object, types: Any) -> bool:
+    """``isinstance`` where a bool is no number (JSON ``true`` is not a count)."""
+    return isinstance(value, types) and not isinstance(value, bool)
+
+
+def run_status(out: str, now: float | None = None) -> dict[str, Any]:
+    store = _open_run(out)
+    run = _read_run(store, out)
+    per_task = _read_stats(store, out)
     counts = tally(run, per_task)
     examples: dict[str, str] = {}
     for t in per_task:
@@ -54,7 +150,8 @@ def run_status(out: str, now: float | None = None) -> dict[str, Any]:
         "failure_examples": examples,
         "rows_per_s": rate,
         "eta_s": remaining / rate if rate and remaining else (0.0 if not remaining else None),
-        "last_task_s_ago": now - timed[-1]["finished_at"] if timed else None,
+        # a worker's clock a little ahead of this machine's must not read as a negative age
+        "last_task_s_ago": max(0.0, now - timed[-1]["finished_at"]) if timed else None,
     }
 
 
@@ -66,18 +163,27 @@ def _duration(seconds: float) -> str:
     return f"{d}d {h}h {m:02d}m" if d else f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
 
 
+def _printable(text: object) -> str:
+    """``text`` on one line that any terminal prints: a failure reason can hold ffmpeg's
+    multi-line stderr, a key escape codes, and a path bytes that are not UTF-8 (surrogates,
+    which a strict stdout refuses with a traceback)."""
+    flat = " ".join(str(text).split())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)
+
+
 def format_status(st: dict[str, Any]) -> str:
     pct = 100 * st["rows_done"] / st["rows"] if st["rows"] else 100.0
     state = "complete" if st["complete"] else "in progress or stopped"
     lines = [
-        f"{st['out']}: {state}",
-        f"  manifest: {st['manifest']}",
+        f"{_printable(st['out'])}: {state}",
+        f"  manifest: {_printable(st['manifest'])}",
         f"  rows:     {st['rows_done']:,} / {st['rows']:,} done ({pct:.1f} %), "
         f"tasks {st['tasks_done']:,} / {st['tasks']:,}",
         f"  samples:  {st['samples']:,} written, {st['failed']:,} failed",
     ]
     for stage, n in st["failed_by_stage"].items():
-        lines.append(f"    {stage}: {n:,}  e.g. {st['failure_examples'].get(stage, '')[:100]}")
+        example = _printable(st["failure_examples"].get(stage, ""))[:100]
+        lines.append(f"    {_printable(stage)}: {n:,}  e.g. {example}")
     if st["tasks_retried"]:
         lines.append(
             f"  retried:  {st['tasks_retried']:,} tasks (an earlier attempt died; their rows ran "

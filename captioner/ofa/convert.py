@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import pickle
 import re
 import shutil
 from collections.abc import Mapping
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from captioner.ofa.checkpoint import check_and_load, save_checkpoint
+from captioner.ofa.checkpoint import CheckpointMismatch, check_and_load, save_checkpoint
 from captioner.ofa.config import BART_VOCAB, NUM_BINS, RESNET_LAYERS, OFAConfig
 from captioner.ofa.model import OFAModel
 from captioner.ofa.tokenizer import load_tokenizer
@@ -87,34 +89,63 @@ def recorded_disable_entangle(ckpt: object) -> bool | None:
     return None
 
 
+def _refused_global(err: Exception) -> str:
+    """What torch's weights-only unpickler refused, in a few words (its message is a page)."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    return f"it pickles {found.group(1)}" if found else "it holds pickled objects"
+
+
+def _first_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:200]}"
+
+
 def read_fairseq_checkpoint(path: str | Path, trust_pickle: bool = False) -> FairseqCheckpoint:
     """The ``model`` state dict of a fairseq checkpoint and its recorded ``disable_entangle``.
 
     fairseq pickles its training config (an ``argparse.Namespace`` or omegaconf object) beside
     the weights, which ``weights_only=True`` refuses; ``trust_pickle`` allows a full load for a
-    file you downloaded from the official source yourself.
+    file you downloaded from the official source yourself. A file that is not a checkpoint at
+    all (missing, a folder, text, a truncated download) is named as such, never answered with
+    advice to trust its pickle.
     """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    if not path.is_file():
+        raise ValueError(f"{path} is a folder, not a fairseq .pt file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError or others for unknown globals
+    except pickle.UnpicklingError as err:  # a global outside torch's allowlist (or bad pickle)
         if not trust_pickle:
             raise ValueError(
-                f"{path} holds more than tensors (fairseq pickles its config), so a weights-only "
-                f"load refused it ({type(err).__name__}). If the file comes from the official "
-                "OFA release, rerun with --trust-pickle."
+                f"{path} was not loaded: {_refused_global(err)}, and unpickling that could run "
+                "code (a weights-only load refuses it). fairseq pickles its training config "
+                "this way: if the file comes from the official OFA release, rerun with "
+                "--trust-pickle."
             ) from err
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        except ModuleNotFoundError as missing:  # e.g. omegaconf objects in fairseq's cfg
-            raise ValueError(
-                f"unpickling {path}'s training config needs the module {missing.name!r}; "
-                "install it in this environment and rerun"
-            ) from missing
+        ckpt = _load_trusted(path)
+    except Exception as err:  # torch's errors for bytes it cannot parse: zip, EOF, magic number
+        raise ValueError(f"{path} is not a PyTorch checkpoint ({_first_line(err)})") from err
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path} has no 'model' state dict")
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ValueError(f"{path} holds no tensors (neither under 'model' nor at the top level)")
     return FairseqCheckpoint(tensors, recorded_disable_entangle(ckpt))
+
+
+def _load_trusted(path: Path) -> object:
+    """The full (code-running) unpickle that ``--trust-pickle`` allows."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except ModuleNotFoundError as missing:  # e.g. omegaconf objects in fairseq's cfg
+        raise ValueError(
+            f"unpickling {path}'s training config needs the module {missing.name!r}; "
+            "install it in this environment and rerun"
+        ) from missing
+    except Exception as err:  # a damaged file fails the full load too
+        raise ValueError(f"{path} is not a readable checkpoint ({_first_line(err)})") from err
 
 
 def read_fairseq(path: str | Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -147,8 +178,30 @@ def resolve_disable_entangle(path: str | Path, recorded: bool | None, given: boo
     )
 
 
+# The tensors whose shapes give the architecture: a file without them is no OFA model.
+SHAPE_KEYS = (
+    "encoder.embed_tokens.weight",
+    "encoder.embed_positions.weight",
+    "encoder.token_rel_pos_table_list.0.weight",
+    "encoder.layers.0.self_attn.c_attn",
+    "decoder.layers.0.self_attn.c_attn",
+    "encoder.layers.0.fc1.weight",
+    "decoder.layers.0.fc1.weight",
+)
+
+
 def infer_config(state: dict[str, torch.Tensor], image_size: int) -> OFAConfig:
     """Architecture from tensor shapes (what a fairseq ``.pt`` records without its args)."""
+    missing = [k for k in SHAPE_KEYS if k not in state]
+    if missing:
+        raise CheckpointMismatch(
+            f"the checkpoint has no {', '.join(missing[:3])}"
+            + (f" (and {len(missing) - 3} more)" if len(missing) > 3 else "")
+            + ", which give the architecture: not an OFA model, or a damaged one; its "
+            + f"{len(state)} tensors start {', '.join(sorted(state)[:3]) or '(none)'}"
+        )
+    if state["encoder.embed_tokens.weight"].dim() != 2:
+        raise CheckpointMismatch("encoder.embed_tokens.weight is not a 2-D embedding table")
     vocab, d = state["encoder.embed_tokens.weight"].shape
 
     def count(prefix: str) -> int:
@@ -159,6 +212,11 @@ def infer_config(state: dict[str, torch.Tensor], image_size: int) -> OFAConfig:
     if resnet is None:
         raise ValueError(f"unknown OFA visual stem with stage depths {depths}")
     num_codes = vocab - BART_VOCAB - NUM_BINS
+    if num_codes < 0:
+        raise CheckpointMismatch(
+            f"the token embedding has {vocab} rows, fewer than BART's {BART_VOCAB} tokens and "
+            f"{NUM_BINS} location bins: not an OFA checkpoint built on BART's vocabulary"
+        )
     return replace(
         OFAConfig(),
         vocab_size=vocab,
@@ -174,7 +232,43 @@ def infer_config(state: dict[str, torch.Tensor], image_size: int) -> OFAConfig:
         num_codes=num_codes,
         max_position_embeddings=state["encoder.embed_positions.weight"].shape[0] - 2,
         token_bucket_size=(state["encoder.token_rel_pos_table_list.0.weight"].shape[0] + 1) // 2,
+        image_bucket_size=_image_bucket_size(state),
     )
+
+
+def _image_bucket_size(state: dict[str, torch.Tensor]) -> int:
+    """The patch grid side of the image position table (``side**2 + 1`` rows); OFA's default
+    (42) when the table is absent or not of that form, so the strict load names the misfit."""
+    table = state.get("encoder.embed_image_positions.weight")
+    rows = table.shape[0] - 1 if table is not None and table.dim() == 2 else -1
+    side = math.isqrt(rows) if rows > 0 else 0
+    return side if side * side == rows else OFAConfig().image_bucket_size
+
+
+# What a conversion writes; a folder holding only these is an earlier conversion, redone.
+OUT_FILES = ("config.json", "model.safetensors", "vocab.json", "merges.txt")
+
+
+def check_out_folder(out: Path, tokenizer_dir: Path) -> None:
+    """Refuse an ``out`` that is a file, the tokenizer folder, or a folder with other files.
+
+    Other files are not overwritten but would be read: ``read_state_dict`` takes a
+    ``model.safetensors.index.json`` before our ``model.safetensors``, so converting into an
+    old Hugging Face folder would load its weights, not these.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    if not out.is_dir():
+        return
+    if out.resolve() == tokenizer_dir.resolve():
+        raise ValueError(f"--out {out} is the --tokenizer-from folder; write to a new folder")
+    other = sorted(p.name for p in out.iterdir() if p.name not in OUT_FILES)
+    if other:
+        shown = ", ".join(other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+        raise ValueError(
+            f"--out {out} already holds other files ({shown}); choose a new or empty folder "
+            "(one with only an earlier conversion's files is overwritten)"
+        )
 
 
 def convert_fairseq(
@@ -200,11 +294,12 @@ def convert_fairseq(
     cfg = replace(config or infer_config(state, image_size), disable_entangle=entangle_off)
     model = OFAModel(cfg)
     check_and_load(model, state)
-    out = Path(out)
+    out, tokenizer_dir = Path(out), Path(tokenizer_dir)
+    load_tokenizer(tokenizer_dir, cfg)  # vocab size and special ids must agree with the weights
+    check_out_folder(out, tokenizer_dir)  # all checks before the first byte is written
     out.mkdir(parents=True, exist_ok=True)
     for name in ("vocab.json", "merges.txt"):
-        shutil.copyfile(Path(tokenizer_dir) / name, out / name)
-    load_tokenizer(out, cfg)  # vocab size and special ids must agree with the weights
+        shutil.copyfile(tokenizer_dir / name, out / name)
     save_checkpoint(model, out)
     log.info(
         "converted %s -> %s (%s, %d px, disable_entangle=%s)",
@@ -296,7 +391,8 @@ def _run(args: argparse.Namespace) -> int:
             args.trust_pickle,
             disable_entangle=args.disable_entangle,
         )
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    # OSError: no permission, a full disk, a parent of --out that is a file (names the path)
+    except (ValueError, OSError, KeyError) as err:
         raise UserError(str(err)) from err
     print(f"wrote {out}: use --captioner ofa:{out}")
     return 0
