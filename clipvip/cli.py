@@ -81,10 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         from pipelines.manifest import ManifestError
-        from pipelines.tasks import EngineUnavailable, RunMismatch
+        from pipelines.tasks import DamagedRun, EngineUnavailable, RunMismatch
         from shards import ShardIndexError
 
         known = (UserError, ManifestError, RunMismatch, EngineUnavailable, ShardIndexError)
+        known += (DamagedRun,)
         if args.debug or not isinstance(exc, (*known, FileNotFoundError)):
             raise
         print(f"clipvip: error: {exc}", file=sys.stderr)

@@ -444,15 +444,52 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _is_demo_run(run_dir: Path, manifest: str) -> bool:
-    """Whether ``run_dir`` holds a run that ``clipvip demo`` made of its own sample corpus."""
+    """Whether ``run_dir`` holds a run that ``clipvip demo`` made of its own sample corpus (the
+    same corpus file however ``--out`` was spelled: relative once, absolute the next time)."""
     try:
         run = json.loads((run_dir / "run.json").read_text("utf-8"))
-    except (OSError, ValueError):
+        settings = run.get("settings") or {}
+        same = Path(str(run.get("manifest"))).resolve() == Path(manifest).resolve()
+    except (OSError, ValueError, AttributeError, RuntimeError):
         return False
-    return run.get("manifest") == manifest and run.get("settings", {}).get("name") == "demo"
+    return same and settings.get("name") == "demo"
+
+
+# What `prepare` (and `report`) write into a run folder: a demo run cut short before its run.json
+# was written holds only these, and --fresh may remove it.
+_RUN_ENTRIES = frozenset(
+    {"run.json", "config.json", "stats", "stats.json", "errors.jsonl", "attempts", "retry"}
+    | {"inputs", "progress", "shards", "index.json", "report.html", "_tmp"}
+)
+
+
+def _deletable_demo_run(run_dir: Path, manifest: str) -> bool:
+    """Whether ``--fresh`` may delete ``run_dir``: a demo run, or one cut short before it wrote
+    its run.json; never a folder that holds anything else."""
+    if _is_demo_run(run_dir, manifest):
+        return True
+    if not run_dir.is_dir() or (run_dir / "run.json").exists():
+        return False
+    return all(entry.name in _RUN_ENTRIES for entry in run_dir.iterdir())
+
+
+def _demo_runners(text: str) -> list[str]:
+    """``--runners``: engines by name, each once. Checked before anything is made or removed:
+    each name becomes a folder under ``--out`` that ``--fresh`` deletes."""
+    runners = [r.strip() for r in text.split(",")]
+    unknown = [r for r in runners if r not in ENGINES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(repr(r) for r in unknown)}: the demo runs the engines "
+            f"{', '.join(ENGINES)} (comma-separated, e.g. beam,ray)"
+        )
+    if len(set(runners)) < len(runners):
+        raise argparse.ArgumentTypeError(f"{text!r} names an engine twice")
+    return runners
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from clipvip.cli import UserError
     from pipelines.demo import build_corpus
     from pipelines.prepare import EngineOptions, format_summary, prepare
     from pipelines.tasks import RunMismatch
@@ -462,9 +499,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     manifest = build_corpus(str(out / "corpus"))
     log.info("sample corpus: %s", manifest)
     results = {}
-    for runner in args.runners.split(","):
+    for runner in args.runners:
         run_dir = out / runner
         if args.fresh and run_dir.exists():
+            if not _deletable_demo_run(run_dir, manifest):
+                raise UserError(
+                    f"--fresh deletes earlier demo runs only, and {run_dir} is not one "
+                    "(no run.json of `clipvip demo`'s sample corpus); move it or pick another --out"
+                )
             shutil.rmtree(run_dir)
         cfg = PrepareConfig(
             out=str(run_dir),
@@ -509,7 +551,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return 1
     from analysis.report import ReportConfig, write_report
 
-    first_run = str(out / args.runners.split(",")[0])
+    first_run = str(out / args.runners[0])
     print(
         f"corpus report (contact sheet, histograms, failures): {write_report(ReportConfig(run=first_run))}"
     )
@@ -518,7 +560,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  {key}: subtitle {txt!r}\n  {' ' * len(key)}  caption  {cap!r}")
     print(
         f'read them with: python -c "import webdataset as wds; '
-        f"print(next(iter(wds.WebDataset('{out}/{args.runners.split(',')[0]}/shards/demo-000000.tar').decode('pil'))).keys())\""
+        f"print(next(iter(wds.WebDataset('{first_run}/shards/demo-000000.tar').decode('pil'))).keys())\""
     )
     return 0
 
@@ -579,12 +621,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", default="demo_out", help="folder for the corpus and the runs (default: demo_out)"
     )
     d.add_argument(
-        "--runners", default="beam,ray", help="comma-separated engines (default: beam,ray)"
+        "--runners",
+        type=_demo_runners,
+        default="beam,ray",
+        help="comma-separated engines: local, beam, ray (default: beam,ray)",
     )
     d.add_argument(
         "--captioner", default="random-tiny", help="captioner spec (default: random-tiny)"
     )
     d.add_argument(
-        "--fresh", action="store_true", help="delete earlier demo runs first (default: resume them)"
+        "--fresh",
+        action="store_true",
+        help="delete this demo's earlier runs first, never another folder (default: resume them)",
     )
     d.set_defaults(func=cmd_demo)

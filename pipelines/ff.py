@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,6 +72,8 @@ def run_tool(cmd: Sequence[str], limits: Limits, stdin: bytes | None = None) -> 
         raise ToolError(f"{tool} timed out after {limits.timeout_s:g} s") from exc
     except FileNotFoundError as exc:
         raise ToolError(f"{tool} is not installed (Debian: apt-get install ffmpeg)") from exc
+    if proc.returncode == 127 and shutil.which(cmd[0]) is None:  # sh's "exec: not found"
+        raise ToolError(f"{tool} is not installed (Debian: apt-get install ffmpeg)")
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
         detail = lines[-1].strip() if lines else f"exit status {proc.returncode}"

@@ -57,7 +57,7 @@ def prepare(
     bars = RunProgress(cfg.out, plan.total_rows, stages=stage_names(plan.cfg)) if progress else None
     with bars or contextlib.nullcontext():
         placement = _run_engine(plan, engine)
-    summary = T.finalize(cfg)
+    summary = T.finalize(cfg, plan.tasks)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     summary["runner"] = engine.runner
     summary["resumed_tasks"] = plan.done_tasks
@@ -108,7 +108,9 @@ def _run_engine(plan: T.Plan, engine: EngineOptions) -> dict[str, Any] | None:
 
 def format_summary(summary: dict[str, Any], out: str) -> str:
     """The end-of-run report: what was made, what failed and why, and where everything is."""
-    rate = summary["rows_done"] / summary["seconds"] if summary.get("seconds") else 0.0
+    # the rate of this invocation's rows: a resumed run's skipped rows took no time
+    ran = summary.get("rows_run", summary["rows_done"])
+    rate = ran / summary["seconds"] if summary.get("seconds") else 0.0
     lines = [
         f"prepared {summary['samples']} samples from {summary['rows']} rows "
         f"in {summary.get('seconds', 0):.1f} s ({rate:.2f} rows/s, runner {summary.get('runner')})",

@@ -9,13 +9,12 @@ how fast it goes, when it should end, and why rows fail.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import fsspec
 
-from pipelines.tasks import RUN_FILE, STATS_DIR, tally
+from pipelines.tasks import RUN_FILE, DamagedRun, damaged, read_run, read_task_stats, tally
 from shards.store import Store
 
 RATE_WINDOW = 50  # tasks: the rate is measured over the most recently finished ones
@@ -29,13 +28,6 @@ class UnreadableRun(NoRun):
     """The folder cannot be read (unknown scheme, no credentials), or a run file in it is not
     what ``clipvip prepare`` writes. A ``NoRun`` too: either way there is no run to report on,
     and ``clipvip status`` prints both as one line naming the file."""
-
-
-# A task's stats file: the fields status reads and their types. The optional ones are read with
-# a default (``t.get("carried", 0)``): older clipvip versions did not write them.
-STATS_FIELDS: dict[str, Any] = {"task": int, "rows": int, "written": int, "failed_by_stage": dict}
-OPTIONAL_FIELDS: dict[str, Any] = {"carried": int, "attempt": int, "finished_at": (int, float)}
-REDO_TASK = "delete it and rerun the same `clipvip prepare` command to redo that task"
 
 
 def _open_run(out: str) -> Store:
@@ -63,71 +55,18 @@ def _open_run(out: str) -> Store:
 
 
 def _bad_file(out: str, rel: str, why: str, remedy: str) -> UnreadableRun:
-    return UnreadableRun(f"{out.rstrip('/')}/{rel} is damaged ({why}): {remedy}")
-
-
-def _read_run(store: Store, out: str) -> dict[str, Any]:
-    remedy = "delete it and rerun the same `clipvip prepare` command (finished tasks are kept)"
-    try:
-        run = json.loads(store.read_bytes(RUN_FILE))
-    except ValueError as err:  # UnicodeDecodeError too
-        raise _bad_file(out, RUN_FILE, f"not JSON: {err}", remedy) from err
-    if not isinstance(run, dict) or not all(_is(run.get(k), int) for k in ("rows", "tasks")):
-        raise _bad_file(out, RUN_FILE, "no row and task counts", remedy)
-    return run
-
-
-def _read_stats(store: Store, out: str) -> list[dict[str, Any]]:
-    """Every finished task's stats (as ``tasks.read_task_stats``), each checked, so that a
-    damaged file is named rather than met as a traceback in the sums below."""
-    if store.exists(STATS_DIR) and not store.fs.isdir(store.path(STATS_DIR)):
-        raise _bad_file(out, STATS_DIR, "a file, not the folder of task stats", "remove it")
-    try:
-        names = [f"{STATS_DIR}/{n}" for n in store.list(STATS_DIR) if n.endswith(".json")]
-        found = store.read_many(names)
-    except OSError as err:
-        raise UnreadableRun(f"{out}: cannot read its task stats ({err})") from err
-    per_task = []
-    for rel, data in found.items():
-        try:
-            stats = json.loads(data)
-        except ValueError as err:
-            raise _bad_file(out, rel, f"not JSON: {err}", REDO_TASK) from err
-        problem = _stats_problem(stats)
-        if problem:
-            raise _bad_file(out, rel, problem, REDO_TASK)
-        per_task.append(stats)
-    return sorted(per_task, key=lambda s: s["task"])
-
-
-def _stats_problem(stats: object) -> str | None:
-    """What is wrong with a parsed stats file, or None."""
-    if not isinstance(stats, dict):
-        return "not a JSON object"
-    wrong = [k for k, t in STATS_FIELDS.items() if not _is(stats.get(k), t)]
-    wrong += [k for k, t in OPTIONAL_FIELDS.items() if k in stats and not _is(stats[k], t)]
-    if "failed_by_stage" not in wrong and not all(
-        _is(n, int) for n in stats["failed_by_stage"].values()
-    ):
-        wrong.append("failed_by_stage")
-    failures = stats.get("failures")
-    if not isinstance(failures, list) or not all(
-        isinstance(f, dict) and all(isinstance(f.get(k), str) for k in ("stage", "key", "reason"))
-        for f in failures
-    ):
-        wrong.append("failures")
-    return f"bad or missing {', '.join(wrong)}" if wrong else None
-
-
-def _is(value: object, types: Any) -> bool:
-    """``isinstance`` where a bool is no number (JSON ``true`` is not a count)."""
-    return isinstance(value, types) and not isinstance(value, bool)
+    return UnreadableRun(str(damaged(out, rel, why, remedy)))
 
 
 def run_status(out: str, now: float | None = None) -> dict[str, Any]:
     store = _open_run(out)
-    run = _read_run(store, out)
-    per_task = _read_stats(store, out)
+    try:
+        run = read_run(store)
+        per_task = read_task_stats(store)
+    except DamagedRun as err:
+        raise UnreadableRun(str(err)) from err
+    except OSError as err:
+        raise UnreadableRun(f"{out}: cannot read its task stats ({err})") from err
     counts = tally(run, per_task)
     examples: dict[str, str] = {}
     for t in per_task:

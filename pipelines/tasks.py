@@ -35,6 +35,7 @@ import logging
 import pickle
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -165,7 +166,7 @@ def plan(
     store.remove("_tmp")  # scratch left by a killed run: never visible under a final name
     identity = manifest_identity(manifest)
     settings = cfg.sample_settings()
-    previous = json.loads(store.read_text(RUN_FILE)) if store.exists(RUN_FILE) else None
+    previous = read_run(store) if store.exists(RUN_FILE) else None
     if previous is None:  # run.json is written only once the rows are fully staged
         staged = staging.stage(manifest, cfg, progress)
         fingerprint, rows, num_tasks = staged.fingerprint, staged.rows, staged.tasks
@@ -428,11 +429,88 @@ def run_task(task: Task | int, cfg: PrepareConfig, captioner: Captioner | None) 
     return write(caption(process(task, cfg), captioner, cfg), cfg)
 
 
-def read_task_stats(store: Store) -> list[dict[str, Any]]:
-    """Every finished task's stats file, in task order (fetched concurrently on object storage)."""
+class DamagedRun(RuntimeError):
+    """A file of the run (``run.json``, a task's stats) is not what ``prepare`` writes: cut short
+    by a full disk, edited, or put there by something else. The message names the file and how to
+    recover, instead of a traceback from deep inside a merge after a run of days."""
+
+
+REDO_TASK = "delete it and rerun the same `clipvip prepare` command to redo that task"
+REDO_RUN = "delete it and rerun the same `clipvip prepare` command (finished tasks are kept)"
+# A task's stats file: the fields read back and their types. The optional ones are read with a
+# default (``t.get("carried", 0)``): older clipvip versions did not write them.
+STATS_FIELDS: dict[str, Any] = {"task": int, "rows": int, "written": int, "failed_by_stage": dict}
+OPTIONAL_FIELDS: dict[str, Any] = {"carried": int, "attempt": int, "finished_at": (int, float)}
+
+
+def damaged(out: str, rel: str, why: str, remedy: str) -> DamagedRun:
+    return DamagedRun(f"{out.rstrip('/')}/{rel} is damaged ({why}): {remedy}")
+
+
+def read_run(store: Store) -> dict[str, Any]:
+    """``run.json``, checked for the counts everything else reads from it."""
+    try:
+        run = json.loads(store.read_bytes(RUN_FILE))
+    except ValueError as err:  # UnicodeDecodeError too
+        raise damaged(store.root, RUN_FILE, f"not JSON: {err}", REDO_RUN) from err
+    if not isinstance(run, dict) or not all(_is(run.get(k), int) for k in ("rows", "tasks")):
+        raise damaged(store.root, RUN_FILE, "no row and task counts", REDO_RUN)
+    return run
+
+
+def read_task_stats(store: Store, merge: bool = False) -> list[dict[str, Any]]:
+    """Every finished task's stats file, in task order (fetched concurrently on object storage),
+    each checked (with ``merge``, for the shard list and timings ``finalize`` adds up too)."""
+    if store.exists(STATS_DIR) and not store.fs.isdir(store.path(STATS_DIR)):
+        raise damaged(store.root, STATS_DIR, "a file, not the folder of task stats", "remove it")
     names = [f"{STATS_DIR}/{n}" for n in store.list(STATS_DIR) if n.endswith(".json")]
-    per_task = [json.loads(data) for data in store.read_many(names).values()]
+    per_task = []
+    for rel, data in store.read_many(names).items():
+        try:
+            stats = json.loads(data)
+        except ValueError as err:
+            raise damaged(store.root, rel, f"not JSON: {err}", REDO_TASK) from err
+        problem = stats_problem(stats, merge)
+        if problem:
+            raise damaged(store.root, rel, problem, REDO_TASK)
+        per_task.append(stats)
     return sorted(per_task, key=lambda s: s["task"])
+
+
+def stats_problem(stats: object, merge: bool = False) -> str | None:
+    """What is wrong with a parsed stats file, or None."""
+    if not isinstance(stats, dict):
+        return "not a JSON object"
+    wrong = [k for k, t in STATS_FIELDS.items() if not _is(stats.get(k), t)]
+    wrong += [k for k, t in OPTIONAL_FIELDS.items() if k in stats and not _is(stats[k], t)]
+    if "failed_by_stage" not in wrong and not all(
+        _is(n, int) for n in stats["failed_by_stage"].values()
+    ):
+        wrong.append("failed_by_stage")
+    failures = stats.get("failures")
+    if not isinstance(failures, list) or not all(
+        isinstance(f, dict) and all(isinstance(f.get(k), str) for k in ("stage", "key", "reason"))
+        for f in failures
+    ):
+        wrong.append("failures")
+    if merge:
+        shards = stats.get("shards")
+        if not isinstance(shards, list) or not all(
+            isinstance(sh, dict)
+            and isinstance(sh.get("url"), str)
+            and all(_is(sh.get(k), int) for k in ("nsamples", "nbytes"))
+            for sh in shards
+        ):
+            wrong.append("shards")
+        seconds = stats.get("seconds")
+        if not isinstance(seconds, dict) or not all(_is(v, (int, float)) for v in seconds.values()):
+            wrong.append("seconds")
+    return f"bad or missing {', '.join(wrong)}" if wrong else None
+
+
+def _is(value: object, types: Any) -> bool:
+    """``isinstance`` where a bool is no number (JSON ``true`` is not a count)."""
+    return isinstance(value, types) and not isinstance(value, bool)
 
 
 def tally(run: dict[str, Any], per_task: list[dict[str, Any]]) -> dict[str, Any]:
@@ -454,14 +532,15 @@ def tally(run: dict[str, Any], per_task: list[dict[str, Any]]) -> dict[str, Any]
     }
 
 
-def finalize(cfg: PrepareConfig) -> dict[str, Any]:
-    """Merge every task's stats into ``index.json``, ``stats.json`` and ``errors.jsonl``.
+def finalize(cfg: PrepareConfig, ran: Sequence[int] = ()) -> dict[str, Any]:
+    """Merge every task's stats into ``index.json``, ``stats.json`` and ``errors.jsonl``;
+    ``rows_run`` counts the rows that the tasks ``ran`` (this invocation's) processed.
 
     Built from the per-task files each time, so a resumed run reports each row exactly once.
     """
     store = Store(cfg.out)
-    run = json.loads(store.read_text(RUN_FILE))
-    per_task = read_task_stats(store)
+    run = read_run(store)
+    per_task = read_task_stats(store, merge=True)
     shards = [s for t in per_task for s in t["shards"]]
     failures = [f for t in per_task for f in t["failures"]]
     seconds: Counter[str] = Counter()
@@ -473,10 +552,13 @@ def finalize(cfg: PrepareConfig) -> dict[str, Any]:
         "bytes": sum(s["nbytes"] for s in shards),
         "seconds_by_stage": {k: round(v, 3) for k, v in sorted(seconds.items())},
     }
+    now = set(ran)
+    rows_run = sum(t["rows"] - t.get("carried", 0) for t in per_task if t["task"] in now)
     store.put_bytes(INDEX, (json.dumps(make_index(shards, cfg.name), indent=2) + "\n").encode())
     store.put_bytes(STATS_FILE, (json.dumps(summary, indent=2) + "\n").encode())
     lines = "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures)
     store.put_bytes(ERRORS_FILE, lines.encode("utf-8"))
+    summary["rows_run"] = rows_run  # this invocation's, not the run's: kept out of stats.json
     if summary["complete"]:
         store.remove("_tmp")
         store.remove(ATTEMPTS_DIR)  # each task's count stays in its stats file
