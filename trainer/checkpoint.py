@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from trainer.errors import TrainerError
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "model.safetensors"
@@ -132,17 +134,36 @@ def best_record(root: Path) -> dict[str, Any] | None:
     path = root / BEST / MODEL_FILE
     if not path.exists():
         return None
-    with safe_open(str(path), "pt") as fh:
-        header = fh.metadata() or {}
+    try:
+        with safe_open(str(path), "pt") as fh:
+            header = fh.metadata() or {}
+    except SafetensorError as exc:
+        raise TrainerError(f"{path} is truncated or corrupt ({exc})") from exc
     if "rsum" not in header:
         return None
     return {"rsum": float(header["rsum"]), "step": int(header["step"])}
 
 
 def load_model_weights(model: nn.Module, folder: Path) -> None:
-    """Strictly load ``folder/model.safetensors`` into ``model``."""
-    state = load_file(str(folder / MODEL_FILE))
-    model.load_state_dict(state, strict=True)
+    """Strictly load ``folder/model.safetensors`` into ``model``; a cut-short file or one of
+    another model (other sizes, another config) is a ``TrainerError`` naming the file."""
+    path = folder / MODEL_FILE
+    state = read_tensors(path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), "")
+        raise TrainerError(
+            f"{path} holds another model than this run's config builds ({first})"
+        ) from exc
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a truncated or corrupt file is a ``TrainerError``."""
+    try:
+        return load_file(str(path))
+    except SafetensorError as exc:
+        raise TrainerError(f"{path} is truncated or corrupt ({exc})") from exc
 
 
 def load_checkpoint(
@@ -158,8 +179,13 @@ def load_checkpoint(
     state. ``rank``'s CUDA RNG state goes to ``device`` when that is a GPU. Checkpoints written
     before the CUDA RNG and scaler were saved load too: those two then start afresh (logged)."""
     load_model_weights(model, folder)
-    meta = json.loads((folder / "train_state.json").read_text("utf-8"))
-    tensors = load_file(str(folder / "train_state.safetensors"))
+    try:
+        meta = json.loads((folder / "train_state.json").read_text("utf-8"))
+    except ValueError as exc:
+        raise TrainerError(
+            f"{folder / 'train_state.json'} is truncated or corrupt ({exc})"
+        ) from exc
+    tensors = read_tensors(folder / "train_state.safetensors")
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +79,89 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
     return overrides
 
 
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an int of at least ``minimum`` (``--steps 0`` would otherwise be
+    ignored and ``--batch-size 0`` fail deep in torch)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _quiet_bars(no_progress: bool) -> None:
+    """``--no-progress`` silences transformers' bars too (saving and loading the CLIP weights),
+    which otherwise surround an ``error:`` line even for the tiny model."""
+    if no_progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
+def check_shards(option: str, source: str) -> None:
+    """Fail now, with the option's name, on shards that cannot be read or hold no sample: not
+    after the model is built, nor (``--val-shards``) hours later at the first validation.
+    Remote runs (``s3://...``) are left to the reader."""
+    from clipvip.cli import UserError
+    from shards import load_index, shard_urls
+
+    if "://" in source:
+        return
+    path = Path(source)
+    if not path.exists():
+        raise UserError(f"{option} {source} does not exist")
+    if path.is_file():
+        if path.suffix != ".tar":
+            raise UserError(
+                f"{option} {source} is a file; give a run folder of `clipvip prepare` (with "
+                "index.json) or a .tar shard"
+            )
+        return
+    try:
+        listed = load_index(source).get("shardlist") or []
+    except (FileNotFoundError, ValueError) as exc:  # no index.json; a damaged one
+        raise UserError(f"{option}: {exc}") from exc
+    if not sum(int(s.get("nsamples", 0)) for s in listed):
+        errors = path / "errors.jsonl"
+        why = f"; the failed rows are in {errors}" if errors.exists() else ""
+        raise UserError(
+            f"{option} {source} holds no samples (every row failed in `clipvip prepare`?){why}"
+        )
+    missing = [url for url in shard_urls(source) if not Path(url).is_file()]
+    if missing:
+        raise UserError(
+            f"{option} {source}: index.json lists {len(missing)} shard(s) that are not there, "
+            f"e.g. {missing[0]}"
+        )
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Bad input met while running (shards, checkpoints, the run folder, a full disk) as one
+    ``error:`` line; ``--debug`` still shows the traceback (the cause)."""
+    from clipvip.cli import UserError
+    from trainer.errors import TrainerError, one_line
+
+    try:
+        yield
+    except TrainerError as exc:
+        raise UserError(one_line(exc)) from exc
+    except OSError as exc:
+        raise UserError(one_line(exc)) from exc
+
+
 def run_train(args: argparse.Namespace) -> int:
     from clipvip.cli import UserError
     from trainer.config import load_config
     from trainer.train import train
 
+    _quiet_bars(args.no_progress)
     overrides = _parse_sets(args.set)
     if args.weights:
         overrides["model.weights"] = args.weights
@@ -95,13 +175,17 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, overrides)
     except (ValueError, TypeError) as exc:
         raise UserError(str(exc)) from exc
-    if not Path(args.shards).exists() and "://" not in args.shards:
-        raise UserError(f"--shards {args.shards} does not exist")
+    check_shards("--shards", args.shards)
     if args.val_shards is None:
         log.warning("no --val-shards: the best checkpoint is not selected, only the latest kept")
-    summary = train(
-        cfg, args.shards, args.out, val_shards=args.val_shards, progress=not args.no_progress
-    )
+    else:
+        check_shards("--val-shards", args.val_shards)
+    if Path(args.out).is_file():
+        raise UserError(f"--out {args.out} is a file; give a folder for the run")
+    with _user_errors():
+        summary = train(
+            cfg, args.shards, args.out, val_shards=args.val_shards, progress=not args.no_progress
+        )
     if int(os.environ.get("RANK", "0")) == 0:  # one summary per torchrun job
         print(json.dumps(summary, indent=2))
     return 0
@@ -110,7 +194,6 @@ def run_train(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     """One process, or every rank of a ``torchrun`` job encoding its share of the shards (rank 0
     gathers the pairs, in key order, and reports: the same numbers as one process)."""
-    import torch
     import torch.distributed as dist
 
     from clipvip.cli import UserError
@@ -118,6 +201,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from trainer.evaluate import encode_pairs, format_report, gather_pairs, retrieval_report
     from trainer.train import load_checkpoint_file, load_trained, setup_distributed
 
+    _quiet_bars(args.no_progress)
+    if not Path(args.checkpoint).exists():
+        raise UserError(f"--checkpoint {args.checkpoint} does not exist")
+    check_shards("--shards", args.shards)
+    device = _device(args.device)
+    if args.json:  # found unwritable after the whole split is encoded, the work would be lost
+        if Path(args.json).is_dir():
+            raise UserError(f"--json {args.json} is a folder; give a file name")
+        with _user_errors():
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     loose = Path(args.checkpoint).is_file()
     if loose and not args.weights:
         raise UserError(
@@ -127,32 +220,36 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )
     d = setup_distributed()
     try:
-        device = torch.device(args.device) if args.device else d.device
-        if loose:
-            model, tokenizer, cfg, folder = load_checkpoint_file(
-                args.checkpoint, args.weights, args.config, device
+        with _user_errors():
+            device = device or d.device
+            if loose:
+                model, tokenizer, cfg, folder = load_checkpoint_file(
+                    args.checkpoint, args.weights, args.config, device
+                )
+            else:
+                model, tokenizer, cfg, folder = load_trained(
+                    args.checkpoint, device, which=args.which
+                )
+                if d.main:
+                    _warn_if_seen(Path(args.checkpoint), args.shards)
+            if args.batch_size:
+                cfg.data.batch_size = args.batch_size
+            if args.workers is not None:
+                cfg.data.num_workers = args.workers
+            if args.all_sentences:
+                cfg.data.eval_all_sentences = True
+            loader = make_loader(
+                args.shards, cfg.data, tokenizer, train=False, split_by_node=d.world > 1
             )
-        else:
-            model, tokenizer, cfg, folder = load_trained(args.checkpoint, device, which=args.which)
-            if d.main:
-                _warn_if_seen(Path(args.checkpoint), args.shards)
-        if args.batch_size:
-            cfg.data.batch_size = args.batch_size
-        if args.workers is not None:
-            cfg.data.num_workers = args.workers
-        if args.all_sentences:
-            cfg.data.eval_all_sentences = True
-        loader = make_loader(
-            args.shards, cfg.data, tokenizer, train=False, split_by_node=d.world > 1
-        )
-        share = encode_pairs(model, loader, device, progress=d.main and not args.no_progress)
-        pairs = gather_pairs(share, source=args.shards)
+            share = encode_pairs(model, loader, device, progress=d.main and not args.no_progress)
+            pairs = gather_pairs(share, source=args.shards)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
     if pairs is None:  # not rank 0
         return 0
-    report = retrieval_report(pairs.text, pairs.video, pairs.text_video)
+    with _user_errors():  # a diverged model's NaN scores
+        report = retrieval_report(pairs.text, pairs.video, pairs.text_video)
     log.info(
         "checkpoint %s on %s: %d texts over %d videos, %d of them with several texts "
         "(%d process%s)",
@@ -164,23 +261,59 @@ def run_evaluate(args: argparse.Namespace) -> int:
         d.world,
         "" if d.world == 1 else "es",
     )
+    _warn_if_short(args.shards, pairs.keys)
     print(format_report(report))
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "checkpoint": str(folder),
-                    "shards": args.shards,
-                    "pairs": len(pairs.keys),
-                    "videos": len(pairs.video),
-                    **report,
-                },
-                indent=2,
+        with _user_errors():
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "checkpoint": str(folder),
+                        "shards": args.shards,
+                        "pairs": len(pairs.keys),
+                        "videos": len(pairs.video),
+                        **report,
+                    },
+                    indent=2,
+                )
+                + "\n"
             )
-            + "\n"
-        )
         log.info("metrics written to %s", args.json)
     return 0
+
+
+def _device(name: str | None) -> Any:
+    """``--device`` as a torch device (``None``: the rank's own), refused now when unusable."""
+    import torch
+
+    from clipvip.cli import UserError
+
+    if name is None:
+        return None
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"--device {name!r} is not a device: cpu, cuda or cuda:N") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA GPU is available here")
+    return device
+
+
+def _warn_if_short(shards: str, keys: list[str]) -> None:
+    """Figures on part of a split do not compare with anyone's: say so when fewer samples were
+    scored than the index lists (clips that failed to decode, a tar cut short between members)."""
+    from trainer.train import _total_samples
+
+    listed = _total_samples(shards) if "://" not in shards else None
+    scored = len({key.split("#")[0] for key in keys})  # KEY#000...: sentences of one sample
+    if listed and scored < listed:
+        log.warning(
+            "scored %d of the %d samples %s/index.json lists: these are not the whole split's "
+            "figures",
+            scored,
+            listed,
+            shards,
+        )
 
 
 def _warn_if_seen(run: Path, shards: str) -> None:
@@ -237,7 +370,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="start from a CLIP-ViP checkpoint: official .pt/.bin or our model.safetensors",
     )
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides max_steps)")
+    p.add_argument(
+        "--steps", type=_count(1), default=None, help="optimizer steps (overrides max_steps)"
+    )
     p.add_argument(
         "--loss",
         choices=("a", "b", "c", "d", "vs"),
@@ -297,8 +432,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "video's 20 there) as a text of its video, not only its txt; the same figures as "
         "shards written --per-sentence (default: txt only, as MSR-VTT 1k-A is scored)",
     )
-    e.add_argument("--batch-size", type=int, default=None, help="(default: the run's batch size)")
-    e.add_argument("--workers", type=int, default=None, help="data-loader workers (default: run's)")
+    e.add_argument(
+        "--batch-size", type=_count(1), default=None, help="(default: the run's batch size)"
+    )
+    e.add_argument(
+        "--workers", type=_count(0), default=None, help="data-loader workers (default: run's)"
+    )
     e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     e.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -8,6 +8,8 @@ any JSON file works too. The resolved config is saved as ``RUN/config.json`` and
 from __future__ import annotations
 
 import json
+import math
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,11 @@ class TrainConfig:
             raise ValueError("log_every and save_every must be >= 1")
         if self.eval_every < 0:
             raise ValueError("eval_every must be >= 0 (0: validate at each save)")
+        if self.max_steps < 0:
+            raise ValueError("max_steps must be >= 0 (0: train for `epochs`)")
+        if not (math.isfinite(self.epochs) and self.epochs > 0):
+            raise ValueError(f"epochs must be a number > 0, got {self.epochs}")
+        _check_limits(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,23 +76,92 @@ class TrainConfig:
         path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", "utf-8")
 
 
-def _build(cls: type, data: dict[str, Any]) -> Any:
+# (section, key) -> (smallest allowed, whether the smallest itself is allowed); the values
+# that would otherwise crash deep in torch, hang the loader or train on NaN without a word
+LIMITS = {
+    ("data", "num_frames"): (1, True),
+    ("data", "image_size"): (1, True),
+    ("data", "max_text_len"): (2, True),  # start and end tokens
+    ("data", "batch_size"): (1, True),
+    ("data", "num_workers"): (0, True),
+    ("data", "shuffle_buffer"): (0, True),
+    ("model", "num_proxies"): (1, True),
+    ("model", "temporal_size"): (1, True),
+    ("optim", "lr"): (0, False),
+    ("optim", "eps"): (0, False),
+    ("optim", "weight_decay"): (0, True),
+    ("optim", "warmup_ratio"): (0, True),
+    ("optim", "clip_grad"): (0, False),
+}
+
+
+def _check_limits(cfg: TrainConfig) -> None:
+    for (section, key), (low, inclusive) in LIMITS.items():
+        value = getattr(getattr(cfg, section), key)
+        ok = math.isfinite(value) and (value >= low if inclusive else value > low)
+        if not ok:
+            raise ValueError(
+                f"{section}.{key} must be {'>=' if inclusive else '>'} {low}, got {value}"
+            )
+    if cfg.optim.warmup_ratio > 1:
+        raise ValueError(f"optim.warmup_ratio must be <= 1, got {cfg.optim.warmup_ratio}")
+    if not all(0 <= b < 1 for b in cfg.optim.betas):
+        raise ValueError(f"optim.betas must lie in [0, 1), got {list(cfg.optim.betas)}")
+    if not math.isfinite(cfg.model.logit_scale_init):
+        raise ValueError(f"model.logit_scale_init must be finite, got {cfg.model.logit_scale_init}")
+
+
+def _fits(hint: Any, value: Any) -> bool:
+    """Whether a JSON value has the type a config field declares (an int is a float too)."""
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool, type(None)):
+        return isinstance(value, hint)
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple:
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) == len(args)
+            and all(_fits(a, v) for a, v in zip(args, value, strict=True))
+        )
+    if args:  # a union such as ``str | None``
+        return any(_fits(a, value) for a in args)
+    return True  # a nested config: built and checked on its own
+
+
+def _build(cls: type, data: Any, section: str = "") -> Any:
+    where = f"{section}." if section else ""
+    if not isinstance(data, dict):
+        raise ValueError(f"config section {section!r} must be a JSON object, got {data!r}")
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys: {', '.join(sorted(unknown))}")
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        if not _fits(hints[key], value):
+            raise ValueError(
+                f"config {where}{key} must be of type {_type_name(hints[key])}, got {value!r}"
+            )
     return cls(**data)
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint) if typing.get_args(hint) else getattr(hint, "__name__", str(hint))
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     """Nested dict (as in the JSON files) -> TrainConfig; unknown keys are an error, not ignored."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a training config is a JSON object, got {type(data).__name__}")
     data = dict(data)
-    model = _build(ModelConfig, data.pop("model", {}))
-    dcfg = _build(DataConfig, data.pop("data", {}))
-    optim_data = dict(data.pop("optim", {}))
-    if "betas" in optim_data:
-        optim_data["betas"] = tuple(optim_data["betas"])
-    optim = _build(OptimConfig, optim_data)
+    model = _build(ModelConfig, data.pop("model", {}), "model")
+    dcfg = _build(DataConfig, data.pop("data", {}), "data")
+    optim_data = data.pop("optim", {})
+    optim = _build(OptimConfig, optim_data, "optim")
+    optim.betas = tuple(optim.betas)
     return _build(TrainConfig, {**data, "model": model, "data": dcfg, "optim": optim})
 
 
@@ -108,5 +184,7 @@ def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> T
         *parents, leaf = dotted.split(".")
         for part in parents:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"cannot set {dotted}: {part} is a value, not a section")
         node[leaf] = value
     return config_from_dict(data)

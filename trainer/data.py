@@ -12,7 +12,8 @@ import io
 import json
 import os
 import random
-from collections.abc import Sequence
+import tarfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from shards import ClipShardDataset
+from trainer.errors import TrainerError
 
 # loader workers fork after the tokenizer exists: keep the Rust tokenizer single-threaded there
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -308,6 +310,24 @@ class Collate:
         batch.update(keys=keys, video_ids=video_ids, text_rows=rows, subtitle=self.tokens(texts))
 
 
+class CheckedShards(ClipShardDataset):
+    """The shard reader, with a truncated or corrupt tar reported by its name: webdataset's own
+    error shows a file object's repr, inside a loader worker's traceback. Such a shard stops the
+    run rather than being skipped: evaluation on part of a split, or training on less data than
+    planned, would give numbers that look fine and are not."""
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from super().__iter__()
+        except tarfile.TarError as exc:
+            url = exc.args[-1] if len(exc.args) > 1 else "a shard"  # webdataset appends the URL
+            reason = str(exc.args[0]).split(" @ ")[0] if exc.args else type(exc).__name__
+            raise TrainerError(
+                f"cannot read {url}: {reason} (a truncated or corrupt tar); write it again with "
+                "`clipvip prepare` or drop it from the run's index.json"
+            ) from exc
+
+
 def make_loader(
     source: str | Sequence[str],
     cfg: DataConfig,
@@ -319,7 +339,7 @@ def make_loader(
     num_workers: int | None = None,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader over the shards: this rank's share, shuffled per epoch when training."""
-    dataset = ClipShardDataset(
+    dataset = CheckedShards(
         source,
         transform=ClipTransform(cfg, train=train, seed=seed, epoch=epoch),
         shuffle=cfg.shuffle_buffer if train else 0,

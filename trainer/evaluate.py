@@ -23,6 +23,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from trainer.data import normalize_pixels
+from trainer.errors import TrainerError
 from trainer.metrics import dual_softmax, retrieval_metrics
 from trainer.model import ClipViP
 
@@ -114,9 +115,9 @@ def gather_pairs(share: Encoded, source: str) -> Pairs | None:
         key=lambda item: item[0],
     )
     if not texts:
-        raise ValueError(f"no decodable samples to evaluate in {source}")
+        raise TrainerError(f"no decodable samples to evaluate in {source}")
     if len({key for key, _, _ in texts}) != len(texts):
-        raise ValueError(f"{source} holds a key twice")
+        raise TrainerError(f"{source} holds a key twice")
     videos: dict[str, torch.Tensor] = {}
     for part in parts:  # a video met by two ranks: either encoding (the same clip)
         for video_id, feature in part.videos.items():

@@ -13,6 +13,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from trainer.errors import TrainerError
+
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
@@ -46,7 +48,7 @@ def retrieval_metrics(
             missing = int(np.flatnonzero(~truth.any(axis=1))[0])
             raise ValueError(f"query {missing} has no ground-truth candidate")
     if not np.isfinite(s).all():  # NaN compares false everywhere: it would rank first
-        raise ValueError("scores are not all finite (a diverged model?)")
+        raise TrainerError("scores are not all finite (a diverged model?)")
     best = np.where(truth, s, -np.inf).max(axis=1, keepdims=True)
     ranks = 1 + ((s >= best) & ~truth).sum(axis=1)  # (queries,) 1-based, pessimistic on ties
     return {

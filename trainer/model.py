@@ -19,6 +19,7 @@ official checkpoints (``clipmodel.`` + the HF CLIP names) load key for key.
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPModel
+
+from trainer.errors import TrainerError
 
 log = logging.getLogger(__name__)
 
@@ -222,10 +225,15 @@ def load_clipvip(cfg: ModelConfig, weights_dir: str | Path) -> ClipViP:
 
 def _official_state_dict(path: str) -> dict[str, torch.Tensor]:
     if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
+        from trainer.checkpoint import read_tensors
 
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        return read_tensors(Path(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        # cut short, or not a torch file: say which file; torch's message names none
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise TrainerError(f"{path} is truncated or not a checkpoint ({first})") from exc
     for wrapper in ("model", "state_dict", "module"):
         if isinstance(state, dict) and wrapper in state and isinstance(state[wrapper], dict):
             state = state[wrapper]
@@ -246,9 +254,13 @@ def load_official_checkpoint(model: ClipViP, path: str) -> None:
         if key.endswith("position_ids"):
             continue
         cleaned[key] = value
-    result = model.load_state_dict(cleaned, strict=False)
+    try:
+        result = model.load_state_dict(cleaned, strict=False)
+    except RuntimeError as exc:  # same keys, other shapes
+        first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), "")
+        raise TrainerError(f"{path} is a CLIP-ViP checkpoint of another size ({first})") from exc
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
+        raise TrainerError(
             f"{path}: missing keys {result.missing_keys[:5]}, unexpected keys "
             f"{result.unexpected_keys[:5]} (is it a CLIP-ViP checkpoint of this size?)"
         )

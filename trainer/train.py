@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -37,6 +38,7 @@ from trainer.checkpoint import (
 )
 from trainer.config import TrainConfig
 from trainer.data import make_loader, normalize_pixels
+from trainer.errors import TrainerError
 from trainer.evaluate import encode_pairs, format_report, gather_pairs, retrieval_report, rsum
 from trainer.loss import clamp_logit_scale, clip_id_tensor, omnisource_loss
 from trainer.model import ClipViP, load_clipvip
@@ -100,7 +102,20 @@ def resolve_weights(cfg: TrainConfig, out: Path, d: Dist) -> Path:
 
 def build_model(cfg: TrainConfig, weights: Path, device: torch.device) -> ClipViP:
     torch.manual_seed(cfg.seed)  # the new proxies are drawn identically on every rank
-    return load_clipvip(cfg.model, weights).to(device)
+    model = load_clipvip(cfg.model, weights)
+    check_text_length(cfg, model)
+    return model.to(device)
+
+
+def check_text_length(cfg: TrainConfig, model: ClipViP) -> None:
+    """``data.max_text_len`` within the text tower's positions (77 for CLIP): checked before
+    the first batch, which would otherwise fail inside the text encoder."""
+    most = model.clipmodel.config.text_config.max_position_embeddings
+    if cfg.data.max_text_len > most:
+        raise TrainerError(
+            f"data.max_text_len {cfg.data.max_text_len} is more than the {most} tokens the "
+            "CLIP text encoder reads; set it to at most that"
+        )
 
 
 def autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
@@ -133,7 +148,7 @@ def batch_loss(
     use_frame = cfg.loss in FRAME_VARIANTS
     use_caption = cfg.loss != "vs"
     if use_caption and batch.get("caption") is None:
-        raise ValueError(
+        raise TrainerError(
             f"loss {cfg.loss!r} needs captions but the shards have no caption.txt; "
             "prepare them with a captioner or train with loss 'vs'"
         )
@@ -216,8 +231,9 @@ class BatchStream:
     def _one_epoch(self, epoch: int) -> Iterator[dict[str, Any]]:
         count = 0
         while True:
-            produced = 0
+            produced, skipped = 0, []
             for batch in self.make(epoch):
+                skipped += batch["errors"]
                 if not batch["keys"] or (
                     self.full_batches and len(batch["keys"]) < self.batch_size
                 ):
@@ -227,13 +243,25 @@ class BatchStream:
                 count += 1
                 if self.per_epoch is not None and count >= self.per_epoch:
                     return
+            if produced == 0:
+                # without this, an epoch of nothing is followed by the next, for ever
+                raise TrainerError(self._nothing_to_train(skipped))
             if self.per_epoch is None:
                 return
-            if produced == 0:
-                raise ValueError(
-                    "this rank's shards yield no full batch; use fewer ranks, a "
-                    "smaller batch_size or more shards"
-                )
+
+    def _nothing_to_train(self, skipped: list[tuple[str, str]]) -> str:
+        if skipped:
+            key, reason = skipped[0]
+            return (
+                f"no sample of this rank's shards could be read: {len(skipped)} skipped, "
+                f"e.g. {key}: {reason}"
+            )
+        if self.full_batches:
+            return (
+                "this rank's shards yield no full batch; use fewer ranks, a smaller "
+                "batch_size or more shards"
+            )
+        return "this rank's shards hold no samples"
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         while True:
@@ -252,6 +280,29 @@ def _total_samples(shards: str) -> int | None:
     return sum(s["nsamples"] for s in load_index(shards)["shardlist"])
 
 
+def _saved_config(path: Path, default: dict[str, Any]) -> dict[str, Any]:
+    """The run folder's config.json; ``{}`` when unreadable (cut short by a crash)."""
+    if not path.exists():
+        return default
+    try:
+        saved = json.loads(path.read_text("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def _changed_keys(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys (``data.num_workers``) whose values differ: what to put back as it was."""
+    changed = []
+    for key in sorted(set(before) | set(now)):
+        old, new = before.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += _changed_keys(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changed.append(f"{prefix}{key}: {old!r} then, {new!r} now")
+    return changed
+
+
 def plan_steps(cfg: TrainConfig, total_samples: int | None, world: int) -> tuple[int, int | None]:
     """(optimizer steps, micro-batches per rank per epoch or None for 'until exhausted')."""
     per_epoch = None
@@ -260,23 +311,36 @@ def plan_steps(cfg: TrainConfig, total_samples: int | None, world: int) -> tuple
     if cfg.max_steps > 0:
         return cfg.max_steps, per_epoch
     if total_samples is None:
-        raise ValueError("set max_steps: the number of samples is unknown for a list of tars")
+        raise TrainerError("set max_steps: the number of samples is unknown for a list of tars")
     batches = per_epoch or math.ceil(total_samples / cfg.data.batch_size)
     return max(1, math.ceil(cfg.epochs * batches / cfg.grad_accum)), per_epoch
 
 
 class RunLog:
-    """log.jsonl always; TensorBoard when available. Rank 0 only."""
+    """log.jsonl always; TensorBoard when available. Rank 0 only.
 
-    def __init__(self, out: Path, enabled: bool) -> None:
+    ``resumed_at``: the step a resumed run starts after. Lines an interrupted run logged past its
+    last checkpoint are dropped (from both logs), since the resumed run logs those steps again.
+    """
+
+    def __init__(self, out: Path, enabled: bool, resumed_at: int = 0) -> None:
         self.enabled = enabled
         self.path = out / "log.jsonl"
         self.tb = None
+        if enabled and resumed_at and self.path.exists():
+            kept = [
+                line
+                for line in self.path.read_text("utf-8").splitlines(keepends=True)
+                if line.strip() and _logged_step(line) <= resumed_at
+            ]
+            self.path.write_text("".join(kept), "utf-8")
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(out / "tb"))
+                self.tb = SummaryWriter(
+                    str(out / "tb"), purge_step=resumed_at + 1 if resumed_at else None
+                )
             except ImportError:
                 log.info("tensorboard is not installed; logging to %s only", self.path)
 
@@ -293,6 +357,14 @@ class RunLog:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def _logged_step(line: str) -> int:
+    """A log.jsonl line's step; a line cut short by a crash counts as past any checkpoint."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 2**62
 
 
 def validate(
@@ -332,13 +404,16 @@ def train(
         ckpt_root.mkdir(parents=True, exist_ok=True)
         saved = out / "config.json"
         resolved = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, as on disk
-        before = json.loads(saved.read_text("utf-8")) if saved.exists() else resolved
-        changed = sorted(k for k in set(before) | set(resolved) if before.get(k) != resolved.get(k))
-        if changed:
-            raise ValueError(
-                f"{saved} holds a different config ({', '.join(changed)} differ); "
-                "rerun with the same settings or use a new --out"
+        changed = _changed_keys(_saved_config(saved, resolved), resolved)
+        if changed and latest_checkpoint(ckpt_root) is not None:
+            raise TrainerError(
+                f"{saved} holds a different config ({'; '.join(changed)}); rerun with the "
+                "same settings or use a new --out"
             )
+        if changed:  # nothing trained with it yet (a start that failed): the new one replaces it
+            log.info("%s: no checkpoint yet, so the new settings replace it", saved)
+            for folder in RANDOM_WEIGHTS.values():  # built from the old config's seed and size
+                shutil.rmtree(out / folder, ignore_errors=True)
         cfg.save(saved)
         # what the run trained and selected on, so `evaluate` can warn about a leaked split
         data = {"shards": str(shards), "val_shards": str(val_shards) if val_shards else None}
@@ -384,7 +459,7 @@ def train(
         epoch=epoch,
         position=position,
     )
-    run_log = RunLog(out, d.main)
+    run_log = RunLog(out, d.main, resumed_at=step)
     bar = tqdm(total=steps, initial=step, unit="step", disable=not (progress and d.main))
     batches = iter(stream)
     errors = 0
@@ -515,6 +590,7 @@ def _open_model(
     # may not even be on this machine any more)
     model_cfg = cfg.model if folder is None else replace(cfg.model, init_checkpoint=None)
     model = load_clipvip(model_cfg, weights)
+    check_text_length(cfg, model)
     if folder is not None:
         load_model_weights(model, folder)
     tokenizer = CLIPTokenizer.from_pretrained(str(weights), local_files_only=True)

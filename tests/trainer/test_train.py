@@ -275,7 +275,8 @@ def test_eval_every_validates_between_saves_and_keeps_best_across_a_crash(
     state = json.loads((ckpts / "step-000004" / "train_state.json").read_text())
     assert state["best"] == {"rsum": 5.0, "step": 3}
     logged = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in logged if "val/t2v/R1" in x] == [1, 2, 3, 3, 4]
+    # the crashed run's step 3 (past its last checkpoint) is dropped: the resumed run logs it
+    assert [x["step"] for x in logged if "val/t2v/R1" in x] == [1, 2, 3, 4]
 
     # the same 3 steps with a checkpoint at each: best/ holds exactly step 3's weights
     reference = tmp_path / "reference"
@@ -459,3 +460,20 @@ def test_torchrun_two_ranks_run_the_whole_loop_in_step(train_shards: Path, tmp_p
     assert two["pairs"] == one["pairs"] == 8
     for direction in ("t2v", "v2t", "t2v_dsl", "v2t_dsl"):
         assert two[direction] == pytest.approx(one[direction]), direction
+
+
+def test_resume_drops_the_log_lines_an_interrupted_run_wrote_past_its_checkpoint(
+    train_shards: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C after step 3 with the checkpoint at step 2: the resumed run logs step 3 again,
+    so log.jsonl holds each step once (a line cut short by the kill goes too)."""
+    overrides = {"max_steps": 4, "save_every": 2, "log_every": 1, "data.num_workers": 0}
+    cfg = load_config("tiny", overrides)
+    run = tmp_path / "run"
+    train(cfg, str(train_shards), run, progress=False, stop_after=2)
+    with (run / "log.jsonl").open("a") as fh:  # what the killed run had logged after step 2
+        fh.write(json.dumps({"step": 3, "loss": 123.0}) + "\n" + '{"step": 4, "lo')
+    train(cfg, str(train_shards), run, progress=False)
+    logged = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in logged] == [1, 2, 3, 4]
+    assert 123.0 not in [x["loss"] for x in logged]
