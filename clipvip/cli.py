@@ -82,12 +82,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from pipelines.manifest import ManifestError
         from pipelines.tasks import DamagedRun, EngineUnavailable, RunMismatch
-        from shards import ShardIndexError
+        from shards import ShardIndexError, ShortShardError
 
         known = (UserError, ManifestError, RunMismatch, EngineUnavailable, ShardIndexError)
-        known += (DamagedRun,)
-        if args.debug or not isinstance(exc, (*known, FileNotFoundError)):
+        known += (DamagedRun, ShortShardError)
+        if args.debug or not isinstance(exc, (*known, OSError)):
             raise
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            # a folder that cannot be written, a full disk: the system's own words, on one line
+            # (an error raised in a data-loader worker arrives with the worker's traceback)
+            last = [line for line in str(exc).splitlines() if line.strip()][-1:] or [repr(exc)]
+            print(f"clipvip: error: {last[0]} (--debug shows where)", file=sys.stderr)
+            return 2
         print(f"clipvip: error: {exc}", file=sys.stderr)
         return 2
 

@@ -5,7 +5,7 @@ It knows samples (a key and named byte fields), not how they were made.
 
 from shards.format import FIELDS, Sample
 from shards.index import ShardIndexError, load_index, shard_urls
-from shards.reader import ClipShardDataset, iter_samples
+from shards.reader import ClipShardDataset, ShortShardError, iter_samples
 from shards.store import Store
 from shards.writer import ShardSpec, write_shards
 
@@ -15,6 +15,7 @@ __all__ = [
     "Sample",
     "ShardIndexError",
     "ShardSpec",
+    "ShortShardError",
     "Store",
     "iter_samples",
     "load_index",

@@ -31,6 +31,10 @@ def load_index(root: str) -> dict[str, Any]:
     """Read ``ROOT/index.json``; a clear error when the folder holds no prepared run or the index
     is damaged (a hand edit, a copy cut short), naming the file and what is wrong with it."""
     store = Store(root)
+    if not store.exists(INDEX) and store.fs.isfile(store.path("")):
+        raise FileNotFoundError(
+            f"{root!r} is a file; give the --out folder of `clipvip prepare` (or a .tar shard)"
+        )
     if not store.exists(INDEX):
         raise FileNotFoundError(
             f"{root!r} has no {INDEX}: is it the --out folder of `clipvip prepare`?"
@@ -70,6 +74,15 @@ def _entry_problem(entry: Any) -> str | None:
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         return f"'nsamples' is {count!r}, not a count"
     return None
+
+
+def shard_counts(source: str | Sequence[str]) -> dict[str, int]:
+    """``{url: nsamples}`` from a run folder's index (empty for a tar or a list of tars, which
+    state no counts): what a reader checks each shard against."""
+    if not isinstance(source, str) or source.endswith(".tar"):
+        return {}
+    store = Store(source)
+    return {store.url(s["url"]): s["nsamples"] for s in load_index(source)["shardlist"]}
 
 
 def shard_urls(source: str | Sequence[str]) -> list[str]:

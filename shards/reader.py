@@ -16,9 +16,14 @@ import torch.utils.data
 import webdataset as wds
 from webdataset.gopen import gopen_schemes
 
-from shards.index import shard_urls
+from shards.format import FIELDS
+from shards.index import shard_counts, shard_urls
 
 Decoded = dict[str, Any]
+# Members every sample of a run has (``prepare`` writes them even when empty); the caption is
+# absent under --captioner none. Sorted order is write order, so a cut tar's last sample lacks
+# at least its .txt.
+REQUIRED = tuple(f for f in FIELDS if f != "caption.txt")
 OBJECT_STORES = ("s3", "gs", "gcs", "az", "abfs", "abfss", "oss", "r2")
 
 
@@ -30,6 +35,47 @@ def _gopen_fsspec(url: str, mode: str = "rb", bufsize: int = 8192, **_: Any):
 
 for _scheme in OBJECT_STORES:
     gopen_schemes.setdefault(_scheme, _gopen_fsspec)
+
+
+class ShortShardError(ValueError):
+    """A shard ended before the number of samples its index entry states."""
+
+
+def checked_counts(expected: dict[str, int]) -> Callable[[Iterator[dict]], Iterator[dict]]:
+    """A pipeline stage that passes raw samples on and stops on a shard that ends early: fewer
+    samples than ``expected`` (a run's index), or a last sample without all of its members.
+
+    Python's tar reader takes a tar cut between two members for a shorter whole one: without
+    this, a shard truncated by a failed copy silently trains (or scores) on part of the data.
+    A shard is read whole by one worker, so the count is complete when its samples stop.
+    """
+
+    def stage(samples: Iterator[dict]) -> Iterator[dict]:
+        url, n = None, 0
+        for sample in samples:
+            if sample.get("__url__") != url:
+                _check(url, n, expected)
+                url, n = sample.get("__url__"), 0
+            n += 1
+            lost = [f".{f}" for f in REQUIRED if f not in sample]
+            if lost and url in expected:  # the cut fell inside this sample's members
+                raise ShortShardError(
+                    f"{url} was cut short inside sample {sample.get('__key__')} (no "
+                    f"{', '.join(lost)}): copy it again, or rerun `clipvip prepare` without it"
+                )
+            yield sample
+        _check(url, n, expected)
+
+    return stage
+
+
+def _check(url: str | None, n: int, expected: dict[str, int]) -> None:
+    want = expected.get(url) if url is not None else None
+    if want is not None and n < want:
+        raise ShortShardError(
+            f"{url} ended after {n} of the {want} samples index.json lists: the tar was cut "
+            "short (a failed copy?); copy it again, or rerun `clipvip prepare` without it"
+        )
 
 
 def _decode(sample: dict[str, Any]) -> Decoded:
@@ -57,7 +103,8 @@ def iter_samples(source: str | Sequence[str]) -> Iterator[Decoded]:
     urls = shard_urls(source)
     if not urls:
         return
-    for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
+    samples = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+    for sample in checked_counts(shard_counts(source))(iter(samples)):
         yield _decode(sample)
 
 
@@ -78,6 +125,7 @@ class ClipShardDataset(torch.utils.data.IterableDataset):
     ) -> None:
         super().__init__()
         self.urls = shard_urls(source)
+        self.counts = shard_counts(source)
         self.transform = transform
         self.shuffle = shuffle
         self.split_by_node = split_by_node
@@ -89,7 +137,8 @@ class ClipShardDataset(torch.utils.data.IterableDataset):
             stages.append(wds.shuffle(len(self.urls), seed=self.seed))
         if self.split_by_node:
             stages.append(wds.split_by_node)
-        stages += [wds.split_by_worker, wds.tarfile_to_samples(), wds.map(_decode)]
+        stages += [wds.split_by_worker, wds.tarfile_to_samples(), checked_counts(self.counts)]
+        stages.append(wds.map(_decode))
         if self.shuffle:
             stages.append(wds.shuffle(self.shuffle, seed=self.seed))
         if self.transform is not None:

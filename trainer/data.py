@@ -23,7 +23,7 @@ import torch
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
-from shards import ClipShardDataset
+from shards import ClipShardDataset, ShortShardError
 from trainer.errors import TrainerError
 
 # loader workers fork after the tokenizer exists: keep the Rust tokenizer single-threaded there
@@ -319,6 +319,8 @@ class CheckedShards(ClipShardDataset):
     def __iter__(self) -> Iterator[Any]:
         try:
             yield from super().__iter__()
+        except ShortShardError as exc:  # a tar cut between members: shorter than its index says
+            raise TrainerError(str(exc)) from exc
         except tarfile.TarError as exc:
             url = exc.args[-1] if len(exc.args) > 1 else "a shard"  # webdataset appends the URL
             reason = str(exc.args[0]).split(" @ ")[0] if exc.args else type(exc).__name__

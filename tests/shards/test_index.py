@@ -70,3 +70,10 @@ def test_reading_a_mistyped_run_folder_does_not_create_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no index.json"):
         load_index(str(typo))
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_file_given_as_the_run_folder_is_called_a_file(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(FileNotFoundError, match=r"notes\.txt' is a file; give the --out folder"):
+        load_index(str(notes))

@@ -1,6 +1,7 @@
 """Reading a run: a run in which every row failed has no shards and reads as no samples."""
 
 import json
+from pathlib import Path
 
 from shards import ClipShardDataset, ShardSpec, Store, iter_samples, write_shards
 from shards.index import make_index
@@ -26,3 +27,43 @@ def test_the_torch_dataset_of_a_run_without_shards_is_empty(tmp_path):
     run = _empty_run(tmp_path)
     assert list(ClipShardDataset(run, split_by_node=False)) == []
     assert list(ClipShardDataset(run, shuffle=8, split_by_node=False)) == []
+
+
+def _run_of(root, n: int) -> tuple[str, str]:
+    """A run folder with one shard of ``n`` samples; (run, the shard's path)."""
+    from shards import Sample
+
+    store = Store(str(root))
+    samples = [
+        Sample(f"k{i}", {"jpg": b"j", "json": b"{}", "mp4": b"m" * 600, "txt": b"t"})
+        for i in range(n)
+    ]
+    infos = write_shards(samples, store, ShardSpec("x", n))
+    shards = [{"url": i.url, "nsamples": i.nsamples} for i in infos]
+    store.put_bytes("index.json", json.dumps(make_index(shards, "x")).encode())
+    return str(root), store.url(infos[0].url)
+
+
+def test_a_shard_cut_at_a_member_boundary_stops_the_reader_naming_it(tmp_path):
+    """A tar cut between two samples reads, to Python's tar reader, as a shorter whole tar."""
+    import tarfile
+
+    import pytest
+
+    from shards import ShortShardError
+
+    run, shard = _run_of(tmp_path, 3)
+    with tarfile.open(shard) as tar:
+        third = [m for m in tar.getmembers() if m.name.startswith("k2.")][0]
+    path = Path(shard)
+    path.write_bytes(path.read_bytes()[: third.offset])  # samples k0 and k1 whole, k2 gone
+    with pytest.raises(ShortShardError, match=r"x-\d+\.tar ended after 2 of the 3 samples"):
+        list(iter_samples(run))
+    with pytest.raises(ShortShardError, match="ended after 2 of the 3"):
+        list(ClipShardDataset(run, split_by_node=False))
+
+
+def test_a_list_of_tars_states_no_counts_and_reads_as_it_is(tmp_path):
+    run, shard = _run_of(tmp_path, 3)
+    assert [s["key"] for s in iter_samples([shard])] == ["k0", "k1", "k2"]
+    assert [s["key"] for s in iter_samples(run)] == ["k0", "k1", "k2"]
