@@ -301,7 +301,8 @@ def _device(name: str | None) -> Any:
 
 def _warn_if_short(shards: str, keys: list[str]) -> None:
     """Figures on part of a split do not compare with anyone's: say so when fewer samples were
-    scored than the index lists (clips that failed to decode, a tar cut short between members)."""
+    scored than the index lists (clips that failed to decode; a tar cut short stops the reader,
+    ``shards.ShortShardError``)."""
     from trainer.train import _total_samples
 
     listed = _total_samples(shards) if "://" not in shards else None
