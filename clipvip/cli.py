@@ -12,6 +12,7 @@ import contextlib
 import faulthandler
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -35,6 +36,18 @@ def _not_beam_gcp_notice(record: logging.LogRecord) -> bool:
     """Beam warns on the root logger, at import, that Google Cloud client libraries are absent;
     nothing here uses them, so the line only alarms."""
     return not str(record.msg).startswith("apitools not found")
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line. Raised in a DataLoader worker, an exception reaches the main
+    process with the worker's whole traceback as its message; its last line is the original
+    ``module.Type: message``, so that line (without the type) is the message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if len(lines) > 1:
+        return re.sub(r"^[\w.]+(Error|Exception): ", "", lines[-1])
+    return lines[0]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,9 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
             # a folder that cannot be written, a full disk: the system's own words, on one line
-            # (an error raised in a data-loader worker arrives with the worker's traceback)
-            last = [line for line in str(exc).splitlines() if line.strip()][-1:] or [repr(exc)]
-            print(f"clipvip: error: {last[0]} (--debug shows where)", file=sys.stderr)
+            print(f"clipvip: error: {one_line(exc)} (--debug shows where)", file=sys.stderr)
             return 2
         print(f"clipvip: error: {exc}", file=sys.stderr)
         return 2

@@ -31,8 +31,8 @@ class UnreadableRun(NoRun):
 
 
 def _open_run(out: str) -> Store:
-    """The run's store, once ``run.json`` is known to be there (a status never creates the
-    folder, as ``Store`` would)."""
+    """The run's store, once ``run.json`` is known to be a file there (else: why there is no
+    run to report on, a file given for the folder, or a store that cannot be read)."""
     try:
         fs, path = fsspec.core.url_to_fs(out)
         path = path.rstrip("/")

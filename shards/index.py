@@ -76,21 +76,19 @@ def _entry_problem(entry: Any) -> str | None:
     return None
 
 
-def shard_counts(source: str | Sequence[str]) -> dict[str, int]:
-    """``{url: nsamples}`` from a run folder's index (empty for a tar or a list of tars, which
-    state no counts): what a reader checks each shard against."""
-    if not isinstance(source, str) or source.endswith(".tar"):
-        return {}
+def shard_list(source: str | Sequence[str]) -> tuple[list[str], dict[str, int]]:
+    """Shard URLs and, for a run folder, each one's sample count, from one read of its index
+    (a tar or a list of tars states no counts)."""
+    if not isinstance(source, str):
+        return [str(s) for s in source], {}
+    if source.endswith(".tar"):
+        return [source], {}
     store = Store(source)
-    return {store.url(s["url"]): s["nsamples"] for s in load_index(source)["shardlist"]}
+    entries = load_index(source)["shardlist"]
+    urls = [store.url(s["url"]) for s in entries]
+    return urls, {url: s["nsamples"] for url, s in zip(urls, entries, strict=True)}
 
 
 def shard_urls(source: str | Sequence[str]) -> list[str]:
     """Expand a run folder (via its index), a single tar, or a list of tars into shard URLs."""
-    if not isinstance(source, str):
-        return [str(s) for s in source]
-    if source.endswith(".tar"):
-        return [source]
-    store = Store(source)
-    index = load_index(source)
-    return [store.url(s["url"]) for s in index["shardlist"]]
+    return shard_list(source)[0]

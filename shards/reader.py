@@ -17,7 +17,7 @@ import webdataset as wds
 from webdataset.gopen import gopen_schemes
 
 from shards.format import FIELDS
-from shards.index import shard_counts, shard_urls
+from shards.index import shard_list
 
 Decoded = dict[str, Any]
 # Members every sample of a run has (``prepare`` writes them even when empty); the caption is
@@ -100,11 +100,11 @@ def iter_samples(source: str | Sequence[str]) -> Iterator[Decoded]:
     A run in which every row failed has an empty shard list; it yields no samples (webdataset
     itself cannot be built over no shards: it indexes the first URL).
     """
-    urls = shard_urls(source)
+    urls, counts = shard_list(source)
     if not urls:
         return
     samples = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
-    for sample in checked_counts(shard_counts(source))(iter(samples)):
+    for sample in checked_counts(counts)(iter(samples)):
         yield _decode(sample)
 
 
@@ -124,8 +124,7 @@ class ClipShardDataset(torch.utils.data.IterableDataset):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.urls = shard_urls(source)
-        self.counts = shard_counts(source)
+        self.urls, self.counts = shard_list(source)
         self.transform = transform
         self.shuffle = shuffle
         self.split_by_node = split_by_node

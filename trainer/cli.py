@@ -109,7 +109,7 @@ def check_shards(option: str, source: str) -> None:
     after the model is built, nor (``--val-shards``) hours later at the first validation.
     Remote runs (``s3://...``) are left to the reader."""
     from clipvip.cli import UserError
-    from shards import load_index, shard_urls
+    from shards.index import shard_list
 
     if "://" in source:
         return
@@ -124,16 +124,16 @@ def check_shards(option: str, source: str) -> None:
             )
         return
     try:
-        listed = load_index(source).get("shardlist") or []
+        urls, counts = shard_list(source)
     except (FileNotFoundError, ValueError) as exc:  # no index.json; a damaged one
         raise UserError(f"{option}: {exc}") from exc
-    if not sum(int(s.get("nsamples", 0)) for s in listed):
+    if not sum(counts.values()):
         errors = path / "errors.jsonl"
         why = f"; the failed rows are in {errors}" if errors.exists() else ""
         raise UserError(
             f"{option} {source} holds no samples (every row failed in `clipvip prepare`?){why}"
         )
-    missing = [url for url in shard_urls(source) if not Path(url).is_file()]
+    missing = [url for url in urls if not Path(url).is_file()]
     if missing:
         raise UserError(
             f"{option} {source}: index.json lists {len(missing)} shard(s) that are not there, "
@@ -145,8 +145,8 @@ def check_shards(option: str, source: str) -> None:
 def _user_errors() -> Iterator[None]:
     """Bad input met while running (shards, checkpoints, the run folder, a full disk) as one
     ``error:`` line; ``--debug`` still shows the traceback (the cause)."""
-    from clipvip.cli import UserError
-    from trainer.errors import TrainerError, one_line
+    from clipvip.cli import UserError, one_line
+    from trainer.errors import TrainerError
 
     try:
         yield

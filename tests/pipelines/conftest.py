@@ -113,3 +113,21 @@ def videos(tmp_path_factory) -> dict[str, Path]:
     )
     out["jpeg_as_mp4"] = jpeg_as_mp4
     return out
+
+
+def prepared_run(videos: dict[str, Path], folder: Path, good: int) -> Path:
+    """A real finished local run of ``good`` rows and one that fails at probe, one task a row;
+    its --out folder (status tests read it, or damage it)."""
+    import json
+
+    from pipelines.config import PrepareConfig
+    from pipelines.prepare import EngineOptions, prepare
+
+    rows = [{"key": f"k{i}", "video": str(videos["h264"]), "text": f"row {i}"} for i in range(good)]
+    rows.append({"key": "bad", "video": str(videos["corrupt"]), "text": "broken"})
+    manifest = folder / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = folder / "out"
+    cfg = PrepareConfig(out=str(out), shard_size=1, frame_short_side=64, captioner="none")
+    prepare(str(manifest), cfg, EngineOptions(runner="local"), progress=False)
+    return out

@@ -6,20 +6,13 @@ import json
 import subprocess
 import sys
 
-from pipelines.config import PrepareConfig
-from pipelines.prepare import EngineOptions, prepare
 from pipelines.status import format_status, run_status
+
+from .conftest import prepared_run
 
 
 def _run(videos, tmp_path):
-    rows = [{"key": f"k{i}", "video": str(videos["h264"]), "text": f"row {i}"} for i in range(4)]
-    rows.append({"key": "bad", "video": str(videos["corrupt"]), "text": "broken"})
-    m = tmp_path / "m.jsonl"
-    m.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = tmp_path / "out"
-    cfg = PrepareConfig(out=str(out), shard_size=1, frame_short_side=64, captioner="none")
-    prepare(str(m), cfg, EngineOptions(runner="local"), progress=False)
-    return out
+    return prepared_run(videos, tmp_path, good=4)
 
 
 def test_status_of_a_run_stopped_halfway_says_what_is_left_and_why_rows_failed(videos, tmp_path):

@@ -8,23 +8,15 @@ import shutil
 import pytest
 
 from clipvip.cli import main
-from pipelines.config import PrepareConfig
-from pipelines.prepare import EngineOptions, prepare
 from pipelines.status import format_status, run_status
+
+from .conftest import prepared_run
 
 
 @pytest.fixture(scope="module")
 def finished_run(videos, tmp_path_factory):
     """A real finished run of 3 tasks (one row failing at probe); tests damage copies of it."""
-    tmp = tmp_path_factory.mktemp("status_run")
-    rows = [{"key": f"k{i}", "video": str(videos["h264"]), "text": f"row {i}"} for i in range(2)]
-    rows.append({"key": "bad", "video": str(videos["corrupt"]), "text": "broken"})
-    m = tmp / "m.jsonl"
-    m.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = tmp / "out"
-    cfg = PrepareConfig(out=str(out), shard_size=1, frame_short_side=64, captioner="none")
-    prepare(str(m), cfg, EngineOptions(runner="local"), progress=False)
-    return out
+    return prepared_run(videos, tmp_path_factory.mktemp("status_run"), good=2)
 
 
 def _copy(run, tmp_path):
