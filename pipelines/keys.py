@@ -18,7 +18,8 @@ MAX_KEY = 80  # + ".caption.txt" = 92 <= 100, the USTAR name field
 _DIGEST = 10
 
 
-def _digest(text: str, n: int = _DIGEST) -> str:
+def key_digest(text: str, n: int = _DIGEST) -> str:
+    """A short hex digest: what keeps cleaned, cut and derived keys apart."""
     return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:n]
 
 
@@ -28,7 +29,7 @@ def safe_key(raw: str) -> str:
     if cleaned == raw and 0 < len(cleaned) <= MAX_KEY:
         return cleaned
     stem = cleaned[: MAX_KEY - 1 - _DIGEST].rstrip("_-")
-    return f"{stem or 'key'}-{_digest(raw)}"
+    return f"{stem or 'key'}-{key_digest(raw)}"
 
 
 def derive_key(video: str, start: float | None, end: float | None) -> str:
@@ -36,4 +37,4 @@ def derive_key(video: str, start: float | None, end: float | None) -> str:
     stem = video.rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0]
     stem = _UNSAFE.sub("_", stem).strip("_-")[:40] or "clip"
     span = f"{video}|{'' if start is None else repr(float(start))}|{'' if end is None else repr(float(end))}"
-    return f"{stem}-{_digest(span)}"
+    return f"{stem}-{key_digest(span)}"

@@ -15,13 +15,13 @@ import io
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import fsspec
 
-from pipelines.keys import derive_key, safe_key
+from pipelines.keys import derive_key, key_digest, safe_key
 from pipelines.record import Clip
 from pipelines.subtitles import SubtitleError, cues_text, dedupe_rolling, parse_cues
 
@@ -442,18 +442,46 @@ def iter_clips(uri: str, allow_empty_text: bool = False) -> Iterator[tuple[int, 
 
 
 def mark_duplicate(clip: Clip, line: int, first_row: int) -> None:
-    """A later row with an earlier row's key: failed, and renamed so it can still be reported."""
+    """A later row with an earlier row's key: failed, and renamed so it can still be reported
+    (``#`` never occurs in a real key, so the new name cannot be another row's key)."""
     clip.fail(STAGE, f"line {line}: duplicate key {clip.key!r} (first used by row {first_row})")
-    clip.key = f"{clip.key}-dup{clip.row}"
+    clip.key = f"{clip.key}#dup{clip.row}"
 
 
-def settle_repeat(clip: Clip, line: int, first_row: int, nth: int | None = None) -> None:
+def is_repeat_of_clip(clip: Clip) -> bool:
+    """A row with no key of its own that repeats an earlier row's clip: another text of it."""
+    return clip.source_key is None and clip.ok
+
+
+def repeat_key(key: str, nth: int, taken: Callable[[str], bool]) -> str:
+    """The key of the ``nth`` text of a clip whose derived key is ``key``: ``KEY-n``, unless a
+    row of the manifest already holds that key (a key given as ``KEY-2``, say, when a manifest
+    mixes rows from an earlier run with new ones); then ``KEY-n-`` plus a short hash.
+
+    ``taken`` may answer yes for a key nobody holds (the staging check is by 8-byte hashes), so
+    the hashed names are tried a bounded number of times: a false yes costs a longer key, and a
+    real holder of a hashed name would have to have been made to collide."""
+    candidate = f"{key}-{nth}"
+    for attempt in range(1, _REPEAT_TRIES + 1):
+        if not taken(candidate):
+            break
+        candidate = f"{key}-{nth}-{key_digest(f'{key}|{nth}|{attempt}', 6)}"
+    return candidate
+
+
+_REPEAT_TRIES = 8
+
+
+def settle_repeat(
+    clip: Clip, line: int, first_row: int, nth: int | None = None, key: str | None = None
+) -> None:
     """The ``nth`` row with one key (``nth`` >= 2). A key derived from video and span (no key
     given) names the clip, and rows of one clip are its several texts (MSR-VTT's 20 sentences,
-    written without ids): the n-th becomes ``KEY-n`` and shares the clip (``split_twins``). A
+    written without ids): the n-th becomes ``key`` (``repeat_key``: ``KEY-n`` unless taken;
+    runs staged before that rule stored no ``key``) and shares the clip (``split_twins``). A
     given key twice is a mistake in the manifest: the later row fails."""
-    if clip.source_key is None and clip.ok and nth:
-        clip.key = f"{clip.key}-{nth}"
+    if is_repeat_of_clip(clip) and nth:
+        clip.key = key or f"{clip.key}-{nth}"
     else:
         mark_duplicate(clip, line, first_row)
 
@@ -464,17 +492,21 @@ def read_manifest(uri: str, allow_empty_text: bool = False) -> list[Clip]:
     In memory: for inspecting small manifests. ``prepare`` streams through
     ``pipelines.staging`` instead, which settles them the same way.
     """
-    clips: list[Clip] = []
+    rows = list(iter_clips(uri, allow_empty_text))
+    taken = {clip.key for _, clip in rows}
     first_row: dict[str, int] = {}
     seen: dict[str, int] = {}
-    for line, clip in iter_clips(uri, allow_empty_text):
+    for line, clip in rows:
         seen[clip.key] = seen.get(clip.key, 0) + 1
-        if clip.key in first_row:
-            settle_repeat(clip, line, first_row[clip.key], seen[clip.key])
-        else:
+        if clip.key not in first_row:
             first_row[clip.key] = clip.row
-        clips.append(clip)
-    return clips
+            continue
+        key = None
+        if is_repeat_of_clip(clip):
+            key = repeat_key(clip.key, seen[clip.key], taken.__contains__)
+            taken.add(key)
+        settle_repeat(clip, line, first_row[clip.key], seen[clip.key], key)
+    return [clip for _, clip in rows]
 
 
 def write_manifest(rows: Iterable[dict[str, Any]], path: str) -> None:

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipelines.config import PrepareConfig
-from pipelines.manifest import iter_clips, settle_repeat
+from pipelines.manifest import is_repeat_of_clip, iter_clips, repeat_key, settle_repeat
 from pipelines.record import Clip, Failure
 from shards.store import Store
 
@@ -184,9 +184,10 @@ def stage(manifest: str, cfg: PrepareConfig, progress: bool = False) -> Staged:
     return Staged(rows, -(-rows // size), fp.hexdigest())
 
 
-def _settle_duplicates(store: Store, hashes: np.ndarray, size: int) -> dict[str, list[int]]:
-    """``{row: [line, first row, n]}`` for every row whose key an earlier row already has (it
-    is the key's n-th row; ``manifest.settle_repeat`` decides what that means)."""
+def _settle_duplicates(store: Store, hashes: np.ndarray, size: int) -> dict[str, list]:
+    """``{row: [line, first row, n, key]}`` for every row whose key an earlier row already has
+    (it is the key's n-th row; ``manifest.settle_repeat`` decides what that means, and ``key``
+    is its new key when it is another text of a clip, None when it fails as a duplicate)."""
     if len(hashes) < 2:
         return {}
     ordered = np.sort(hashes)
@@ -196,19 +197,30 @@ def _settle_duplicates(store: Store, hashes: np.ndarray, size: int) -> dict[str,
     by_task: dict[int, set[int]] = {}
     for r in np.nonzero(np.isin(hashes, repeated))[0]:  # candidate rows, in manifest order
         by_task.setdefault(int(r) // size, set()).add(int(r))
+    assigned: set[str] = set()
+
+    def taken(key: str) -> bool:
+        h = np.uint64(_key_hash(key))
+        i = int(np.searchsorted(ordered, h))
+        return key in assigned or (i < len(ordered) and ordered[i] == h)
+
     first: dict[str, int] = {}
     seen: dict[str, int] = {}
-    out: dict[str, list[int]] = {}
+    out: dict[str, list] = {}
     for task, wanted in sorted(by_task.items()):
         for row, line, data in _task_rows(store, task):
             if row not in wanted:
                 continue
-            key = json.loads(data)["key"]
-            seen[key] = seen.get(key, 0) + 1
-            if key in first:
-                out[str(row)] = [line, first[key], seen[key]]
-            else:
-                first[key] = row
+            clip = clip_from_json(row, data)
+            seen[clip.key] = seen.get(clip.key, 0) + 1
+            if clip.key not in first:
+                first[clip.key] = row
+                continue
+            key = None
+            if is_repeat_of_clip(clip):
+                key = repeat_key(clip.key, seen[clip.key], taken)
+                assigned.add(key)
+            out[str(row)] = [line, first[clip.key], seen[clip.key], key]
     return out
 
 

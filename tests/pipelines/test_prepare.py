@@ -129,7 +129,7 @@ def test_every_row_is_a_sample_or_a_recorded_failure(clean_run):
     assert "unreadable JSON line" in next(r for s, r in reasons.values() if "JSON" in r)
     assert reasons["audio"] == ("probe", "no video stream (audio-only file)")
     assert reasons["missing"][1].startswith("file not found")
-    assert "duplicate key 'bars_whole'" in reasons["bars_whole-dup15"][1]
+    assert "duplicate key 'bars_whole'" in reasons["bars_whole#dup15"][1]
     escape = next(k for k in reasons if k.startswith("escape-"))
     assert reasons[escape][0] == "probe" and "/" not in escape and "." not in escape
     assert set(summary["failed_by_stage"]) == {"manifest", "probe"}

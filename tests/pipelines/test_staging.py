@@ -11,6 +11,7 @@ import pytest
 from pipelines import staging
 from pipelines import tasks as T
 from pipelines.config import PrepareConfig
+from pipelines.keys import derive_key
 from pipelines.manifest import read_manifest
 
 
@@ -49,7 +50,7 @@ def test_staged_rows_load_exactly_as_read_manifest_reads_them(tmp_path):
     clips = _all_staged(cfg, staged.tasks)
     assert _summary(clips) == _summary(read_manifest(str(m)))
     reasons = {c.key: c.error.reason for c in clips if c.error}
-    assert "duplicate key 'a' (first used by row 0)" in reasons["a-dup2"]
+    assert "duplicate key 'a' (first used by row 0)" in reasons["a#dup2"]
     # no key given: the key names the clip, and a second text of that clip is its second sample
     derived, again = clips[3], clips[6]
     assert derived.ok and again.ok and again.key == f"{derived.key}-2"
@@ -62,7 +63,7 @@ def test_hash_collisions_never_fail_rows_whose_keys_differ(tmp_path, monkeypatch
     cfg = PrepareConfig(out=str(tmp_path / "out"), shard_size=2)
     staged = staging.stage(str(m), cfg)
     failed = [c.key for c in _all_staged(cfg, staged.tasks) if c.error]
-    assert failed == ["x-dup3"]
+    assert failed == ["x#dup3"]
 
 
 def test_staging_streams_a_large_manifest_in_bounded_memory(tmp_path):
@@ -190,3 +191,43 @@ def test_every_sample_setting_added_since_the_first_run_format_has_a_legacy_valu
     from pipelines.config import LEGACY_SETTINGS, SAMPLE_SETTINGS
 
     assert set(SAMPLE_SETTINGS) - FIRST_SAMPLE_SETTINGS == set(LEGACY_SETTINGS)
+
+
+def test_another_text_of_a_clip_never_takes_a_key_another_row_was_given(tmp_path):
+    # A manifest mixing rows from an earlier run (keys given, KEY-2 among them) with new rows
+    # without keys: the clip's second text must not become a second sample named KEY-2.
+    derived = derive_key("/v/4.mp4", 1.0, 2.0)
+    rows = [
+        {"video": "/v/4.mp4", "start": 1, "end": 2, "text": "first text"},
+        {"key": f"{derived}-2", "video": "/v/9.mp4", "text": "a given key"},
+        {"video": "/v/4.mp4", "start": 1, "end": 2, "text": "second text"},
+        {"video": "/v/4.mp4", "start": 1, "end": 2, "text": "third text"},
+        {"key": f"{derived}-3", "video": "/v/8.mp4", "text": "given after the repeat"},
+    ]
+    m = _write(tmp_path / "m.jsonl", rows)
+    cfg = PrepareConfig(out=str(tmp_path / "out"), shard_size=2)
+    staged = staging.stage(str(m), cfg)
+    clips = _all_staged(cfg, staged.tasks)
+    assert _summary(clips) == _summary(read_manifest(str(m)))
+    keys = [c.key for c in clips]
+    assert all(c.ok for c in clips) and len(set(keys)) == len(keys)
+    assert keys[:2] == [derived, f"{derived}-2"] and keys[4] == f"{derived}-3"
+    assert keys[2].startswith(f"{derived}-2-") and keys[3].startswith(f"{derived}-3-")
+
+
+def test_a_repeated_clip_keeps_key_n_when_no_row_holds_it(tmp_path):
+    rows = [{"video": "/v/4.mp4", "text": f"text {i}"} for i in range(3)]
+    clips = read_manifest(str(_write(tmp_path / "m.jsonl", rows)))
+    base = derive_key("/v/4.mp4", None, None)
+    assert [c.key for c in clips] == [base, f"{base}-2", f"{base}-3"]
+
+
+def test_a_run_staged_before_repeat_keys_were_checked_loads_as_it_was(tmp_path):
+    # duplicates.json written by an older version holds [line, first row, n], no key
+    m = _write(tmp_path / "m.jsonl", [{"video": "/v/4.mp4", "text": t} for t in "ab"])
+    cfg = PrepareConfig(out=str(tmp_path / "out"), shard_size=2)
+    staging.stage(str(m), cfg)
+    dup = tmp_path / "out" / staging.DUPLICATES
+    dup.write_text(json.dumps({"1": [2, 0, 2]}))
+    base = derive_key("/v/4.mp4", None, None)
+    assert [c.key for c in staging.load_clips(cfg, 0)] == [base, f"{base}-2"]
