@@ -8,6 +8,7 @@ whichever worker or rank reads it, and a resumed run sees the same pixels as an 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -194,12 +195,16 @@ def sentence_choices(sample: dict[str, Any]) -> list[str]:
     one of them (``clipvip manifest msrvtt`` writes one sample per video so: its first
     sentence in ``txt``, all 20 in ``sentences``); empty otherwise. A ``txt`` joined from them
     (DiDeMo and ActivityNet paragraphs: the official loader joins DiDeMo's too) or absent from
-    them has no alternatives: it is the one text.
+    them has no alternatives: it is the one text. Neither has a sample written once per
+    sentence (``--per-sentence``: ``extra.sentence_index``): the other sentences are samples
+    of their own, so drawing or expanding them here would count each one 20 times.
     """
     meta = sample.get("json")
     extra = meta.get("extra") if isinstance(meta, dict) else None
     sentences = extra.get("sentences") if isinstance(extra, dict) else None
     if not isinstance(sentences, list) or sample.get("txt", "") not in sentences:
+        return []
+    if "sentence_index" in extra:
         return []
     return [s for s in sentences if isinstance(s, str) and s.strip()]
 
@@ -298,7 +303,9 @@ class Collate:
     def _expand_texts(self, batch: dict[str, Any], good: list[dict[str, Any]]) -> None:
         """Evaluation over every sentence: one text per sentence, each pointing at its sample's
         video row (``text_rows``); a sample with several gets keys ``KEY#000``, ``KEY#001``, ...
-        (``#`` never occurs in a prepared key, so these cannot collide with another sample)."""
+        (``#`` never occurs in a prepared key, so these cannot collide with another sample).
+        ``sentence_ids`` name each text by its words, so that ``gather_pairs`` scores a video's
+        sentence once however many of its samples listed it."""
         keys, video_ids, rows, texts = [], [], [], []
         for row, s in enumerate(good):
             choices = s.get("texts") or [s["subtitle"]]
@@ -307,7 +314,13 @@ class Collate:
                 video_ids.append(batch["video_ids"][row])
                 rows.append(row)
                 texts.append(text)
-        batch.update(keys=keys, video_ids=video_ids, text_rows=rows, subtitle=self.tokens(texts))
+        batch.update(
+            keys=keys,
+            video_ids=video_ids,
+            text_rows=rows,
+            subtitle=self.tokens(texts),
+            sentence_ids=[hashlib.blake2b(t.encode(), digest_size=8).hexdigest() for t in texts],
+        )
 
 
 class CheckedShards(ClipShardDataset):

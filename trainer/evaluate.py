@@ -37,6 +37,8 @@ class Encoded:
     keys: list[str] = field(default_factory=list)  # the text's sample, one per text
     text: list[torch.Tensor] = field(default_factory=list)  # (E,) per text
     video_of: list[str] = field(default_factory=list)  # the text's video identity
+    # the text's words (hashed) when it came from a sample's sentence list, else None
+    sentence_of: list[str | None] = field(default_factory=list)
     videos: dict[str, torch.Tensor] = field(default_factory=dict)  # identity -> (E,)
 
 
@@ -86,6 +88,7 @@ def encode_pairs(
         out.text += list(model.encode_text(**tokens).float().cpu())
         out.keys += batch["keys"]
         out.video_of += ids
+        out.sentence_of += batch.get("sentence_ids") or [None] * len(batch["keys"])
     model.train(was_training)
     return out
 
@@ -108,16 +111,17 @@ def gather_pairs(share: Encoded, source: str) -> Pairs | None:
         parts = gathered
     texts = sorted(
         (
-            (key, feature, video_id)
+            item
             for part in parts
-            for key, feature, video_id in zip(part.keys, part.text, part.video_of, strict=True)
+            for item in zip(part.keys, part.text, part.video_of, part.sentence_of, strict=True)
         ),
         key=lambda item: item[0],
     )
     if not texts:
         raise TrainerError(f"no decodable samples to evaluate in {source}")
-    if len({key for key, _, _ in texts}) != len(texts):
+    if len({key for key, _, _, _ in texts}) != len(texts):
         raise TrainerError(f"{source} holds a key twice")
+    texts = _once_per_video(texts, source)
     videos: dict[str, torch.Tensor] = {}
     for part in parts:  # a video met by two ranks: either encoding (the same clip)
         for video_id, feature in part.videos.items():
@@ -125,11 +129,37 @@ def gather_pairs(share: Encoded, source: str) -> Pairs | None:
     order = sorted(videos)
     row = {video_id: i for i, video_id in enumerate(order)}
     return Pairs(
-        keys=[key for key, _, _ in texts],
-        text=torch.stack([feature for _, feature, _ in texts]),
+        keys=[key for key, _, _, _ in texts],
+        text=torch.stack([feature for _, feature, _, _ in texts]),
         video=torch.stack([videos[video_id] for video_id in order]),
-        text_video=np.array([row[video_id] for _, _, video_id in texts], dtype=np.int64),
+        text_video=np.array([row[video_id] for _, _, video_id, _ in texts], dtype=np.int64),
     )
+
+
+def _once_per_video(texts: list[tuple[Any, ...]], source: str) -> list[tuple[Any, ...]]:
+    """Texts with each sentence of a video once (the first in key order).
+
+    With ``--all-sentences``, every sample that lists a video's sentences expands to all of
+    them; shards written one sample per sentence before ``sentence_index`` existed list all
+    20 in each, so each sentence came 20 times and skewed every video-to-text rank.
+    """
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for item in texts:
+        _, _, video_id, sentence = item
+        if sentence is not None:
+            if (video_id, sentence) in seen:
+                continue
+            seen.add((video_id, sentence))
+        kept.append(item)
+    if len(kept) < len(texts):
+        log.warning(
+            "%s: %d texts repeat a sentence their video already has (samples written one per "
+            "sentence, each listing all of them); each sentence is scored once",
+            source,
+            len(texts) - len(kept),
+        )
+    return kept
 
 
 def retrieval_report(

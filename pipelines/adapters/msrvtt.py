@@ -96,6 +96,7 @@ def read(
                         dataset,
                         source_id=vid,
                         sentences=sentences,
+                        sentence_index=j,  # this row stands for one of them (the trainer)
                     )
                 )
         else:

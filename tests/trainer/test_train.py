@@ -138,7 +138,9 @@ def test_all_sentences_scores_a_videos_json_sentences_as_per_sentence_shards_do(
 ) -> None:
     """MSR-VTT as `clipvip manifest msrvtt` writes it by default (one sample per video, its
     sentences in the JSON) evaluated with --all-sentences gives the figures of the same
-    sentences written one sample each: same texts, same videos, same ranks."""
+    sentences written one sample each: same texts, same videos, same ranks. So do samples
+    written one per sentence that each list all of them (``manifest msrvtt --per-sentence``,
+    with its ``sentence_index`` and as written before it existed): each sentence counts once."""
     from clipvip.cli import main
     from pipelines.config import PrepareConfig
     from pipelines.manifest import write_manifest
@@ -148,25 +150,30 @@ def test_all_sentences_scores_a_videos_json_sentences_as_per_sentence_shards_do(
 
     videos = tmp_path / "videos"
     videos.mkdir()
-    once, each = [], []
+    variants: dict[str, list[dict]] = {"once": [], "each": [], "listed": [], "indexed": []}
     for key, source, text in CLIPS[:4]:
         _make_clip(videos / f"{key}.mp4", source)
         sentences = [text, f"{text} again", "a short video"]
         row = {"video": str(videos / f"{key}.mp4"), "dataset": "msrvtt"}
-        once.append({**row, "key": key, "text": text, "sentences": sentences})
-        each += [{**row, "key": f"{key}-{j}", "text": t} for j, t in enumerate(sentences)]
+        variants["once"].append({**row, "key": key, "text": text, "sentences": sentences})
+        for j, t in enumerate(sentences):
+            each = {**row, "key": f"{key}-{j}", "text": t}
+            variants["each"].append(each)
+            variants["listed"].append({**each, "sentences": sentences})
+            variants["indexed"].append({**each, "sentences": sentences, "sentence_index": j})
     reports = {}
-    for name, rows in {"once": once, "each": each}.items():
+    for name, rows in variants.items():
         write_manifest(rows, str(tmp_path / f"{name}.jsonl"))
         cfg = PrepareConfig(out=str(tmp_path / name), name="t", captioner="none")
         prepare(str(tmp_path / f"{name}.jsonl"), cfg, EngineOptions(runner="local"), progress=False)
         out = tmp_path / f"{name}.json"
-        flags = ["--all-sentences"] if name == "once" else []
+        flags = [] if name == "each" else ["--all-sentences"]
         command = ["evaluate", "--checkpoint", str(overfit_run), "--shards", str(tmp_path / name)]
         assert main([*command, *flags, "--workers", "0", "--no-progress", "--json", str(out)]) == 0
         reports[name] = {k: v for k, v in json.loads(out.read_text()).items() if k != "shards"}
     assert (reports["once"]["pairs"], reports["once"]["videos"]) == (12, 4)
-    assert reports["once"] == reports["each"]
+    for name in ("each", "listed", "indexed"):
+        assert reports[name] == reports["once"], name
 
 
 def test_evaluate_takes_a_checkpoint_file_as_the_official_code_saves_it(
