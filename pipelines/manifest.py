@@ -176,8 +176,8 @@ def _csv_reader_rows(uri: str, reader: Any) -> Iterator[RawRow]:
                 reason = f"{exc} (quote the field and double a quote in it)"
             yield start, f"unreadable CSV line: {reason}"
             continue
-        if not any(f.strip() for f in fields):
-            continue
+        if len(fields) <= 1 and not "".join(fields).strip():
+            continue  # a blank line; a record of empty fields (",,,") is a row, and fails
         if len(fields) != len(header):
             yield reader.line_num, f"row has {len(fields)} fields, the header has {len(header)}"
             continue
@@ -479,9 +479,12 @@ def settle_repeat(
     given) names the clip, and rows of one clip are its several texts (MSR-VTT's 20 sentences,
     written without ids): the n-th becomes ``key`` (``repeat_key``: ``KEY-n`` unless taken;
     runs staged before that rule stored no ``key``) and shares the clip (``split_twins``). A
-    given key twice is a mistake in the manifest: the later row fails."""
+    given key twice is a mistake in the manifest: the later row fails. A row that failed
+    already keeps its own reason."""
     if is_repeat_of_clip(clip) and nth:
         clip.key = key or f"{clip.key}-{nth}"
+    elif not clip.ok:  # failed already (empty text, say): that reason, under a free key
+        clip.key = f"{clip.key}#dup{clip.row}"
     else:
         mark_duplicate(clip, line, first_row)
 

@@ -131,7 +131,9 @@ class ClipShardDataset(torch.utils.data.IterableDataset):
         self.seed = seed
 
     def pipeline(self) -> wds.DataPipeline:
-        stages: list[Any] = [wds.SimpleShardList(self.urls, seed=self.seed)]
+        # SimpleShardList shuffles whenever it has a seed: none keeps the index's order
+        order_seed = self.seed if self.shuffle else None
+        stages: list[Any] = [wds.SimpleShardList(self.urls, seed=order_seed)]
         if self.shuffle:
             stages.append(wds.shuffle(len(self.urls), seed=self.seed))
         if self.split_by_node:

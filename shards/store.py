@@ -1,12 +1,13 @@
 """Where a run's outputs live: a local folder or any fsspec URI (``s3://bucket/prefix``).
 
 Everything is written whole and then made visible under its final name: locally a temp file
-renamed with ``os.replace``; on object stores a single PUT (an object never appears half
+renamed with ``os.replace`` (``publish``); on object stores a single PUT (an object never appears half
 written). Readers therefore never see a partial shard or stats file.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -15,6 +16,45 @@ from typing import IO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+
+@functools.cache
+def _umask() -> int:
+    """This process's umask: from /proc where Linux shows it (reading it elsewhere means
+    setting it, which another thread could see in between)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync(path: str | Path, flags: int = os.O_RDONLY) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(tmp: str, final: Path) -> None:
+    """Rename the finished local file ``tmp`` to ``final``, readable and durable.
+
+    Readable: a temp file is made private (0600) and a rename keeps that, so the shards and
+    index of a run were unreadable to a trainer running as another user (or container UID);
+    they get the mode a plainly created file gets. Durable: the bytes reach the disk before the
+    name points at them, and the rename before whatever the caller writes next (a task's stats
+    file says its shards exist; after a host crash they must).
+    """
+    os.chmod(tmp, 0o666 & ~_umask())
+    _fsync(tmp)
+    os.replace(tmp, final)
+    _fsync(final.parent, os.O_RDONLY | os.O_DIRECTORY)
 
 
 class Store:
@@ -40,23 +80,36 @@ class Store:
             return self.path(rel)
         return f"{self.root}/{rel}"
 
+    def _fresh(self, p: str) -> str:
+        """``p``, with what this process remembers of it forgotten.
+
+        fsspec's object-store filesystems cache folder listings (and the sizes in them) for the
+        life of the process, while other processes (Beam and Ray workers, a second run) write
+        the same run: a driver that listed ``stats/`` at plan time then missed the stats its
+        workers wrote, and called a finished run incomplete. Reads here are few and each is a
+        request anyway, so they always ask the store.
+        """
+        if not self.local:
+            self.fs.invalidate_cache(p)
+        return p
+
     def exists(self, rel: str) -> bool:
-        return self.fs.exists(self.path(rel))
+        return self.fs.exists(self._fresh(self.path(rel)))
 
     def read_bytes(self, rel: str) -> bytes:
-        with self.fs.open(self.path(rel), "rb") as f:
+        with self.fs.open(self._fresh(self.path(rel)), "rb") as f:
             return f.read()
 
     def open(self, rel: str) -> IO[bytes]:
         """``rel`` for streaming reads (a shard of a gigabyte need not sit in memory whole)."""
-        return self.fs.open(self.path(rel), "rb")
+        return self.fs.open(self._fresh(self.path(rel)), "rb")
 
     def read_many(self, rels: list[str]) -> dict[str, bytes]:
         """Several small files at once: on object storage fsspec fetches them concurrently, which
         turns the end-of-run merge of 100k task files from an hour of GETs into minutes."""
         if not rels:
             return {}
-        paths = {self.path(r): r for r in rels}
+        paths = {self._fresh(self.path(r)): r for r in rels}
         got = self.fs.cat(list(paths), on_error="raise")  # a list in: a dict out
         return {paths[p]: data for p, data in got.items()}
 
@@ -65,7 +118,7 @@ class Store:
 
     def list(self, rel: str) -> list[str]:
         """Names (not paths) directly under ``rel``; empty when it does not exist."""
-        p = self.path(rel)
+        p = self._fresh(self.path(rel))
         if not self.fs.exists(p):
             return []
         return sorted(os.path.basename(x.rstrip("/")) for x in self.fs.ls(p, detail=False))
@@ -79,7 +132,7 @@ class Store:
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
-                os.replace(tmp, final)
+                publish(tmp, final)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
@@ -91,7 +144,7 @@ class Store:
         if self.local:
             final = Path(self.path(rel))
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(local_path, final)
+            publish(local_path, final)
         else:
             self.fs.put_file(local_path, self.path(rel))
             os.unlink(local_path)
@@ -109,7 +162,7 @@ class Store:
                 os.link(self.path(src), tmp)
             except OSError:  # a filesystem without hard links
                 shutil.copyfile(self.path(src), tmp)
-            os.replace(tmp, final)
+            publish(str(tmp), final)
         else:
             self.fs.copy(self.path(src), self.path(dst))
 

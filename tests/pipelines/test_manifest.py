@@ -227,3 +227,23 @@ def test_csv_with_old_mac_line_ends_reads_its_rows(tmp_path):
     m = tmp_path / "m.csv"
     m.write_bytes(b"video,text\r/v/a.mp4,one\r/v/b.mp4,two\r")
     assert [c.text for c in read_manifest(str(m))] == ["one", "two"]
+
+
+def test_a_csv_record_of_empty_fields_is_a_failed_row_and_a_blank_line_no_row(tmp_path):
+    m = tmp_path / "m.csv"
+    m.write_text("video,text\n/v/a.mp4,one\n,\n\n  ,  \n/v/b.mp4,two\n")
+    clips = read_manifest(str(m))
+    assert [c.ok for c in clips] == [True, False, False, True]
+    assert all("no video" in r for r in _reasons(clips).values())
+
+
+def test_a_failed_repeat_of_a_clip_keeps_its_own_reason(tmp_path):
+    """The third row of a clip (no key given) has empty text: it fails for that, not as a
+    duplicate of the first row."""
+    m = tmp_path / "m.jsonl"
+    rows = [{"video": "/v/a.mp4", "text": t} for t in ("one", "two", "")]
+    m.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    clips = read_manifest(str(m))
+    assert [c.ok for c in clips] == [True, True, False]
+    assert "empty text" in clips[2].error.reason and "duplicate" not in clips[2].error.reason
+    assert len({c.key for c in clips}) == 3 and "#" in clips[2].key

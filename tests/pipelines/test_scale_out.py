@@ -15,7 +15,7 @@ import pytest
 
 from pipelines.config import PrepareConfig
 from pipelines.prepare import EngineOptions, prepare
-from shards import iter_samples
+from shards import Store, iter_samples
 
 
 def _manifest(tmp_path, rows):
@@ -253,3 +253,21 @@ def test_caption_accelerator_is_a_resource_hint_on_the_caption_step_only():
     hinted = caption_step(PrepareConfig(), accelerator=spec).get_resource_hints()
     assert hinted == {"beam:resources:accelerator:v1": spec.encode()}
     assert caption_step(PrepareConfig()).get_resource_hints() == {}
+
+
+def test_a_store_sees_what_other_processes_wrote_after_it_listed(s3):
+    """A driver lists stats/ at plan time; its workers (other processes) then write there. fsspec
+    caches listings per process: the driver must still see them, or a finished run on a bucket
+    reads as incomplete."""
+    import s3fs
+
+    store = Store("s3://bucket/run")
+    store.put_bytes("stats/0.json", b"{}")
+    assert store.list("stats") == ["0.json"]
+    worker = s3fs.S3FileSystem(skip_instance_cache=True)  # another process's view
+    worker.pipe_file("bucket/run/stats/1.json", b'{"rows": 1}')
+    worker.pipe_file("bucket/run/stats/0.json", b'{"rows": 22}')  # rewritten, longer
+    assert store.list("stats") == ["0.json", "1.json"]
+    assert store.exists("stats/1.json")
+    assert store.read_bytes("stats/0.json") == b'{"rows": 22}'
+    assert store.read_many(["stats/0.json", "stats/1.json"])["stats/1.json"] == b'{"rows": 1}'

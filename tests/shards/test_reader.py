@@ -67,3 +67,24 @@ def test_a_list_of_tars_states_no_counts_and_reads_as_it_is(tmp_path):
     run, shard = _run_of(tmp_path, 3)
     assert [s["key"] for s in iter_samples([shard])] == ["k0", "k1", "k2"]
     assert [s["key"] for s in iter_samples(run)] == ["k0", "k1", "k2"]
+
+
+def test_without_a_shuffle_buffer_the_shards_are_read_in_index_order(tmp_path):
+    """shuffle=0 is evaluation's setting: webdataset's shard list shuffles whenever it is given
+    a seed, so the reader must give it none."""
+    from shards import Sample
+
+    store = Store(str(tmp_path))
+    shards = []
+    for task in range(11):
+        sample = Sample(f"k{task:02d}", {"jpg": b"j", "json": b"{}", "mp4": b"m", "txt": b"t"})
+        for info in write_shards([sample], store, ShardSpec("x", task)):
+            shards.append({"url": info.url, "nsamples": info.nsamples})
+    store.put_bytes("index.json", json.dumps(make_index(shards, "x")).encode())
+    in_order = [f"k{task:02d}" for task in range(11)]
+    for seed in (0, 1, 7):
+        read = ClipShardDataset(str(tmp_path), split_by_node=False, seed=seed)
+        assert [s["key"] for s in read] == in_order
+    shuffled = ClipShardDataset(str(tmp_path), shuffle=4, split_by_node=False, seed=1)
+    keys = [s["key"] for s in shuffled]
+    assert sorted(keys) == in_order and keys != in_order

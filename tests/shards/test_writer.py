@@ -97,3 +97,28 @@ def test_a_key_too_long_for_a_tar_member_name_is_refused_before_any_write():
 def test_unsafe_keys_are_refused(key):
     with pytest.raises(ValueError, match="unsafe sample key"):
         Sample(key, {"txt": b""})
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_published_files_get_the_mode_a_plain_file_gets_not_a_temp_files(tmp_path, umask):
+    """Temp files are 0600 and a rename keeps that: a trainer running as another user could
+    not read a run's shards. Shards, small files and copies follow the umask instead."""
+    import os
+    import stat
+
+    from shards import store as store_module
+
+    old = os.umask(umask)
+    store_module._umask.cache_clear()
+    try:
+        store = Store(str(tmp_path / "run"))
+        sample = Sample("k0", {"jpg": b"j", "json": b"{}", "mp4": b"m", "txt": b"t"})
+        [info] = write_shards([sample], store, ShardSpec("x", 0))
+        store.put_bytes("index.json", b"{}")
+        store.copy(info.url, "kept/x.tar")
+    finally:
+        os.umask(old)
+        store_module._umask.cache_clear()
+    for rel in (info.url, "index.json", "kept/x.tar"):
+        mode = stat.S_IMODE((tmp_path / "run" / rel).stat().st_mode)
+        assert mode == 0o666 & ~umask, (rel, oct(mode))
