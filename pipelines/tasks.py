@@ -170,6 +170,7 @@ def plan(
     if previous is None:  # run.json is written only once the rows are fully staged
         staged = staging.stage(manifest, cfg, progress)
         fingerprint, rows, num_tasks = staged.fingerprint, staged.rows, staged.tasks
+        check_orphaned_tasks(store, fingerprint, num_tasks)
     else:
         rows, num_tasks, fingerprint = previous["rows"], previous["tasks"], previous["fingerprint"]
         same_file = identity is not None and previous.get("identity") == identity
@@ -208,6 +209,26 @@ def plan(
     store.put_bytes(RUN_FILE, (json.dumps(run, indent=2) + "\n").encode())
     store.put_bytes(CONFIG_FILE, (cfg.to_json() + "\n").encode())
     return Plan(cfg, rows, pending, num_tasks, num_tasks - len(pending), len(retried))
+
+
+def check_orphaned_tasks(store: Store, fingerprint: str, num_tasks: int) -> None:
+    """Finished tasks in a folder without ``run.json`` (deleted as its damage message advises,
+    or lost) are kept only if this manifest and these settings made them.
+
+    Each stats file records the run's fingerprint (``write``): a rerun with another
+    ``--shard-size`` would otherwise take task 1 of the old cut for task 1 of the new one,
+    skip it, and lose rows with no line in errors.jsonl while calling the run complete.
+    """
+    finished = read_task_stats(store)
+    foreign = [t["task"] for t in finished if t.get("run") != fingerprint or t["task"] >= num_tasks]
+    if foreign:
+        raise RunMismatch(
+            f"{store.root} holds {len(finished)} finished tasks but no {RUN_FILE}, and "
+            f"{len(foreign)} of them (task {foreign[0]} first) were not made from this manifest "
+            f"with these settings (or by a clipvip that did not record it): rerun with the "
+            f"options they were made with, use a new --out folder, or remove "
+            f"{store.root}/{STATS_DIR} and {store.root}/shards to start over"
+        )
 
 
 def load_task(index: int, cfg: PrepareConfig) -> Task:
@@ -412,6 +433,7 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
         "seconds": {k: round(v, 4) for k, v in sorted(seconds.items())},
         "attempt": task.attempt,
         "finished_at": round(time.time(), 3),  # for `clipvip status`: rate and time left
+        "run": _run_fingerprint(store),  # whose task this is, should run.json be lost
     }
     store.put_bytes(stats_rel(task.index), (json.dumps(stats, ensure_ascii=False) + "\n").encode())
     counts = stage_counts(cfg.out, cfg.live_progress)
@@ -422,6 +444,14 @@ def write(task: Task, cfg: PrepareConfig) -> dict[str, Any]:
         store.remove(kept_dir(task.index))
         store.remove(retry)
     return stats
+
+
+def _run_fingerprint(store: Store) -> str | None:
+    try:
+        run = json.loads(store.read_bytes(RUN_FILE))
+    except (OSError, ValueError):  # the task itself does not need it; finalize names the damage
+        return None
+    return run.get("fingerprint") if isinstance(run, dict) else None
 
 
 def run_task(task: Task | int, cfg: PrepareConfig, captioner: Captioner | None) -> dict[str, Any]:
@@ -436,11 +466,19 @@ class DamagedRun(RuntimeError):
 
 
 REDO_TASK = "delete it and rerun the same `clipvip prepare` command to redo that task"
-REDO_RUN = "delete it and rerun the same `clipvip prepare` command (finished tasks are kept)"
+REDO_RUN = (
+    "delete it and rerun the same `clipvip prepare` command (finished tasks are kept when that "
+    "manifest and those settings made them)"
+)
 # A task's stats file: the fields read back and their types. The optional ones are read with a
 # default (``t.get("carried", 0)``): older clipvip versions did not write them.
 STATS_FIELDS: dict[str, Any] = {"task": int, "rows": int, "written": int, "failed_by_stage": dict}
-OPTIONAL_FIELDS: dict[str, Any] = {"carried": int, "attempt": int, "finished_at": (int, float)}
+OPTIONAL_FIELDS: dict[str, Any] = {
+    "carried": int,
+    "attempt": int,
+    "finished_at": (int, float),
+    "run": (str, type(None)),
+}
 
 
 def damaged(out: str, rel: str, why: str, remedy: str) -> DamagedRun:

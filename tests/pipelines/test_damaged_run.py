@@ -77,3 +77,23 @@ def test_a_resumed_run_reports_the_rate_of_the_rows_it_ran_not_of_those_it_skipp
     done = prepare(str(tmp_path / "m.jsonl"), cfg, EngineOptions(runner="local"))
     assert done["rows_run"] == 0 and "(0.00 rows/s" in format_summary(done, cfg.out)
     assert "rows_run" not in (tmp_path / "out" / "stats.json").read_text()
+
+
+def test_without_run_json_finished_tasks_of_other_settings_are_refused_not_skipped(
+    videos, tmp_path, capsys
+):
+    """run.json's damage message says to delete it and rerun. A rerun with another --shard-size
+    cuts other tasks: taking the old task files for the new tasks skipped rows with no trace and
+    called the run complete. Finished tasks are kept only when the same manifest and settings
+    made them."""
+    args = _prepare(videos, tmp_path)
+    assert main(args) == 0
+    (tmp_path / "out" / "run.json").unlink()
+    (tmp_path / "out" / "stats" / "000002.json").unlink()  # one task still to do
+    capsys.readouterr()
+    assert main([*args, "--shard-size", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "holds 2 finished tasks but no run.json" in err and "--out" in err
+    assert main(args) == 0  # the settings that made them: resumes, keeps them, redoes task 2
+    summary = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert (summary["rows_done"], summary["samples"], summary["complete"]) == (3, 3, True)
