@@ -23,8 +23,10 @@ from pathlib import Path
 
 import torch
 
+from captioner.ofa import inert_pickle
 from captioner.ofa.checkpoint import CheckpointMismatch, check_and_load, save_checkpoint
 from captioner.ofa.config import BART_VOCAB, NUM_BINS, RESNET_LAYERS, OFAConfig
+from captioner.ofa.inert_pickle import field
 from captioner.ofa.model import OFAModel
 from captioner.ofa.tokenizer import load_tokenizer
 
@@ -61,15 +63,6 @@ class FairseqCheckpoint:
     disable_entangle: bool | None
 
 
-def _field(obj: object, key: str) -> object:
-    """``obj[key]`` for dicts (and omegaconf's DictConfig), ``obj.key`` for a Namespace."""
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    return getattr(obj, key, None)
-
-
 def recorded_disable_entangle(ckpt: object) -> bool | None:
     """``disable_entangle`` from a fairseq checkpoint's training args, or None if absent.
 
@@ -79,20 +72,14 @@ def recorded_disable_entangle(ckpt: object) -> bool | None:
     """
     if not isinstance(ckpt, Mapping):
         return None
-    for source in (ckpt.get("args"), _field(ckpt.get("cfg"), "model")):
-        value = _field(source, "disable_entangle")
+    for source in (ckpt.get("args"), field(ckpt.get("cfg"), "model")):
+        value = field(source, "disable_entangle")
         if value is None:
             continue
         if not isinstance(value, bool):
             raise ValueError(f"checkpoint args hold disable_entangle={value!r}, not a bool")
         return value
     return None
-
-
-def _refused_global(err: Exception) -> str:
-    """What torch's weights-only unpickler refused, in a few words (its message is a page)."""
-    found = re.search(r"GLOBAL ([\w.]+)", str(err))
-    return f"it pickles {found.group(1)}" if found else "it holds pickled objects"
 
 
 def _first_line(err: Exception) -> str:
@@ -103,36 +90,78 @@ def read_fairseq_checkpoint(path: str | Path, trust_pickle: bool = False) -> Fai
     """The ``model`` state dict of a fairseq checkpoint and its recorded ``disable_entangle``.
 
     fairseq pickles its training config (an ``argparse.Namespace`` or omegaconf object) beside
-    the weights, which ``weights_only=True`` refuses; ``trust_pickle`` allows a full load for a
-    file you downloaded from the official source yourself. A file that is not a checkpoint at
-    all (missing, a folder, text, a truncated download) is named as such, never answered with
-    advice to trust its pickle.
+    the weights, which ``weights_only=True`` refuses; such a file is read again with
+    ``inert_pickle``, where every name outside a short allowlist loads as a stand-in and no code
+    the file names runs. ``trust_pickle`` allows a full, code-running load instead, for a file
+    the stand-ins cannot read and that you downloaded from the official source yourself. A file
+    that is not a checkpoint at all (missing, a folder, text, a truncated download) is named as
+    such, never answered with advice to trust its pickle.
     """
     path = Path(path)
+    stood_in = False
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     if not path.is_file():
         raise ValueError(f"{path} is a folder, not a fairseq .pt file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:  # a global outside torch's allowlist (or bad pickle)
-        if not trust_pickle:
-            raise ValueError(
-                f"{path} was not loaded: {_refused_global(err)}, and unpickling that could run "
-                "code (a weights-only load refuses it). fairseq pickles its training config "
-                "this way: if the file comes from the official OFA release, rerun with "
-                "--trust-pickle."
-            ) from err
-        ckpt = _load_trusted(path)
+    except pickle.UnpicklingError:  # a global outside torch's allowlist (or bad pickle)
+        stood_in = not trust_pickle
+        ckpt = _load_inert(path) if stood_in else _load_trusted(path)
     except Exception as err:  # torch's errors for bytes it cannot parse: zip, EOF, magic number
         raise ValueError(f"{path} is not a PyTorch checkpoint ({_first_line(err)})") from err
+    # where the weights could hide inside a pickled class, only a full load can tell
+    hint = (
+        " (read without running the classes it pickles: if it comes from the official OFA "
+        "release, rerun with --trust-pickle)"
+        if stood_in
+        else ""
+    )
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
-        raise ValueError(f"{path} has no 'model' state dict")
+        raise ValueError(f"{path} has no 'model' state dict{hint}")
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        raise ValueError(f"{path} holds no tensors (neither under 'model' nor at the top level)")
+        raise ValueError(
+            f"{path} holds no tensors (neither under 'model' nor at the top level){hint}"
+        )
     return FairseqCheckpoint(tensors, recorded_disable_entangle(ckpt))
+
+
+def _load_inert(path: Path) -> object:
+    """Load ``path`` with every pickled name outside ``inert_pickle.ALLOWED`` as a stand-in."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, pickle_module=inert_pickle)
+    except Exception as err:  # a damaged file fails this load too
+        raise ValueError(f"{path} is not a readable checkpoint ({_first_line(err)})") from err
+    names = sorted(_inert_names(ckpt))
+    if names:
+        log.info(
+            "%s pickles %s; read without running them (stand-ins hold their fields)",
+            path,
+            ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else ""),
+        )
+    return ckpt
+
+
+def _inert_names(obj: object, depth: int = 0) -> set[str]:
+    """The pickled names that loaded as stand-ins, found in the loaded objects."""
+    if depth > 20:
+        return set()
+    if isinstance(obj, inert_pickle.Inert):
+        found = {f"{obj.module}.{obj.name}"}
+        children: list[object] = [obj.state, *obj.args, *obj.items, *obj.entries.values()]
+    elif isinstance(obj, Mapping):
+        found, children = set(), list(obj.values())
+    elif isinstance(obj, list | tuple):
+        found, children = set(), list(obj)
+    elif isinstance(obj, argparse.Namespace):
+        found, children = set(), list(vars(obj).values())
+    else:
+        return set()
+    for child in children:
+        found |= _inert_names(child, depth + 1)
+    return found
 
 
 def _load_trusted(path: Path) -> object:
@@ -284,7 +313,8 @@ def convert_fairseq(
 
     The converted weights go through the same strict check as any other load, so a fairseq
     file with tensors we do not map is refused, not half-loaded. ``disable_entangle`` comes
-    from the checkpoint's pickled args when they can be read (``trust_pickle``); otherwise the
+    from the checkpoint's pickled args when they can be read (stand-ins or ``trust_pickle``);
+    otherwise the
     caller must give it (``resolve_disable_entangle``). ``config`` fixes the architecture only:
     its ``disable_entangle`` is replaced by the resolved one.
     """
@@ -316,7 +346,7 @@ EXAMPLES = """\
 examples:
   # the CLIP-ViP captioner: OFA-Large fine-tuned for captioning (fairseq release)
   clipvip ofa-convert caption_large_best_clean.pt --out models/ofa-caption-large \\
-      --tokenizer-from models/OFA-large --trust-pickle
+      --tokenizer-from models/OFA-large
   # then caption with it
   clipvip prepare clips.csv --out data/run --captioner ofa:models/ofa-caption-large
 
@@ -355,8 +385,10 @@ def register(subparsers) -> None:
     p.add_argument(
         "--trust-pickle",
         action="store_true",
-        help="allow a full (code-executing) unpickle when weights_only refuses the file; only "
-        "for files from the official OFA release, e.g. --trust-pickle",
+        help="allow a full (code-executing) unpickle of the training config fairseq pickles "
+        "beside the weights; without it the file is read with inert stand-ins for every "
+        "pickled class, which is enough for the official releases. Only for a file from the "
+        "official OFA release that the stand-ins cannot read, e.g. --trust-pickle",
     )
     entangle = p.add_mutually_exclusive_group()
     entangle.add_argument(
@@ -366,7 +398,7 @@ def register(subparsers) -> None:
         default=None,
         help="the model was trained with fairseq's --disable-entangle (all official OFA "
         "releases): the decoder does not add positions to tokens. Needed only when the file's "
-        "args cannot be read (no --trust-pickle, or args without the field); must agree with "
+        "args cannot be read (a weights-only file, or args without the field); must agree with "
         "them otherwise",
     )
     entangle.add_argument(

@@ -81,20 +81,29 @@ def test_converted_fairseq_checkpoint_loads_to_the_same_weights(tmp_path):
     )
 
 
-def test_fairseq_file_with_pickled_config_needs_trust_pickle(tmp_path):
+def test_fairseq_file_with_pickled_config_converts_without_trusting_its_pickle(tmp_path):
+    """weights_only refuses the Namespace fairseq pickles; the stand-in read takes the weights,
+    and a full unpickle (--trust-pickle) gives the same folder."""
     model, _ = build_random_tiny(seed=5, folder=tmp_path / "tok")
     ckpt = {"model": fairseq_state(model), "args": argparse.Namespace(arch="ofa_large")}
     torch.save(ckpt, tmp_path / "x.pt")
-    with pytest.raises(ValueError, match="--trust-pickle"):
-        convert_fairseq(tmp_path / "x.pt", tmp_path / "out", tmp_path / "tok", config=model.config)
-    convert_fairseq(
-        tmp_path / "x.pt",
-        tmp_path / "out",
-        tmp_path / "tok",
-        config=model.config,
-        trust_pickle=True,
-        disable_entangle=False,  # these args do not record it
-    )
+    with pytest.raises(Exception, match="Unsupported global"):
+        torch.load(tmp_path / "x.pt", weights_only=True)
+    folders = []
+    for trust in (False, True):
+        folders.append(
+            convert_fairseq(
+                tmp_path / "x.pt",
+                tmp_path / f"out-{trust}",
+                tmp_path / "tok",
+                config=model.config,
+                trust_pickle=trust,
+                disable_entangle=False,  # these args do not record it
+            )
+        )
+    assert read_state_dict(folders[0]).keys() == read_state_dict(folders[1]).keys()
+    for key, value in read_state_dict(folders[0]).items():
+        assert torch.equal(value, read_state_dict(folders[1])[key]), key
 
 
 def test_fairseq_file_with_unmapped_tensors_is_refused(tmp_path):
@@ -127,7 +136,80 @@ ARGS_LAYOUTS = {
         "args": None,
         "cfg": {"model": {"_name": "ofa_large", "disable_entangle": flag}},
     },
+    # newer fairseq keeps the omegaconf object itself: cfg a DictConfig, its model an AnyNode
+    # holding the legacy Namespace (allow_objects), or a DictConfig of value nodes
+    "omegaconf-any-node": lambda flag: {
+        "args": None,
+        "cfg": _omegaconf("DictConfig", {"model": _omegaconf("AnyNode", _args(flag))}),
+    },
+    "omegaconf-nodes": lambda flag: {
+        "args": None,
+        "cfg": _omegaconf(
+            "DictConfig",
+            {
+                "model": _omegaconf(
+                    "DictConfig",
+                    {
+                        "_name": _omegaconf("StringNode", "ofa_large"),
+                        "disable_entangle": _omegaconf("BooleanNode", flag),
+                    },
+                )
+            },
+        ),
+    },
 }
+
+
+def _args(flag: bool) -> argparse.Namespace:
+    return argparse.Namespace(arch="ofa_large", disable_entangle=flag)
+
+
+class _OmegaConfLike:
+    """Pickles as omegaconf's containers and nodes do (class by module and name, state a dict
+    with ``_content`` or ``_val`` and ``_metadata``), from modules this environment does not
+    have: the converter must read the file without importing them."""
+
+    def __init__(self, value: object) -> None:
+        key = "_content" if type(self).__name__ == "DictConfig" else "_val"
+        self.__dict__.update({key: value, "_metadata": {"ref_type": object}, "_parent": None})
+
+    def __getstate__(self) -> dict:
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict) -> None:
+        raise AssertionError("the converter ran a pickled class's code")
+
+
+_OMEGACONF_CLASSES = {
+    name: type(name, (_OmegaConfLike,), {"__module__": module, "__qualname__": name})
+    for name, module in {
+        "DictConfig": "omegaconf.dictconfig",
+        "AnyNode": "omegaconf.nodes",
+        "StringNode": "omegaconf.nodes",
+        "BooleanNode": "omegaconf.nodes",
+    }.items()
+}
+
+
+def _omegaconf(name: str, value: object) -> _OmegaConfLike:
+    return _OMEGACONF_CLASSES[name](value)
+
+
+def _save_with_fake_modules(obj: object, path) -> None:
+    """``torch.save`` with the omegaconf-like classes importable, then not importable again."""
+    import sys
+    import types
+
+    names = {cls.__module__ for cls in _OMEGACONF_CLASSES.values()} | {"omegaconf"}
+    for name in names:
+        sys.modules[name] = types.ModuleType(name)
+    for cls in _OMEGACONF_CLASSES.values():
+        setattr(sys.modules[cls.__module__], cls.__name__, cls)
+    try:
+        torch.save(obj, path)
+    finally:
+        for name in names:
+            del sys.modules[name]
 
 
 def _decoder_embedding_input(model: OFAModel, tokens: torch.Tensor) -> torch.Tensor:
@@ -152,13 +234,9 @@ def test_disable_entangle_from_pickled_args_lands_in_config_and_skips_decoder_po
     model, _ = build_random_tiny(seed=5, folder=tmp_path / "tok")
     assert not model.config.disable_entangle  # the args, not the given config, must decide
     ckpt = {"model": fairseq_state(model), **ARGS_LAYOUTS[layout](True)}
-    torch.save(ckpt, tmp_path / "x.pt")
+    _save_with_fake_modules(ckpt, tmp_path / "x.pt")
     out = convert_fairseq(
-        tmp_path / "x.pt",
-        tmp_path / "out",
-        tmp_path / "tok",
-        config=model.config,
-        trust_pickle=True,
+        tmp_path / "x.pt", tmp_path / "out", tmp_path / "tok", config=model.config
     )
     assert json.loads((out / "config.json").read_text())["disable_entangle"] is True
     loaded = OFAModel(load_config(out))
