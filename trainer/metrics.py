@@ -65,10 +65,18 @@ def dual_softmax(sim: Array, temperature: float = 100.0) -> Array:
 
     With rows = queries (texts) and columns = videos this is a softmax over the texts of each
     video: a video that every text finds close gets its scores damped (a "hub").
+
+    The result is floating point: a float input keeps its dtype; integer (or bool) scores come
+    back as float64 for numpy and as torch's default float dtype (float32) for a tensor, since
+    cast back to integers the products of scores and probabilities would round to zero.
     """
     if isinstance(sim, torch.Tensor):
+        if not sim.is_floating_point():
+            sim = sim.to(torch.get_default_dtype())
         return sim * torch.softmax(temperature * sim, dim=0)
-    s = np.asarray(sim, dtype=np.float64)
+    given = np.asarray(sim)
+    s = given.astype(np.float64)
     z = temperature * s
     z = np.exp(z - z.max(axis=0, keepdims=True))
-    return (s * z / z.sum(axis=0, keepdims=True)).astype(np.asarray(sim).dtype)
+    out = s * z / z.sum(axis=0, keepdims=True)
+    return out.astype(given.dtype) if np.issubdtype(given.dtype, np.floating) else out

@@ -7,6 +7,9 @@ What changes against CLIP (Xue et al., ICLR 2023, and the official ``CLIP_ViP.py
   entry 0 and no temporal embedding.
 * spatio-temporal position: a patch of frame t gets CLIP's 2-D entry of its patch plus a learnable
   ``temporal_embedding[t]`` (12 entries, zeros at start, linearly interpolated for T != 12).
+* other resolutions: at an image size whose patch grid differs from the one CLIP was trained
+  for, CLIP's 2-D position grid is resized bicubically on the fly (``resize_position_grid``, as
+  Hugging Face's ``interpolate_pos_encoding``); the stored parameter stays CLIP's own shape.
 * ``proxy_attention_mask``: a patch of frame n sees the proxies and its own frame; proxies see all.
   It is computed block-wise (proxies over everything; each frame over proxies + itself), which
   at B/16 with 12 frames is ~12x less work than the dense masked form.
@@ -19,6 +22,7 @@ official checkpoints (``clipmodel.`` + the HF CLIP names) load key for key.
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +118,25 @@ def proxy_guided_attention(
     return torch.cat([proxies, frames.reshape(b, h, t * p, d)], dim=2)
 
 
+def resize_position_grid(grid: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """CLIP's patch position entries (P, C), a square grid in row-major order, resized to a
+    ``height`` x ``width`` grid: (height * width, C).
+
+    Bicubic, ``align_corners=False``, as Hugging Face's ``CLIPVisionEmbeddings.
+    interpolate_pos_encoding`` (after DINO) does; differentiable, so training at another
+    resolution still updates CLIP's own grid.
+    """
+    count, width_c = grid.shape
+    side = math.isqrt(count)
+    if side * side != count:
+        raise TrainerError(f"CLIP's {count} patch positions are not a square grid to resize")
+    square = grid.reshape(1, side, side, width_c).permute(0, 3, 1, 2)
+    resized = F.interpolate(
+        square.float(), size=(height, width), mode="bicubic", align_corners=False
+    ).to(grid.dtype)
+    return resized.permute(0, 2, 3, 1).reshape(height * width, width_c)
+
+
 def dense_masked_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_proxies: int, num_frames: int
 ) -> torch.Tensor:
@@ -141,6 +164,50 @@ class ClipViP(nn.Module):
         emb.temporal_embedding = nn.Parameter(torch.zeros(1, cfg.temporal_size, width))
         with torch.no_grad():
             clipmodel.logit_scale.fill_(cfg.logit_scale_init)
+        self._resized_grids: set[tuple[int, int]] = set()  # logged once each
+
+    def check_image_size(self, image_size: int) -> None:
+        """Refuse ``data.image_size`` when it is not a multiple of the patch size (the patch
+        convolution would silently drop the border); say once when CLIP's position grid will
+        be interpolated. Called when the model is built for a config, before any data."""
+        emb = self.clipmodel.vision_model.embeddings
+        patch, native = emb.patch_size, emb.image_size
+        if image_size % patch:
+            lower = max(patch, image_size // patch * patch)
+            raise TrainerError(
+                f"data.image_size {image_size} is not a multiple of the model's patch size "
+                f"{patch} (its image size is {native}); use a multiple of {patch}, "
+                f"e.g. {lower} or {lower + patch}"
+            )
+        self.patch_positions(image_size // patch, image_size // patch)
+
+    def patch_positions(self, grid_h: int, grid_w: int) -> torch.Tensor:
+        """CLIP's 2-D position entries for a ``grid_h`` x ``grid_w`` patch grid: (P, C).
+
+        CLIP's own entries (the very tensor) at its own grid; otherwise the grid bicubically
+        interpolated (logged once per grid size). Entry 0, the class/proxy position, is not
+        part of the grid and is never resized.
+        """
+        emb = self.clipmodel.vision_model.embeddings
+        grid = emb.position_embedding.weight[1:]
+        side = math.isqrt(grid.shape[0])
+        if (grid_h, grid_w) == (side, side) and side * side == grid.shape[0]:
+            return grid
+        if (grid_h, grid_w) not in self._resized_grids:
+            self._resized_grids.add((grid_h, grid_w))
+            log.info(
+                "image size %dx%d px with %d px patches: CLIP's %dx%d position grid (made for "
+                "%d px) is bicubically interpolated to %dx%d",
+                grid_h * emb.patch_size,
+                grid_w * emb.patch_size,
+                emb.patch_size,
+                side,
+                side,
+                emb.image_size,
+                grid_h,
+                grid_w,
+            )
+        return resize_position_grid(grid, grid_h, grid_w)
 
     @property
     def logit_scale(self) -> nn.Parameter:
@@ -166,18 +233,25 @@ class ClipViP(nn.Module):
         """(B, T, 3, H, W) pixels -> (B, M + T*P, C) tokens with proxy and temporal positions."""
         emb = self.clipmodel.vision_model.embeddings
         b, t, c, h, w = video.shape
+        if h % emb.patch_size or w % emb.patch_size:
+            raise TrainerError(
+                f"frames of {h}x{w} px do not divide into the model's {emb.patch_size} px "
+                "patches; set data.image_size to a multiple of the patch size"
+            )
         weight = emb.patch_embedding.weight
         patches = emb.patch_embedding(video.reshape(b * t, c, h, w).to(weight.dtype))
+        grid_h, grid_w = patches.shape[2], patches.shape[3]
         patches = patches.flatten(2).transpose(1, 2)  # (B*T, P, C)
         p, width = patches.shape[1], patches.shape[2]
         patches = patches.reshape(b, t, p, width)
-        positions = emb.position_embedding.weight  # (1 + P, C)
+        grid = self.patch_positions(grid_h, grid_w)  # (P, C), CLIP's own at its own size
         temporal = emb.temporal_embedding  # (1, 12, C)
         if t != temporal.shape[1]:
             temporal = F.interpolate(temporal.transpose(1, 2), size=t, mode="linear")
             temporal = temporal.transpose(1, 2)
-        patches = patches + positions[1 : 1 + p][None, None] + temporal[0][None, :, None]
-        proxies = torch.cat([emb.class_embedding[None], emb.added_cls], dim=0) + positions[0]
+        patches = patches + grid[None, None] + temporal[0][None, :, None]
+        position0 = emb.position_embedding.weight[0]
+        proxies = torch.cat([emb.class_embedding[None], emb.added_cls], dim=0) + position0
         proxies = proxies[None].expand(b, -1, -1)  # (B, M, C)
         return torch.cat([proxies, patches.reshape(b, t * p, width)], dim=1)
 

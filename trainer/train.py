@@ -104,6 +104,7 @@ def build_model(cfg: TrainConfig, weights: Path, device: torch.device) -> ClipVi
     torch.manual_seed(cfg.seed)  # the new proxies are drawn identically on every rank
     model = load_clipvip(cfg.model, weights)
     check_text_length(cfg, model)
+    model.check_image_size(cfg.data.image_size)
     return model.to(device)
 
 
@@ -303,6 +304,29 @@ def _changed_keys(before: dict[str, Any], now: dict[str, Any], prefix: str = "")
     return changed
 
 
+def saved_world_size(meta: dict[str, Any]) -> int:
+    """The number of processes a checkpoint's run had: ``world_size`` in its train state, or,
+    for checkpoints saved before that was recorded, one data position per rank."""
+    if "world_size" in meta:
+        return int(meta["world_size"])
+    return len(meta["positions"])
+
+
+def check_resume_world(meta: dict[str, Any], world: int, folder: Path) -> None:
+    """Refuse to resume on another number of processes than the checkpoint was saved with:
+    each rank's data position and the step plan (per-rank epoch length, so the LR schedule)
+    belong to that number, and there is no exact way to redistribute them."""
+    saved = saved_world_size(meta)
+    if saved != world:
+        raise TrainerError(
+            f"{folder} was saved by a run of {saved} process(es) and this one has {world}: "
+            f"resume with {saved} (e.g. torchrun --nproc_per_node {saved}, or no torchrun for "
+            "1), or start a new run from its weights with "
+            f"--init {folder / MODEL_FILE} --out NEW_RUN (data positions and the LR schedule "
+            "depend on the number of processes)"
+        )
+
+
 def plan_steps(cfg: TrainConfig, total_samples: int | None, world: int) -> tuple[int, int | None]:
     """(optimizer steps, micro-batches per rank per epoch or None for 'until exhausted')."""
     per_epoch = None
@@ -436,6 +460,7 @@ def train(
         meta = load_checkpoint(
             resume, model, optimizer, scheduler, scaler, rank=d.rank, device=d.device
         )
+        check_resume_world(meta, d.world, resume)
         step, epoch, position = meta["step"], meta["epoch"], meta["positions"][d.rank]
         best = meta.get("best", best)
         log.info("resumed from %s (step %d, epoch %d)", resume, step, epoch)
@@ -526,7 +551,12 @@ def train(
                     model,
                     optimizer,
                     scheduler,
-                    {"epoch": stream.epoch, "positions": positions, "best": best},
+                    {
+                        "epoch": stream.epoch,
+                        "positions": positions,
+                        "world_size": d.world,
+                        "best": best,
+                    },
                     scaler=scaler,
                     cuda_rng=cuda_rng,
                 )
@@ -591,6 +621,7 @@ def _open_model(
     model_cfg = cfg.model if folder is None else replace(cfg.model, init_checkpoint=None)
     model = load_clipvip(model_cfg, weights)
     check_text_length(cfg, model)
+    model.check_image_size(cfg.data.image_size)
     if folder is not None:
         load_model_weights(model, folder)
     tokenizer = CLIPTokenizer.from_pretrained(str(weights), local_files_only=True)

@@ -60,6 +60,30 @@ def test_dual_softmax_is_sim_times_softmax_over_queries_per_candidate() -> None:
     np.testing.assert_allclose(out.numpy(), expected)
 
 
+def test_dual_softmax_of_integer_scores_is_float_not_all_zeros() -> None:
+    """Integer scores (counts, votes) come back as floats: cast back to int they were all 0."""
+    sim = np.array([[2, 0, 1], [1, 3, 0], [0, 1, 2]])
+    s = sim.astype(np.float64)
+    e = np.exp(0.5 * (s - s.max(axis=0)))
+    expected = s * e / e.sum(axis=0, keepdims=True)
+    out = dual_softmax(sim, temperature=0.5)
+    assert out.dtype == np.float64 and out.any()
+    np.testing.assert_allclose(out, expected)
+    assert dual_softmax(sim > 0).dtype == np.float64
+    tensor = dual_softmax(torch.tensor(sim), temperature=0.5)
+    assert tensor.dtype == torch.float32
+    np.testing.assert_allclose(tensor.numpy(), expected, rtol=1e-6)
+    assert retrieval_metrics(out)["R1"] == 100.0  # the diagonal wins, as in the integer scores
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_dual_softmax_keeps_a_float_dtype(dtype: type) -> None:
+    sim = np.array([[0.5, 0.1], [0.4, 0.3]], dtype=dtype)
+    assert dual_softmax(sim).dtype == dtype
+    for tdtype in (torch.float32, torch.float64):
+        assert dual_softmax(torch.tensor([[0.5, 0.1], [0.4, 0.3]], dtype=tdtype)).dtype == tdtype
+
+
 def test_dual_softmax_demotes_a_hub_video() -> None:
     # video 0 is close to every text (a hub); text 1 still prefers it before DSL
     sim = np.array([[0.90, 0.10], [0.80, 0.78]])

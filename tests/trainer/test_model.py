@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from trainer.model import (
     load_official_checkpoint,
     proxy_attention_mask,
     proxy_guided_attention,
+    resize_position_grid,
 )
 
 
@@ -167,3 +169,93 @@ def test_forward_and_backward_under_bf16_autocast_stay_close_to_fp32(tiny_weight
 
 
 FEATS = ("video", "subtitle", "frame", "caption")
+
+
+# ---- image sizes other than CLIP's own: the 2-D position grid --------------------------------
+
+
+def test_at_clips_own_image_size_the_tokens_are_bit_identical_to_clips_positions(model) -> None:
+    """The tiny CLIP is made for 32 px with 8 px patches: its own 4x4 grid is used as it is,
+    the very entries the model used before other sizes were supported (no resampling)."""
+    emb = model.clipmodel.vision_model.embeddings
+    torch.manual_seed(2)
+    video = torch.randn(2, 3, 3, 32, 32)
+    model.check_image_size(32)
+    assert torch.equal(model.patch_positions(4, 4), emb.position_embedding.weight[1:])
+    with torch.no_grad():
+        tokens = model.embed_video_tokens(video)
+        patches = emb.patch_embedding(video.reshape(6, 3, 32, 32)).flatten(2).transpose(1, 2)
+        pos = emb.position_embedding.weight
+        expected = patches.reshape(2, 3, 16, 32) + pos[1:17][None, None]
+        expected = expected + emb.temporal_embedding[0, :3][None, :, None]  # 12 -> 3 frames
+    assert torch.equal(tokens[:, 4:], expected.reshape(2, 48, 32))
+    assert not model._resized_grids  # nothing interpolated, nothing logged
+
+
+def test_resizing_the_grid_to_its_own_size_is_the_identity_and_corners_stay_corners() -> None:
+    torch.manual_seed(3)
+    grid = torch.randn(16, 5)
+    torch.testing.assert_close(resize_position_grid(grid, 4, 4), grid, rtol=0, atol=1e-6)
+    # channel 0 = row, channel 1 = column of each entry of a 4x4 grid (row-major)
+    rows, cols = torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij")
+    ramp = torch.stack([rows.flatten(), cols.flatten()], dim=1)
+    for h, w in [(6, 6), (2, 2), (3, 5)]:
+        new = resize_position_grid(ramp, h, w).reshape(h, w, 2)
+        corners = {(0, 0): (0, 0), (0, w - 1): (0, 3), (h - 1, 0): (3, 0), (h - 1, w - 1): (3, 3)}
+        for (r, c), old in corners.items():  # each new corner is nearest the old corner
+            nearest = int(torch.cdist(new[r, c][None], ramp).argmin())
+            assert divmod(nearest, 4) == old, (h, w, r, c)
+        # rows stay rows and columns columns: row index grows down, constant along a row
+        assert (new[1:, :, 0] > new[:-1, :, 0]).all() and (new[:, 1:, 1] > new[:, :-1, 1]).all()
+        torch.testing.assert_close(new[:, :, 0], new[:, :1, 0].expand(h, w))
+
+
+@pytest.mark.parametrize("size", [16, 48])
+def test_another_image_size_uses_clips_grid_interpolated_as_hugging_face_does(
+    tiny_weights: Path, size: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """16 px (2x2 patches, fewer than CLIP's 4x4: once silently the top rows) and 48 px (6x6,
+    more: once a broadcast error) both get the bicubically resized grid; the stored parameter
+    keeps CLIP's shape and still learns through the resize; the resize is logged once."""
+    torch.manual_seed(0)
+    model = load_clipvip(ModelConfig(), tiny_weights).eval()
+    emb = model.clipmodel.vision_model.embeddings
+    grid = size // 8
+    with caplog.at_level(logging.INFO, logger="trainer.model"):
+        model.check_image_size(size)
+        torch.manual_seed(4)
+        frames = torch.randn(2, 1, 3, size, size)
+        with torch.no_grad():
+            tokens = model.embed_video_tokens(frames)  # temporal embedding is zero at start
+            hf = emb(frames[:, 0], interpolate_pos_encoding=True)  # (B, 1 + P, C)
+    resized = [r for r in caplog.records if "interpolated" in r.getMessage()]
+    assert len(resized) == 1 and f"to {grid}x{grid}" in resized[0].getMessage()
+    assert tokens.shape == (2, 4 + grid * grid, 32)
+    torch.testing.assert_close(tokens[:, 4:], hf[:, 1:], rtol=1e-5, atol=1e-6)
+    pos = emb.position_embedding.weight
+    proxies = torch.cat([emb.class_embedding[None], emb.added_cls]) + pos[0]
+    torch.testing.assert_close(tokens[0, :4], proxies)  # entry 0 is never resized
+    stored = model.state_dict()["clipmodel.vision_model.embeddings.position_embedding.weight"]
+    assert stored.shape == (17, 32)  # CLIP's own: checkpoints keep loading key for key
+    out = model.encode_video(torch.randn(2, 3, 3, size, size))
+    out.sum().backward()
+    assert out.shape == (2, 32) and pos.grad[1:].abs().sum() > 0
+
+
+def test_an_image_size_not_a_multiple_of_the_patch_size_is_refused_when_the_model_is_built(
+    tiny_weights: Path,
+) -> None:
+    from trainer.config import load_config
+    from trainer.errors import TrainerError
+    from trainer.train import build_model
+
+    cfg = load_config("tiny", {"data.image_size": 36})
+    with pytest.raises(
+        TrainerError, match=r"data.image_size 36 .* patch size 8 .* image size is 32"
+    ):
+        build_model(cfg, tiny_weights, torch.device("cpu"))
+    model = load_clipvip(ModelConfig(), tiny_weights)
+    with pytest.raises(TrainerError, match="e.g. 32 or 40"):
+        model.check_image_size(36)
+    with pytest.raises(TrainerError, match="36x36 px do not divide"):
+        model.encode_video(torch.zeros(1, 1, 3, 36, 36))
