@@ -348,8 +348,13 @@ class OFADecoder(nn.Module):
         )
 
     def output_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Tied output projection (``decoder.output_projection`` in checkpoints)."""
-        return x @ self.embed_tokens.weight.t().to(x.dtype)
+        """Tied output projection (``decoder.output_projection`` in checkpoints), in float32
+        whatever the autocast: bf16 logits between 16 and 32 round in steps of 0.06-0.125,
+        which beam search then ranks by (on the random tiny model, 9 of 96 captions under CPU
+        bf16 autocast differed from float32). One projection per step: a few percent of a
+        batch's decode on a GPU."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return x.float() @ self.embed_tokens.weight.t().float()
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """(T, D) -> (H, T, E)."""

@@ -84,3 +84,16 @@ def test_beam_search_under_fp16_autocast_keeps_an_fp16_cache_and_near_fp32_logit
     assert torch.isfinite(logits).all()
     assert (logits.float() - ref).abs().max() < 0.05 * ref.abs().max()
     assert all(0 < len(seq) <= cfg.max_new_tokens for seq in beams)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_logits_come_out_in_float32_under_autocast(dtype):
+    """bf16 rounds logits of 16-32 to steps of 0.06-0.125, enough to reorder beams: the output
+    projection runs in float32 on the decoder's (autocast) hidden state."""
+    captioner = random_tiny_captioner(device="cpu")
+    decoder = captioner.model.decoder
+    hidden = torch.randn(4, decoder.embed_tokens.weight.shape[1]).to(dtype)
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype):
+        logits = decoder.output_logits(hidden)
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, hidden.float() @ decoder.embed_tokens.weight.t())
