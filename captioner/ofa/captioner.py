@@ -105,7 +105,8 @@ class OFACaptioner(Captioner):
     ) -> None:
         self.device = pick_device(device)
         # None: no autocast (CPU, or precision="fp32"); see captioner.precision for "auto".
-        self.amp_dtype = autocast_dtype(self.device, precision)
+        # OFA was trained and evaluated in fp16; bf16 moves its captions further (precision.py)
+        self.amp_dtype = autocast_dtype(self.device, precision, prefer=torch.float16)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.name = name

@@ -97,3 +97,12 @@ def test_logits_come_out_in_float32_under_autocast(dtype):
         logits = decoder.output_logits(hidden)
     assert logits.dtype == torch.float32
     torch.testing.assert_close(logits, hidden.float() @ decoder.embed_tokens.weight.t())
+
+
+def test_auto_is_fp16_for_ofa_on_any_gpu_and_never_asks_it():
+    """OFA ran in fp16 officially, and bf16 moves its captions further from float32."""
+    ampere, asked = _gpu(native=True)
+    assert autocast_dtype(CUDA, "auto", ampere, prefer=torch.float16) == torch.float16
+    assert autocast_dtype(CUDA, "bf16", ampere, prefer=torch.float16) == torch.bfloat16
+    assert asked == []
+    assert autocast_dtype(torch.device("cpu"), "auto", prefer=torch.float16) is None
