@@ -60,6 +60,8 @@ def cmd_gap(args: argparse.Namespace) -> int:
 
     if args.seeds < 1 or args.samples < 2 or args.n_init < 1 or args.batch_size < 1:
         raise UserError("--seeds, --n-init and --batch-size must be >= 1 and --samples >= 2")
+    if args.seed < 0:
+        raise UserError(f"--seed must be >= 0 (got {args.seed}): seeds are SEED..SEED+K-1")
     try:
         specs = [SourceSpec.parse(s) for s in args.source]
         config = GapRunConfig(

@@ -9,7 +9,7 @@
   local sentence-transformers folder instead.
 - ``tfidf`` / ``tfidf:DIM``: TF-IDF over word 1-2-grams reduced by truncated SVD to DIM
   (default 256, fewer when the vocabulary is smaller); no model, a baseline. It is fitted on
-  every sentence of every source, so call ``fit`` before ``encode_batch``.
+  each draw's union (per pair and seed), so call ``fit`` before ``encode_batch``.
 
 Encoders return raw vectors; ``embed`` batches, shows progress and L2-normalises, so every
 encoder's output lies on the unit sphere where k-means compares directions.
@@ -44,9 +44,13 @@ class TextEncoder(ABC):
     def fit(self, corpus: Sequence[str]) -> None:  # noqa: B027 - most encoders need no fitting
         """Learn from every sentence to be encoded (only data-fitted encoders need it)."""
 
+    #: learns from the sentences it encodes (``fit`` on each draw) rather than fixed weights
+    needs_fit: bool = False
+
     @property
     def cache_id(self) -> str | None:
-        """A stable name for the weights, to key on-disk caches; ``None``: do not cache."""
+        """A stable name for the model, to key on-disk caches; ``None``: do not cache. Computed
+        on demand (it reads the model folder): only when a cache is used."""
         return None
 
     @abstractmethod
@@ -85,7 +89,7 @@ class MiniLMEncoder(TextEncoder):
 
     @property
     def cache_id(self) -> str:
-        return "minilm-" + _file_digest(os.path.join(self._path, "model.safetensors"))
+        return "minilm-" + folder_digest(self._path)
 
     def encode_batch(self, texts: Sequence[str]) -> np.ndarray:
         out = self.model.encode(
@@ -118,9 +122,7 @@ class ClipTextEncoder(TextEncoder):
 
     @property
     def cache_id(self) -> str:
-        weights = [f for f in os.listdir(self._path) if f.endswith((".safetensors", ".bin"))]
-        digest = "-".join(_file_digest(os.path.join(self._path, f)) for f in sorted(weights))
-        return "clip-" + hashlib.sha1(digest.encode()).hexdigest()[:16]
+        return "clip-" + folder_digest(self._path)
 
     def encode_batch(self, texts: Sequence[str]) -> np.ndarray:
         inputs = self.tokenizer(
@@ -139,7 +141,13 @@ class ClipTextEncoder(TextEncoder):
 
 
 class TfidfEncoder(TextEncoder):
-    """TF-IDF + truncated SVD (LSA): a model-free baseline that sees words, not meaning."""
+    """TF-IDF + truncated SVD (LSA): a model-free baseline that sees words, not meaning.
+
+    Fitted anew on each draw's union (``needs_fit``), so a pair's number depends only on its
+    two sources, its seed and the settings, never on the other sources or the number of seeds.
+    """
+
+    needs_fit = True
 
     def __init__(self, dim: int = 256, seed: int = 0) -> None:
         self.spec = f"tfidf:{dim}"
@@ -164,8 +172,39 @@ class TfidfEncoder(TextEncoder):
         return self._svd.transform(self._vectorizer.transform(list(texts))).astype(np.float32)
 
 
+#: weight files: hashed by size + first and last MiB (reading gigabytes for a cache key is too
+#: slow; a retrained or edited checkpoint changes its size, header or tail in practice)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx")
+
+
+def folder_digest(folder: str) -> str:
+    """Identity of a model folder: every file in it and its subfolders, by relative path.
+
+    Config and tokenizer files (``config.json``, ``sentence_bert_config.json`` with
+    ``max_seq_length``, ``modules.json``, ``1_Pooling/config.json``, ``tokenizer.json``,
+    ``vocab.txt``, ...) are hashed whole; weight files (``WEIGHT_SUFFIXES``: ``*.safetensors``,
+    ``pytorch_model.bin``, ...) by ``_file_digest``. Hidden files and folders (``.git``,
+    ``.cache``) and ``README.md`` are left out: they do not change the vectors.
+    """
+    h = hashlib.sha1()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith(".") or name.lower() == "readme.md":
+                continue
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, folder).replace(os.sep, "/")
+            h.update(rel.encode("utf-8") + b"\0")
+            if name.endswith(WEIGHT_SUFFIXES):
+                h.update(_file_digest(path).encode())
+            else:
+                with open(path, "rb") as f:
+                    h.update(hashlib.sha1(f.read()).digest())
+    return h.hexdigest()[:16]
+
+
 def _file_digest(path: str) -> str:
-    """Size and mtime-free digest of the first and last MiB: cheap and stable across copies."""
+    """Size and the first and last MiB (no mtime): cheap and stable across copies."""
     h = hashlib.sha1()
     size = os.path.getsize(path)
     h.update(str(size).encode())

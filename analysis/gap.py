@@ -106,13 +106,18 @@ def plan_pairs(
 ) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """Rows, columns and (source, reference) pairs of the table.
 
-    With references: rows are the other sources (all sources if every one is a reference),
-    columns the references (a repeated one once). Without: every source against every other,
-    each pair once.
+    With references: every source against every reference except itself. Rows are the
+    non-reference sources, then the references when there are two or more (each is measured
+    against the others); columns the references (a repeated one once). Without: every source
+    against every other, each pair once. A pair listed both ways (two references) is measured
+    once by ``measure``.
     """
     references = list(dict.fromkeys(references))
     if references:
-        rows = [n for n in names if n not in references] or list(names)
+        rows = [n for n in names if n not in references]
+        if len(references) > 1:
+            rows += [n for n in names if n in references]
+        rows = rows or list(names)
         cols = list(references)
         pairs = [(r, c) for r in rows for c in cols if r != c]
     else:
@@ -131,19 +136,33 @@ def needed_indices(sizes: dict[str, int], config: GapConfig) -> dict[str, np.nda
     return out
 
 
+Draws = Callable[[list[tuple[str, np.ndarray]]], list[np.ndarray]]
+
+
 def measure(
     sizes: dict[str, int],
-    vectors: Callable[[str, np.ndarray], np.ndarray],
+    vectors: Callable[[str, np.ndarray], np.ndarray] | None,
     config: GapConfig,
     references: Sequence[str] = (),
     progress: bool = False,
+    draws: Draws | None = None,
 ) -> GapResult:
     """Every pair's gap (and the all-sources one) over ``config.seeds``.
 
     ``sizes`` maps each source to its sentence count; ``vectors(name, indices)`` returns the
-    unit embeddings of those sentences. Unknown references raise ``ValueError``.
+    unit embeddings of those sentences. ``draws`` instead, when given: the unit embeddings of
+    one clustering's groups at once, ``[(name, indices), ...]`` in, one array a group out (for
+    an encoder fitted on each draw's union, as TF-IDF is). Unknown references raise
+    ``ValueError``. An unordered pair is clustered once a seed, whichever way it is listed.
     """
     from tqdm.auto import tqdm
+
+    if draws is None:
+        if vectors is None:
+            raise ValueError("measure needs vectors or draws")
+
+        def draws(groups: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
+            return [vectors(name, idx) for name, idx in groups]
 
     names = list(sizes)
     missing = [r for r in references if r not in sizes]
@@ -160,31 +179,41 @@ def measure(
             )
     orders = {(name, s): draw_order(sizes[name], s, name) for name in names for s in config.seeds}
 
-    def sample(name: str, seed: int, n: int) -> np.ndarray:
-        return vectors(name, orders[(name, seed)][:n])
+    def groups(members: Sequence[str], seed: int, n: int) -> list[np.ndarray]:
+        return draws([(name, orders[(name, seed)][:n]) for name in members])
 
-    jobs = [tuple(sorted(p)) for p in plan]
+    jobs = list(dict.fromkeys(tuple(sorted(p)) for p in plan))
     total = len(jobs) * len(config.seeds) + (len(config.seeds) if len(names) > 2 else 0)
     bar = tqdm(total=total, desc="k-means", unit="fit", disable=not progress, leave=False)
-    pairs: list[PairGap] = []
-    for (source, reference), (a, b) in zip(plan, jobs):
+    done: dict[tuple[str, str], tuple[int, list[float]]] = {}
+    for a, b in jobs:
         n = min(config.samples, sizes[a], sizes[b])
         scores = []
         for seed in config.seeds:
-            scores.append(
-                domain_gap_nmi(sample(a, seed, n), sample(b, seed, n), seed, config.n_init)
-            )
+            scores.append(cluster_nmi(groups((a, b), seed, n), seed, config.n_init))
             bar.update()
+        done[(a, b)] = (n, scores)
+    pairs: list[PairGap] = []
+    for source, reference in plan:
+        n, scores = done[tuple(sorted((source, reference)))]
         pairs.append(
-            PairGap(source, reference, float(np.mean(scores)), float(np.std(scores)), n, scores)
+            PairGap(
+                source, reference, float(np.mean(scores)), float(np.std(scores)), n, list(scores)
+            )
         )
     overall = None
     if len(names) > 2:
         n = min(config.samples, *sizes.values())
         order = sorted(names)
+        if n < config.samples:
+            smallest = min(order, key=lambda x: sizes[x])
+            warnings.append(
+                f"all-sources run (k = {len(order)}): n = {n} sentences per source, limited by "
+                f"{smallest} ({sizes[smallest]} sentences; asked {config.samples})"
+            )
         scores = []
         for seed in config.seeds:
-            scores.append(cluster_nmi([sample(x, seed, n) for x in order], seed, config.n_init))
+            scores.append(cluster_nmi(groups(order, seed, n), seed, config.n_init))
             bar.update()
         overall = PairGap(
             "all", ",".join(order), float(np.mean(scores)), float(np.std(scores)), n, scores

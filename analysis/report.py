@@ -15,6 +15,7 @@ import io
 import json
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,19 +123,35 @@ def read_errors(text: str, path: str) -> list[dict]:
     return errors
 
 
-def _failures(store: Store, run: str) -> tuple[dict[str, int], list[dict]]:
-    """Failure counts by stage (errors.jsonl, else stats.json) and a few examples."""
+def _failures(store: Store, run: str) -> tuple[dict[str, int], list[dict], list[str]]:
+    """Failure counts by stage, a few examples, and warnings. The counts are the run's total,
+    ``failed_by_stage`` of stats.json; errors.jsonl (which a copy or upload may have cut
+    short) gives the examples, and the counts only when there is no stats.json. When the two
+    disagree, a warning says so (logged and shown in the report)."""
     examples: list[dict] = []
-    counts: Counter = Counter()
-    if store.exists("errors.jsonl"):
+    logged: Counter = Counter()
+    has_log = store.exists("errors.jsonl")
+    if has_log:
         for err in read_errors(store.read_text("errors.jsonl"), f"{run}/errors.jsonl"):
-            counts[str(err.get("stage", "?"))] += 1
+            logged[str(err.get("stage", "?"))] += 1
             if len(examples) < 20:
                 examples.append(err)
-    elif store.exists("stats.json"):
-        stats = _json_object(store.read_text("stats.json"), f"{run}/stats.json")
-        counts.update(stats.get("failed_by_stage", {}))
-    return dict(counts), examples
+    if not store.exists("stats.json"):
+        return dict(logged), examples, []
+    stats = _json_object(store.read_text("stats.json"), f"{run}/stats.json")
+    by_stage = stats.get("failed_by_stage") or {}
+    if not isinstance(by_stage, dict):
+        by_stage = {}
+    counts = {str(k): int(v) for k, v in by_stage.items() if int(v)}
+    notes = []
+    if has_log and sum(logged.values()) != sum(counts.values()):
+        notes.append(
+            f"{run}/stats.json counts {sum(counts.values())} failed rows but errors.jsonl lists "
+            f"{sum(logged.values())}: the counts are from stats.json (the run's total); "
+            "errors.jsonl, perhaps cut short, only gives the examples"
+        )
+        log.warning("%s", notes[-1])
+    return counts, examples, notes
 
 
 def _png(fig) -> str:
@@ -246,7 +263,12 @@ def _mean(xs: list) -> str:
 
 
 def render_html(
-    run: str, s: CorpusSummary, failures: dict[str, int], examples: list[dict], gap_html: str
+    run: str,
+    s: CorpusSummary,
+    failures: dict[str, int],
+    examples: list[dict],
+    gap_html: str,
+    notes: Sequence[str] = (),
 ) -> str:
     cards = []
     for item in s.sheet:
@@ -272,6 +294,7 @@ def render_html(
         if fail_rows
         else ""
     )
+    note_html = "".join(f'<p class="muted">warning: {html.escape(n)}</p>' for n in notes)
     models = ", ".join(f"{html.escape(k)} ({v})" for k, v in s.caption_models.most_common())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>clipvip corpus report</title>
@@ -283,7 +306,7 @@ mean duration {_mean(s.durations)} s · mean subtitle {_mean(s.subtitle_words)} 
 mean caption {_mean(s.caption_words)} words · caption models: {models or "none"}</p>
 <h2>Distributions</h2>
 <img class="plot" alt="histograms" src="{histograms(s, failures)}">
-{fail_table}
+{note_html}{fail_table}
 {gap_html}
 <h2>Middle frames ({len(s.sheet)} of {s.samples})</h2>
 <div class="sheet">{"".join(cards)}</div>
@@ -320,9 +343,9 @@ def write_report(config: ReportConfig) -> Path:
         )
     gap = load_gap(gap_dir, asked=bool(config.gap))
     store = Store(run)
-    failures, examples = _failures(store, run)
+    failures, examples, notes = _failures(store, run)
     summary = summarise(run, config.frames, config.thumb_px)
-    page = render_html(run, summary, failures, examples, _gap_section(gap_dir, gap))
+    page = render_html(run, summary, failures, examples, _gap_section(gap_dir, gap), notes)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     log.info(

@@ -108,8 +108,10 @@ def load_sources(
 def embed_sources(
     texts: dict[str, list[str]], encoder: TextEncoder, config: GapRunConfig, cache_dir: Path | None
 ) -> dict[str, dict[int, np.ndarray]]:
-    """Unit vectors of just the sentences some draw will use, per source, via the cache."""
-    cache = EmbeddingCache(cache_dir, encoder.cache_id)
+    """Unit vectors of just the sentences some draw will use, per source, via the cache.
+
+    The encoder's ``cache_id`` (which reads its model folder) is asked only when caching."""
+    cache = EmbeddingCache(cache_dir, encoder.cache_id if cache_dir is not None else None)
     used = needed_indices({n: len(t) for n, t in texts.items()}, config.gap)
     out: dict[str, dict[int, np.ndarray]] = {}
     for name, idx in used.items():
@@ -134,7 +136,10 @@ def summary_line(result: GapResult, encoder: str, config: GapConfig, out: str) -
     line = f"domain gap (NMI, {encoder}, n≤{config.samples}, {len(config.seeds)} seeds): {pairs}"
     if result.overall is not None:
         k = len(result.sources)
-        line += f"; all {k} (k = {k}) {result.overall.nmi_mean:.2f}±{result.overall.nmi_std:.2f}"
+        line += (
+            f"; all {k} (k = {k}, n = {result.overall.n}) "
+            f"{result.overall.nmi_mean:.2f}±{result.overall.nmi_std:.2f}"
+        )
     return f"{line} -> {out}/gap.md"
 
 
@@ -157,21 +162,34 @@ def run_gap(
     t_load = time.perf_counter()
 
     encoder = encoder or load_encoder(config.encoder, config.device)
-    if encoder.cache_id is None:  # fitted encoders (tfidf) learn from the sentences measured
-        used = needed_indices({n: len(t) for n, t in texts.items()}, config.gap)
-        encoder.fit([texts[n][i] for n, idx in used.items() for i in idx])
     t_model = time.perf_counter()
-    vectors = embed_sources(texts, encoder, config, out / "cache" if config.cache else None)
+    sizes = {n: len(t) for n, t in texts.items()}
+    fitted_dims: list[int] = []
+    if encoder.needs_fit:
+        # fitted encoders (tfidf) learn from each draw's union alone: a pair's number then
+        # depends only on its two sources, seed and settings (not on --seeds or other sources)
+        def draws(groups: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
+            chosen = [[texts[name][int(i)] for i in idx] for name, idx in groups]
+            encoder.fit([t for g in chosen for t in g])
+            fitted_dims.append(encoder.dim)
+            return [embed(encoder, g, config.batch_size) for g in chosen]
+
+    else:
+        vectors = embed_sources(texts, encoder, config, out / "cache" if config.cache else None)
+
+        def draws(groups: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
+            return [np.stack([vectors[name][int(i)] for i in idx]) for name, idx in groups]
+
     t_embed = time.perf_counter()
 
-    sizes = {n: len(t) for n, t in texts.items()}
-    result = measure(
-        sizes,
-        lambda name, idx: np.stack([vectors[name][int(i)] for i in idx]),
-        config.gap,
-        config.references,
-        config.progress,
-    )
+    result = measure(sizes, None, config.gap, config.references, config.progress, draws=draws)
+    map_n = min(config.gap.samples, *sizes.values())
+    if config.map_method != "none" and map_n < config.gap.samples:
+        smallest = min(sizes, key=sizes.get)
+        result.warnings.append(
+            f"2-D map (gap_map.png): n = {map_n} sentences per source, limited by {smallest} "
+            f"({sizes[smallest]} sentences; asked {config.gap.samples})"
+        )
     for w in result.warnings:
         log.warning("%s", w)
     t_measure = time.perf_counter()
@@ -180,10 +198,13 @@ def run_gap(
     title = f"Domain gap (NMI of k-means, k = 2) · encoder {config.encoder}"
     settings = {
         "encoder": config.encoder,
-        "encoder_dim": encoder.dim,
+        "encoder_dim": max(fitted_dims) if fitted_dims else encoder.dim,
+        "encoder_fit": "per pair and seed, on that draw's union" if encoder.needs_fit else None,
         "samples": config.gap.samples,
         "seeds": list(config.gap.seeds),
         "n_init": config.gap.n_init,
+        "nmi_average_method": "arithmetic",  # sklearn normalized_mutual_info_score default
+        "std": "population (ddof=0)",
         "references": list(config.references),
         "hygiene": asdict(config.hygiene),
         "batch_size": config.batch_size,
@@ -191,7 +212,7 @@ def run_gap(
         "device": getattr(encoder, "device", "cpu"),
     }
     notes = [
-        f"encoder `{config.encoder}` ({encoder.dim}-d), up to {config.gap.samples} sentences a "
+        f"encoder `{config.encoder}` ({settings['encoder_dim']}-d), up to {config.gap.samples} sentences a "
         f"source per draw, {len(config.gap.seeds)} draws (seeds {', '.join(map(str, config.gap.seeds))}), "
         f"k-means n_init = {config.gap.n_init}; NMI near 1 = easy to tell apart = large gap.",
         *(
@@ -204,11 +225,9 @@ def run_gap(
     plot_heatmap(result, out / "gap.png", f"domain gap (NMI) · {config.encoder}")
     if config.map_method != "none":
         seed = config.gap.seeds[0]
-        n = min(config.gap.samples, *sizes.values())
-        groups = {
-            name: np.stack([vectors[name][int(i)] for i in draw_order(sizes[name], seed, name)[:n]])
-            for name in sizes
-        }
+        names = list(sizes)
+        drawn = draws([(name, draw_order(sizes[name], seed, name)[:map_n]) for name in names])
+        groups = dict(zip(names, drawn))
         plot_map(
             groups,
             out / "gap_map.png",

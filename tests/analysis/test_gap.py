@@ -87,8 +87,15 @@ def test_all_sources_together_use_k_equal_to_the_number_of_sources(vectors, anim
 
 def test_table_layout_rows_are_sources_and_columns_references():
     rows, cols, pairs = plan_pairs(["a", "b", "msr", "didemo"], ["msr", "didemo"])
-    assert rows == ["a", "b"] and cols == ["msr", "didemo"]
-    assert pairs == [("a", "msr"), ("a", "didemo"), ("b", "msr"), ("b", "didemo")]
+    assert rows == ["a", "b", "msr", "didemo"] and cols == ["msr", "didemo"]
+    assert pairs == [
+        ("a", "msr"),
+        ("a", "didemo"),
+        ("b", "msr"),
+        ("b", "didemo"),
+        ("msr", "didemo"),  # the references against each other too (measured once)
+        ("didemo", "msr"),
+    ]
 
 
 def test_an_unknown_reference_is_an_error(vectors):
@@ -109,3 +116,43 @@ def test_k_of_all_sources_counts_names_even_when_a_name_holds_a_comma(vectors):
 def test_a_reference_given_twice_is_one_column():
     rows, cols, pairs = plan_pairs(["a", "b", "msr"], ["msr", "msr"])
     assert rows == ["a", "b"] and cols == ["msr"] and pairs == [("a", "msr"), ("b", "msr")]
+
+
+def test_every_source_against_every_reference_including_reference_pairs():
+    rows, cols, pairs = plan_pairs(["a", "b", "c"], ["a", "b"])
+    assert cols == ["a", "b"] and rows == ["c", "a", "b"]
+    assert pairs == [("c", "a"), ("c", "b"), ("a", "b"), ("b", "a")]
+
+
+def test_each_unordered_pair_is_clustered_once_and_fills_both_entries(vectors, monkeypatch):
+    import analysis.gap as gap
+
+    calls = []
+    real = gap.cluster_nmi
+
+    def counting(groups, seed, n_init=10):
+        calls.append(len(groups))
+        return real(groups, seed, n_init)
+
+    monkeypatch.setattr(gap, "cluster_nmi", counting)
+    vec = {"a": vectors["animals"], "b": vectors["kitchen"], "c": vectors["animals"]}
+    result = measure(
+        {"a": 400, "b": 400, "c": 400},
+        lookup(vec),
+        GapConfig(samples=50, seeds=(0, 1), n_init=1),
+        references=["a", "b", "c"],
+    )
+    assert len(result.pairs) == 6  # every source against every other reference, both ways
+    assert calls.count(2) == 3 * 2  # 3 unordered pairs x 2 seeds, not 6 x 2
+    ab = [p for p in result.pairs if {p.source, p.reference} == {"a", "b"}]
+    assert len(ab) == 2 and ab[0].nmi == ab[1].nmi
+
+
+def test_a_tiny_source_warns_that_it_shrinks_the_all_sources_run(vectors):
+    result = measure(
+        {"animals": 400, "kitchen": 400, "tiny": 3},
+        lookup({**vectors, "tiny": vectors["animals"]}),
+        GapConfig(samples=50, seeds=(0,), n_init=1),
+    )
+    assert result.overall is not None and result.overall.n == 3
+    assert any("all-sources run" in w and "n = 3" in w and "tiny" in w for w in result.warnings)

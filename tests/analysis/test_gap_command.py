@@ -229,7 +229,7 @@ def test_names_with_dollar_comma_and_pipe_are_shown_as_written(corpora, tmp_path
     assert code == 0
     for name in ("gap.png", "gap_map.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
-    assert "; all 3 (k = 3) " in capsys.readouterr().out
+    assert "; all 3 (k = 3, n = 40) " in capsys.readouterr().out
     md = (out / "gap.md").read_text()
     assert "| source \\ reference | kit,chen |\n|---|---|\n" in md  # one column, not two
     assert "| mi\\|xed | " in md and "| $\\foo$ | " in md
@@ -237,3 +237,97 @@ def test_names_with_dollar_comma_and_pipe_are_shown_as_written(corpora, tmp_path
     gap = json.loads((out / "gap.json").read_text())
     assert gap["all_sources"]["k"] == 3 and gap["settings"]["references"] == ["kit,chen"]
     assert gap["all_sources"]["sources"] == ["$\\foo$", "kit,chen", "mi|xed"]
+
+
+def _gap(tmp_path, out, sources, *extra):
+    args = ["gap", "--encoder", "tfidf:32", "--samples", "60", "--n-init", "2", "--no-progress"]
+    for name, path in sources:
+        args += ["--source", f"{name}={path}"]
+    assert main([*args, "--map", "none", "--out", str(tmp_path / out), *extra]) == 0
+    return json.loads((tmp_path / out / "gap.json").read_text())
+
+
+def test_tfidf_pair_depends_only_on_its_two_sources_and_seed(corpora, tmp_path):
+    from tests.analysis.conftest import (
+        ANIMAL_VERBS,
+        ANIMALS,
+        KITCHEN,
+        KITCHEN_VERBS,
+        synthetic_corpus,
+    )
+
+    # a and c: two samples of one mixed language (NMI near 0: k-means splits them along whatever
+    # directions the TF-IDF + SVD fit found, so a fit on other sentences moves the number)
+    for name, seed in (("a", 3), ("c", 4)):
+        text = synthetic_corpus(ANIMALS + KITCHEN, ANIMAL_VERBS + KITCHEN_VERBS, 200, seed)
+        (corpora / f"{name}.txt").write_text("\n".join(text) + "\n")
+    a, c, k = corpora / "a.txt", corpora / "c.txt", corpora / "kitchen.txt"
+    runs = [
+        _gap(tmp_path, "two", [("a", a), ("c", c)], "--seeds", "1"),
+        _gap(tmp_path, "three", [("a", a), ("c", c), ("k", k)], "--seeds", "1"),
+        _gap(tmp_path, "three3", [("a", a), ("c", c), ("k", k)], "--seeds", "3"),
+    ]
+    seed0 = [
+        next(p for p in g["pairs"] if {p["source"], p["reference"]} == {"a", "c"})["nmi"][0]
+        for g in runs
+    ]
+    assert 0.0 < seed0[0] < 0.9
+    assert seed0[0] == seed0[1] == seed0[2]
+
+
+def test_minilm_path_with_no_cache_never_hashes_the_weights(corpora, tmp_path, monkeypatch):
+    from analysis import run as run_module
+    from analysis.encoders import TfidfEncoder
+
+    class NoKey(TfidfEncoder):
+        @property
+        def cache_id(self):
+            raise FileNotFoundError("model.safetensors")
+
+    cfg = run_module.GapRunConfig(
+        out=str(tmp_path / "o"),
+        encoder="x",
+        cache=False,
+        progress=False,
+        map_method="none",
+        gap=run_module.GapConfig(samples=30, seeds=(0,), n_init=1),
+    )
+    from analysis.sources import SourceSpec
+
+    specs = [
+        SourceSpec.parse(f"a={corpora / 'animals.txt'}"),
+        SourceSpec.parse(f"k={corpora / 'kitchen.txt'}"),
+    ]
+    assert run_module.run_gap(specs, cfg, encoder=NoKey(dim=16))["pairs"]
+
+
+def test_a_tiny_source_is_named_with_the_n_of_the_all_sources_run(corpora, tmp_path, capsys):
+    (corpora / "tiny.txt").write_text("a dog runs\na cat sleeps\na cow eats\n")
+    srcs = [
+        ("a", corpora / "animals.txt"),
+        ("k", corpora / "kitchen.txt"),
+        ("tiny", corpora / "tiny.txt"),
+    ]
+    g = _gap(tmp_path, "t", srcs, "--seeds", "1", "--map", "pca")
+    assert g["all_sources"]["n"] == 3
+    assert any("all-sources run" in w and "n = 3" in w for w in g["warnings"])
+    assert any("2-D map" in w and "n = 3" in w for w in g["warnings"])
+    assert "n = 3" in capsys.readouterr().out.split("; all 3")[1]
+
+
+def test_a_negative_seed_is_a_one_line_error(corpora, tmp_path, capsys):
+    assert run_gap(corpora, tmp_path / "o", "--seed", "-1") == 2
+    err = capsys.readouterr().err
+    assert "--seed" in err and "Traceback" not in err
+
+
+def test_settings_record_the_nmi_average_and_the_std(corpora, tmp_path):
+    g = _gap(
+        tmp_path,
+        "s",
+        [("a", corpora / "animals.txt"), ("k", corpora / "kitchen.txt")],
+        "--seeds",
+        "1",
+    )
+    assert g["settings"]["nmi_average_method"] == "arithmetic"
+    assert g["settings"]["std"] == "population (ddof=0)"

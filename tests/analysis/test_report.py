@@ -175,3 +175,21 @@ def test_a_broken_gap_json_found_by_default_is_left_out_with_a_warning(
         assert main(["report", str(run)]) == 0
     assert "gap.json line 1: not a JSON object; the report leaves out the domain gap" in caplog.text
     assert "Domain gap" not in (run / "report.html").read_text()
+
+
+def test_failure_counts_come_from_stats_json_and_a_short_errors_jsonl_is_flagged(
+    failed_run, tmp_path, caplog
+):
+    import json
+
+    run = copy_run(failed_run, tmp_path / "run")
+    stats = json.loads((run / "stats.json").read_text())
+    stats["failed_by_stage"] = {"probe": 3}
+    (run / "stats.json").write_text(json.dumps(stats))
+    log = run / "errors.jsonl"
+    log.write_text(log.read_text().splitlines()[0] + "\n")  # cut short: 1 of the 3
+    with caplog.at_level("WARNING", logger="clipvip"):
+        assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "<b>3</b> failed rows" in page and "gone.mp4" in page
+    assert "errors.jsonl lists 1" in page and "errors.jsonl lists 1" in caplog.text
