@@ -78,7 +78,7 @@ def test_the_run_s_caption_precision_reaches_every_backend_s_autocast(spec, tmp_
 
     asked = []
     for module in (captioner.hf, captioner.ofa.captioner):
-        monkeypatch.setattr(module, "autocast_dtype", lambda device, p: asked.append(p))
+        monkeypatch.setattr(module, "autocast_dtype", lambda device, p, **_: asked.append(p))
     if spec == "hf:MODEL":
         save_random_tiny(str(tmp_path / "model"))
         spec = f"hf:{tmp_path / 'model'}"
