@@ -158,6 +158,13 @@ class OFACaptioner(Captioner):
         than floats, and are normalised there."""
         if not len(arrays):
             return []
+        size = self.model.config.image_size
+        wrong = [a.shape for a in arrays if a.shape != (size, size, 3) or a.dtype != np.uint8]
+        if wrong:  # prepared for another checkpoint: it would run at that resolution silently
+            raise ValueError(
+                f"frames of shape {wrong[0]} given to an OFA captioner of {size}x{size}x3 uint8 "
+                "(ofa_input_prep for this checkpoint makes those)"
+            )
         rgb = torch.from_numpy(np.stack(arrays))
         if self.device.type == "cuda":
             rgb = rgb.pin_memory()

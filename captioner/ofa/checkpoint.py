@@ -84,7 +84,17 @@ def normalise_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def check_and_load(model: OFAModel, state: dict[str, torch.Tensor]) -> None:
-    """Copy ``state`` into ``model``; raise ``CheckpointMismatch`` naming the first bad keys."""
+    """Copy ``state`` into ``model``; raise ``CheckpointMismatch`` naming the first bad keys.
+
+    ``final_logits_bias`` (BART's, zeros in every OFA release) is dropped only when it is all
+    zeros: this model has no such bias, and a nonzero one would change every logit."""
+    for key in ("final_logits_bias", "model.final_logits_bias"):
+        bias = state.get(key)
+        if bias is not None and bool(bias.detach().float().abs().max() > 0):
+            raise CheckpointMismatch(
+                f"{key} is not zero: this OFA model adds no bias to its logits, so these "
+                "weights would caption differently here"
+            )
     state = normalise_keys(state)
     tied = [k for k in TIED if k in state]
     if tied:

@@ -61,6 +61,8 @@ class FairseqCheckpoint:
     # ``--disable-entangle`` as the training run recorded it; None when the file does not say
     # (a weights-only file, or args without the field).
     disable_entangle: bool | None
+    # ``--patch-image-size``, the resolution it was trained (fine-tuned) at; None: not recorded
+    patch_image_size: int | None = None
 
 
 def recorded_disable_entangle(ckpt: object) -> bool | None:
@@ -80,6 +82,45 @@ def recorded_disable_entangle(ckpt: object) -> bool | None:
             raise ValueError(f"checkpoint args hold disable_entangle={value!r}, not a bool")
         return value
     return None
+
+
+def recorded_image_size(ckpt: object) -> int | None:
+    """``patch_image_size`` from the training args (where ``disable_entangle`` is), or None.
+
+    The shapes do not show it, and it differs by run, not by size: OFA-base was pretrained at
+    384 px and fine-tuned for captioning at 480 (``train_caption_stage1_base.sh``)."""
+    if not isinstance(ckpt, Mapping):
+        return None
+    for source in (
+        ckpt.get("args"),
+        field(ckpt.get("cfg"), "model"),
+        field(ckpt.get("cfg"), "task"),
+    ):
+        value = field(source, "patch_image_size")
+        if isinstance(value, int) and not isinstance(value, bool) and 32 <= value <= 4096:
+            return value
+    return None
+
+
+def resolve_image_size(path: str | Path, recorded: int | None, given: int | None) -> int:
+    """The caller's ``--image-size`` when given (a contradiction with the file is logged), else
+    the file's ``patch_image_size``, else 480 (what the large and huge captioners use)."""
+    if given is not None:
+        if recorded is not None and recorded != given:
+            log.warning(
+                "%s was trained at %d px; converting for %d px as --image-size asks",
+                path,
+                recorded,
+                given,
+            )
+        return given
+    if recorded is None:
+        log.info("%s does not record patch_image_size; using %d px", path, DEFAULT_IMAGE_SIZE)
+        return DEFAULT_IMAGE_SIZE
+    return recorded
+
+
+DEFAULT_IMAGE_SIZE = 480
 
 
 def _first_line(err: Exception) -> str:
@@ -125,7 +166,7 @@ def read_fairseq_checkpoint(path: str | Path, trust_pickle: bool = False) -> Fai
         raise ValueError(
             f"{path} holds no tensors (neither under 'model' nor at the top level){hint}"
         )
-    return FairseqCheckpoint(tensors, recorded_disable_entangle(ckpt))
+    return FairseqCheckpoint(tensors, recorded_disable_entangle(ckpt), recorded_image_size(ckpt))
 
 
 def _load_inert(path: Path) -> object:
@@ -304,7 +345,7 @@ def convert_fairseq(
     pt_path: str | Path,
     out: str | Path,
     tokenizer_dir: str | Path,
-    image_size: int = 480,
+    image_size: int | None = None,
     trust_pickle: bool = False,
     config: OFAConfig | None = None,
     disable_entangle: bool | None = None,
@@ -314,14 +355,15 @@ def convert_fairseq(
     The converted weights go through the same strict check as any other load, so a fairseq
     file with tensors we do not map is refused, not half-loaded. ``disable_entangle`` comes
     from the checkpoint's pickled args when they can be read (stand-ins or ``trust_pickle``);
-    otherwise the
-    caller must give it (``resolve_disable_entangle``). ``config`` fixes the architecture only:
-    its ``disable_entangle`` is replaced by the resolved one.
+    otherwise the caller must give it (``resolve_disable_entangle``). ``image_size``, when not
+    given, is the file's recorded ``patch_image_size`` (``resolve_image_size``). ``config``
+    fixes the architecture only: its ``disable_entangle`` is replaced by the resolved one.
     """
     ckpt = read_fairseq_checkpoint(pt_path, trust_pickle)
     entangle_off = resolve_disable_entangle(pt_path, ckpt.disable_entangle, disable_entangle)
+    size = resolve_image_size(pt_path, ckpt.patch_image_size, image_size)
     state = {rename_fairseq_key(k): v for k, v in ckpt.state.items()}
-    cfg = replace(config or infer_config(state, image_size), disable_entangle=entangle_off)
+    cfg = replace(config or infer_config(state, size), disable_entangle=entangle_off)
     model = OFAModel(cfg)
     check_and_load(model, state)
     out, tokenizer_dir = Path(out), Path(tokenizer_dir)
@@ -378,9 +420,10 @@ def register(subparsers) -> None:
     p.add_argument(
         "--image-size",
         type=int,
-        default=480,
-        help="caption resolution recorded in config.json (default 480: large/huge; base 384, "
-        "tiny/medium 256)",
+        default=None,
+        help="caption resolution recorded in config.json (default: the patch_image_size the "
+        "file's training args record, else 480, the large and huge captioners'), e.g. "
+        "--image-size 480",
     )
     p.add_argument(
         "--trust-pickle",

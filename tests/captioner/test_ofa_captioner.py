@@ -38,3 +38,14 @@ def test_non_ascii_punctuation_is_kept_as_the_official_table_keeps_it():
 
 def test_other_backends_keep_the_shared_rule():
     assert clean_caption(" a man, riding a skateboard.", 16) == "a man, riding a skateboard"
+
+
+def test_frames_prepared_for_another_resolution_are_refused():
+    import numpy as np
+
+    from captioner.ofa.captioner import random_tiny_captioner
+
+    captioner = random_tiny_captioner(device="cpu")
+    size = captioner.model.config.image_size
+    with pytest.raises(ValueError, match=f"OFA captioner of {size}x{size}x3 uint8"):
+        captioner.caption_arrays([np.zeros((size * 2, size * 2, 3), np.uint8)])

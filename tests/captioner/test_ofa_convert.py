@@ -325,3 +325,34 @@ def test_cli_entangle_flags_are_optional_and_exclusive(capsys):
     with pytest.raises(SystemExit):
         _parse("--entangle", "--disable-entangle")
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_the_resolution_comes_from_the_training_args_unless_given(tmp_path, caplog):
+    """OFA-base was fine-tuned for captioning at 480 px though pretrained at 384: the size is
+    the run's, so the converter reads patch_image_size where it reads disable_entangle."""
+    from captioner.ofa.convert import read_fairseq_checkpoint, resolve_image_size
+
+    model, _ = build_random_tiny(seed=5, folder=tmp_path / "tok")
+    layouts = {
+        "args": {"args": argparse.Namespace(disable_entangle=True, patch_image_size=96)},
+        "cfg-task": {"args": None, "cfg": {"model": {}, "task": {"patch_image_size": 96}}},
+    }
+    for name, layout in layouts.items():
+        torch.save({"model": fairseq_state(model), **layout}, tmp_path / f"{name}.pt")
+        recorded = read_fairseq_checkpoint(tmp_path / f"{name}.pt").patch_image_size
+        assert recorded == 96, name
+        assert resolve_image_size("x.pt", recorded, None) == 96
+    assert resolve_image_size("x.pt", 96, 64) == 64
+    assert "trained at 96 px; converting for 64 px" in caplog.text
+    torch.save({"model": fairseq_state(model)}, tmp_path / "bare.pt")
+    assert read_fairseq_checkpoint(tmp_path / "bare.pt").patch_image_size is None
+    assert resolve_image_size("x.pt", None, None) == 480
+
+
+def test_a_nonzero_final_logits_bias_is_refused_and_a_zero_one_dropped(tmp_path):
+    model, _ = build_random_tiny(seed=5, folder=tmp_path / "tok")
+    state = {**model.state_dict(), "final_logits_bias": torch.zeros(1, 10)}
+    check_and_load(OFAModel(model.config), dict(state))
+    state["final_logits_bias"][0, 3] = 0.5
+    with pytest.raises(CheckpointMismatch, match="final_logits_bias is not zero"):
+        check_and_load(OFAModel(model.config), state)
