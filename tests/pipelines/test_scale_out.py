@@ -271,3 +271,29 @@ def test_a_store_sees_what_other_processes_wrote_after_it_listed(s3):
     assert store.exists("stats/1.json")
     assert store.read_bytes("stats/0.json") == b'{"rows": 22}'
     assert store.read_many(["stats/0.json", "stats/1.json"])["stats/1.json"] == b'{"rows": 1}'
+
+
+@pytest.mark.slow
+def test_a_bucket_run_resumed_by_beam_worker_processes_ends_complete(s3, videos, tmp_path):
+    """The driver lists stats/ when it plans and Beam's worker processes write the missing
+    tasks' stats: the end-of-run merge must see them (it read fsspec's cached listing and
+    called the finished run incomplete, indexing only the tasks found at plan time)."""
+    s3.put_file(str(videos["h264"]), "bucket/videos/bars.mp4")
+    rows = [
+        {"key": f"k{i}", "video": "s3://bucket/videos/bars.mp4", "start": i, "end": i + 1.0}
+        for i in range(4)
+    ]
+    s3.pipe_file(
+        "bucket/in/m.jsonl",
+        "".join(json.dumps({**r, "text": r["key"]}) + "\n" for r in rows).encode(),
+    )
+    cfg = PrepareConfig(out="s3://bucket/run", shard_size=1, frame_short_side=64, captioner="none")
+    first = prepare("s3://bucket/in/m.jsonl", cfg, EngineOptions(runner="local"), progress=False)
+    assert first["complete"] and first["samples"] == 4
+    for task in (1, 3):
+        s3.rm(f"bucket/run/stats/{task:06d}.json")
+    engine = EngineOptions(runner="beam", workers=2)
+    again = prepare("s3://bucket/in/m.jsonl", cfg, engine, progress=False)
+    assert (again["complete"], again["tasks_done"], again["samples"]) == (True, 4, 4)
+    assert again["resumed_tasks"] == 2
+    assert sorted(s["key"] for s in iter_samples("s3://bucket/run")) == ["k0", "k1", "k2", "k3"]
