@@ -288,7 +288,8 @@ def _sidecar_text(video: Path) -> str | None:
     for ext in TEXT_EXTENSIONS:
         side = video.with_suffix(ext)
         if side.is_file():
-            text = side.read_bytes().decode("utf-8", "surrogateescape")
+            # a BOM (Notepad's UTF-8) is no part of the text; strip() keeps U+FEFF
+            text = side.read_bytes().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
             if ext == ".txt":
                 return text.strip()
             try:

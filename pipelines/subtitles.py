@@ -41,7 +41,7 @@ _WORD_KEY = re.compile(r"[^\w']+")
 # A cue that starts this long after the running text's last cue ended is new speech, not a
 # rolling repeat: only within this gap are its leading words compared with the text so far.
 ROLLING_GAP_S = 0.5
-# How many trailing words of the running text a rolling cue can repeat (YouTube repeats one line).
+# How many trailing words of the running text are kept to compare (YouTube repeats one line).
 ROLLING_WINDOW = 64
 
 
@@ -79,7 +79,8 @@ def parse_cues(content: str) -> list[Cue]:
     """Cues of an SRT or WebVTT file (the ``-->`` line opens a cue; text runs to a blank line).
 
     A cue's text also ends at the next ``-->`` line: YouTube's auto-caption VTT often has no
-    blank line between cues.
+    blank line between cues. A line of spaces right after the timing line is the cue's (empty)
+    first line, not its end: yt-dlp writes `` `` there, then the line with the words.
 
     Raises ``SubtitleError`` (``"line N: ..."``; callers add the file) for a ``-->`` line whose
     times do not parse, and for a non-empty file with no cue at all: either would otherwise give
@@ -95,7 +96,7 @@ def parse_cues(content: str) -> list[Cue]:
             start, end = _timing(line, i + 1)
             i += 1
             body: list[str] = []
-            while i < len(lines) and lines[i].strip() and "-->" not in lines[i]:
+            while i < len(lines) and not _body_ends(lines, i, bool(body)):
                 body.append(lines[i])
                 i += 1
             cues.append(_cue(start, end, " ".join(body)))
@@ -109,6 +110,23 @@ def parse_cues(content: str) -> list[Cue]:
                 f"that starts {lines[first - 1].strip()[:40]!r}"
             )
     return cues
+
+
+def _body_ends(lines: list[str], i: int, after_text: bool) -> bool:
+    """Whether line ``i`` is past the end of the cue text that started before it.
+
+    The text ends at an empty line, at the next ``-->`` line, and at an SRT cue number (digits
+    alone) right before one. A line of only spaces ends it too (hand-written files separate cues
+    that way), except as the cue's first line: yt-dlp's auto-caption VTT opens a cue with a
+    single space where there is no previous line to repeat, and the words follow on the next.
+    """
+    line = lines[i]
+    if not line or "-->" in line:
+        return True
+    if not line.strip():
+        return after_text
+    nxt = lines[i + 1] if i + 1 < len(lines) else ""
+    return line.strip().isdigit() and "-->" in nxt
 
 
 def _timing(line: str, lineno: int) -> tuple[float, float]:
@@ -222,15 +240,19 @@ def dedupe_rolling(cues: Iterable[Cue], gap_s: float = ROLLING_GAP_S) -> list[Cu
     """Each cue reduced to the words it adds; cues that add nothing are dropped.
 
     YouTube's rolling captions repeat the previous line at the top of the next cue (and flash
-    10 ms cues holding only the repeated line); its transcript JSON repeats words the same way.
-    A cue that starts within ``gap_s`` of the running text's last cue loses its longest leading
-    run of words equal to the running text's trailing words (compared without case and
-    punctuation). Speech after a pause is never trimmed, so a word genuinely said twice across
-    a pause stays twice. Starts are kept; a cue's end is cut to the next kept cue's start (its
-    display time outlasts its speech), so the result aligns to clip spans.
+    10 ms cues holding only the repeated line); its transcript JSON repeats lines the same way.
+    A cue that starts within ``gap_s`` of the running text's last cue loses its leading words
+    when they are a whole line just shown (the previous cue's text, or the words it added) and
+    the running text ends with them (compared without case and punctuation). Fewer words
+    repeated are speech ("... help i had" then "i had a family"), and speech after a pause is
+    never trimmed, so words said twice stay twice. Starts are kept; a cue's end is cut to the
+    next kept cue's start (its display time outlasts its speech), so the result aligns to clip
+    spans.
     """
     out: list[Cue] = []
     tail: list[str] = []
+    # the lines a rolling cue can repeat: the previous cue's words and the words it added
+    lines: list[list[str]] = []
     last_end = -math.inf
     for cue in sorted(cues, key=lambda c: (c.start, c.end)):
         words = cue.text.split()
@@ -239,14 +261,15 @@ def dedupe_rolling(cues: Iterable[Cue], gap_s: float = ROLLING_GAP_S) -> list[Cu
         keys = [_word_key(w) for w in words]
         overlap = 0
         if cue.start <= last_end + gap_s:
-            for k in range(min(len(tail), len(keys)), 0, -1):
-                if tail[-k:] == keys[:k]:
+            for line in lines:
+                k = len(line)
+                if k > overlap and keys[:k] == line and tail[-k:] == line:
                     overlap = k
-                    break
         else:
             tail = []
         new = words[overlap:]
         last_end = max(last_end, cue.end)
+        lines = [keys, keys[overlap:]] if new else [keys, *lines[1:2]]
         if not new:
             continue
         times = cue.words[overlap:] if cue.words and len(cue.words) == len(words) else None

@@ -144,6 +144,7 @@ def write_manifest(
     written = stream_manifest(rows, out, batch_rows=batch_rows, unique_keys=True)
     if written.duplicates:  # a release listing one id twice would make two samples with one key
         report.kept -= written.duplicates
+        report.empty_text -= written.empty_duplicates
         report.dropped["duplicate key"] += written.duplicates
     return written.rows, report
 
@@ -162,6 +163,8 @@ def build_manifest(
     for row in rows:  # a release listing one id twice would make two samples with one key
         if row["key"] in seen:
             report.kept -= 1
+            if not str(row.get("text") or "").strip():  # counted in empty_text when kept
+                report.empty_text -= 1
             report.drop("duplicate key")
             continue
         seen.add(row["key"])

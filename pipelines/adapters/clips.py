@@ -10,6 +10,7 @@ it has no subtitles; otherwise the text is the de-duplicated cues inside its spa
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from pipelines.adapters.base import (
@@ -20,13 +21,18 @@ from pipelines.adapters.base import (
     make_row,
     span_problem,
 )
-from pipelines.adapters.subtitle_source import SubtitleSource
-from pipelines.manifest import ManifestError, raw_rows, to_clip
+from pipelines.adapters.subtitle_source import SubtitleSource, hdvila_video_id
+from pipelines.manifest import VIDEO_EXTENSIONS, ManifestError, raw_rows, to_clip
 from pipelines.subtitles import Cue, clip_text
 
 
-def _stem(video: str) -> str:
-    return video.rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0]
+def _subtitle_id(video: str, subtitles: SubtitleSource) -> str:
+    """The id ``video``'s subtitles are under: its file stem (``lecture.part2.mp4`` ->
+    ``lecture.part2``), else for an HD-VILA cut clip (``ID.1.mp4``) its whole video's ``ID``."""
+    name = video.rstrip("/").rsplit("/", 1)[-1]
+    stem = name.rsplit(".", 1)[0] if Path(name).suffix.lower() in VIDEO_EXTENSIONS else name
+    whole = hdvila_video_id(stem)
+    return whole if whole and not subtitles.has(stem) and subtitles.has(whole) else stem
 
 
 def read(
@@ -54,7 +60,7 @@ def read(
                     report.drop("video not found", video)
                     continue
                 video = found
-            stem = _stem(clip.video)
+            stem = _subtitle_id(clip.video, subtitles)
             if stem not in cache:
                 cache[stem] = subtitles.cues(stem)
             cues = cache[stem]

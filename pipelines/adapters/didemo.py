@@ -67,7 +67,9 @@ def read(
             by_video.setdefault(video, []).append((span, text, ann))
     for video, moments in by_video.items():
         stem = video.rsplit(".", 1)[0]
-        path = videos.find(video, stem)
+        # unchecked (--no-check-videos): DIR/STEM.EXT with --video-ext, as for every format;
+        # the release's own extension (.mov, .avi) is rarely what was downloaded or converted
+        path = videos.find(video, stem) if videos.check else videos.find(stem)
         if opts.mode == "paragraph":
             report.read += 1
             if path is None:

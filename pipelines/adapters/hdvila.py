@@ -37,6 +37,8 @@ def read(
         raise ManifestError("hdvila: --videos DIR is required (the folder of downloaded videos)")
     subtitles = SubtitleSource(opts.subtitles)
     dataset = opts.dataset or "hdvila"
+    # a video is counted once however many of its clips are kept (docs/adapters.md)
+    no_subtitles = "videos with no subtitles (their clips kept with empty text)"
     for uri in sources:
         for lineno, line in iter_jsonl(uri):
             where = f"{uri}:{lineno}"
@@ -44,6 +46,7 @@ def read(
             clips = require(line.get("clip"), list, f"{where}: field 'clip'")
             cues = subtitles.cues(vid) if opts.subtitles else None
             whole = videos.find(vid)
+            noted = False
             for i, clip in enumerate(clips):
                 field = f"{where}: clip[{i}]"
                 require(clip, dict, field)
@@ -65,8 +68,9 @@ def read(
                     report.drop("video not found", vid)
                     continue
                 text = "" if cues is None else clip_text(cues, start, end, opts.min_overlap_s)
-                if opts.subtitles and cues is None:
-                    report.note("kept with empty text: the video has no subtitles")
+                if opts.subtitles and cues is None and not noted:
+                    report.note(no_subtitles)
+                    noted = True
                 row_video, row_start, row_end = (cut, None, None) if cut else (whole, start, end)
                 yield report.keep(
                     make_row(

@@ -78,6 +78,10 @@ def read(
             sentences = [first] + [s for s in sentences if s != first]
         elif first:
             sentences = [first, *sentences]
+        if not any(sentences):  # listed in the JSON without a caption: no text to train on
+            report.read += 1
+            report.drop("no sentences")
+            continue
         report.read += len(sentences) if opts.per_sentence else 1
         path = videos.find(vid, f"{vid}.mp4")
         if path is None:

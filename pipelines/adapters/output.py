@@ -64,6 +64,8 @@ class Written:
     path: Path
     rows: int
     duplicates: int
+    # of ``duplicates``, rows whose text is empty (``AdapterReport.empty_text`` counted them)
+    empty_duplicates: int = 0
 
 
 def write_manifest_parquet(
@@ -113,13 +115,13 @@ def stream_manifest(
                 del batch  # let it go before the next is read: one batch in memory, not two
             repeated = hashes.repeated() if hashes is not None else np.empty(0, np.uint64)
             done = work / f"out{path.suffix}"
-            count, duplicates = sink.finish(done, repeated)
+            count, duplicates, empty = sink.finish(done, repeated)
             os.replace(done, path)
         finally:  # an adapter error mid-way: close what is open; the folder goes with it
             sink.close()
             if hashes is not None:
                 hashes.close()
-    return Written(path, count, duplicates)
+    return Written(path, count, duplicates, empty)
 
 
 def check_out(path: str | Path) -> None:
@@ -197,18 +199,23 @@ class _Duplicates:
         self.order = open(work / "hashes" / "order.u64", "rb")  # noqa: SIM115 (closed in close)
         self.seen: set[str] = set()
         self.dropped = 0
+        self.dropped_empty = 0
 
-    def keep(self, n: int, keys: Callable[[np.ndarray], list[str]]) -> np.ndarray | None:
-        """A mask of the next ``n`` rows to keep (None: all); ``keys(rows)`` reads their keys."""
+    def keep(
+        self, n: int, keys: Callable[[np.ndarray], list[tuple[str, Any]]]
+    ) -> np.ndarray | None:
+        """A mask of the next ``n`` rows to keep (None: all); ``keys(rows)`` reads their
+        ``(key, text)``."""
         hashes = np.fromfile(self.order, dtype=np.uint64, count=n)
         candidates = np.nonzero(np.isin(hashes, self.repeated))[0]
         if not len(candidates):
             return None
         mask = np.ones(n, dtype=bool)
-        for i, key in zip(candidates, keys(candidates), strict=True):
+        for i, (key, text) in zip(candidates, keys(candidates), strict=True):
             if key in self.seen:
                 mask[i] = False
                 self.dropped += 1
+                self.dropped_empty += not str(text or "").strip()
             else:
                 self.seen.add(key)
         return mask
@@ -217,12 +224,22 @@ class _Duplicates:
         self.order.close()
 
 
-def _json_keys(lines: list[str]) -> Callable[[np.ndarray], list[str]]:
-    return lambda rows: [json.loads(lines[i])["key"] for i in rows]
+def _json_keys(lines: list[str]) -> Callable[[np.ndarray], list[tuple[str, Any]]]:
+    def keys(rows: np.ndarray) -> list[tuple[str, Any]]:
+        parsed = [json.loads(lines[i]) for i in rows]
+        return [(row["key"], row.get("text")) for row in parsed]
+
+    return keys
 
 
-def _arrow_keys(table: pa.Table) -> Callable[[np.ndarray], list[str]]:
-    return lambda rows: table.column("key").take(rows).to_pylist()
+def _arrow_keys(table: pa.Table) -> Callable[[np.ndarray], list[tuple[str, Any]]]:
+    def keys(rows: np.ndarray) -> list[tuple[str, Any]]:
+        picked = table.take(rows)
+        return list(
+            zip(picked.column("key").to_pylist(), picked.column("text").to_pylist(), strict=True)
+        )
+
+    return keys
 
 
 class _JsonlSink:
@@ -241,11 +258,11 @@ class _JsonlSink:
     def close(self) -> None:
         self.f.close()
 
-    def finish(self, done: Path, repeated: np.ndarray) -> tuple[int, int]:
+    def finish(self, done: Path, repeated: np.ndarray) -> tuple[int, int, int]:
         self.close()
         if not len(repeated):
             os.replace(self.path, done)
-            return self.rows, 0
+            return self.rows, 0, 0
         dups = _Duplicates(self.work, repeated)
         with (
             open(self.path, encoding="utf-8", newline="\n") as src,
@@ -255,7 +272,7 @@ class _JsonlSink:
                 mask = dups.keep(len(lines), _json_keys(lines))
                 out.write("".join(lines if mask is None else itertools.compress(lines, mask)))
         dups.close()
-        return self.rows - dups.dropped, dups.dropped
+        return self.rows - dups.dropped, dups.dropped, dups.dropped_empty
 
 
 def _columns(rows: list[Row]) -> list[str]:
@@ -331,13 +348,13 @@ class _ParquetSink:
             self.writer.close()
             self.writer = None
 
-    def finish(self, done: Path, repeated: np.ndarray) -> tuple[int, int]:
+    def finish(self, done: Path, repeated: np.ndarray) -> tuple[int, int, int]:
         if not self.parts:  # no rows at all: the base columns, typed
             self.write([])
         self.close()
         if len(self.parts) == 1 and not len(repeated):
             os.replace(self.parts[0], done)
-            return self.rows, 0
+            return self.rows, 0, 0
         dups = _Duplicates(self.work, repeated) if len(repeated) else None
         with pq.ParquetWriter(done, self.schema) as out:
             for part in self.parts:  # row group by row group: one batch in memory
@@ -351,6 +368,6 @@ class _ParquetSink:
                         out.write_table(_conform(table, self.schema))
                 f.close()
         if dups is None:
-            return self.rows, 0
+            return self.rows, 0, 0
         dups.close()
-        return self.rows - dups.dropped, dups.dropped
+        return self.rows - dups.dropped, dups.dropped, dups.dropped_empty

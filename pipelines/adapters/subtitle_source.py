@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from pipelines.adapters.base import decode_text, load_json, read_bytes
@@ -18,20 +19,55 @@ from pipelines.subtitles import (
 
 SUBTITLE_EXTENSIONS = (".vtt", ".srt", ".json")
 
+# A language tag as subtitle downloaders write it before the extension: ``en``, ``en-US``,
+# ``zh-Hans``, ``pt_BR``, ``en-orig`` (yt-dlp's untranslated track).
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
+# JSON yt-dlp writes beside a video that is never a transcript: its metadata and its chat.
+NOT_SUBTITLES = frozenset({"info", "live_chat", "rechat", "comments"})
+
 
 def language(file: Path) -> str:
-    """The language tag of ``ID.en-US.vtt`` (``"en-US"``); ``""`` for ``ID.vtt``."""
-    parts = file.name.split(".")
-    return ".".join(parts[1:-1])
+    """The language tag of ``ID.en-US.vtt`` (``"en-US"``); ``""`` for ``ID.vtt`` and for a
+    last dotted part that is not a language (``lecture.part2.vtt``, ``ID.info.json``)."""
+    stem = file.name.rsplit(".", 1)[0]
+    tag = stem.rsplit(".", 1)[1] if "." in stem else ""
+    return tag if _LANGUAGE.fullmatch(tag) and tag.lower() not in NOT_SUBTITLES else ""
 
 
-def _preference(file: Path) -> int:
+def subtitle_ids(file: Path) -> list[tuple[str, str]]:
+    """The video ids ``file`` can be the subtitles of, each with the language it has for it.
+
+    ``lecture.part2.en.srt``: ``lecture.part2`` (English) and, as a video's whole name,
+    ``lecture.part2.en`` (no tag); ``talk.vtt``: ``talk``. Nothing for yt-dlp's
+    ``ID.info.json`` / ``ID.live_chat.json``, which sit beside the videos and are no transcript.
+    """
+    name, suffix = file.name.rsplit(".", 1) if "." in file.name else (file.name, "")
+    if f".{suffix.lower()}" not in SUBTITLE_EXTENSIONS:
+        return []
+    last = name.rsplit(".", 1)[-1]
+    if suffix.lower() == "json" and "." in name and last.lower() in NOT_SUBTITLES:
+        return []
+    ids = [(name, "")]
+    tag = language(file)
+    if tag:
+        ids.append((name[: -len(tag) - 1], tag))
+    return ids
+
+
+def _preference(tag: str) -> int:
     """English first (the paper's text is English; ``ID.de.vtt`` sorts before ``ID.en.vtt``),
     then a file without a language tag, then any other language; ties keep path order."""
-    tag = language(file).lower()
+    tag = tag.lower()
     if tag == "en" or tag.startswith(("en-", "en_")):
         return 0
     return 1 if not tag else 2
+
+
+def hdvila_video_id(stem: str) -> str | None:
+    """``ID`` of an HD-VILA cut clip's stem ``ID.1`` (its subtitles are the whole video's
+    ``ID.en.vtt``); None for any other stem (``lecture.part2`` is a video of its own)."""
+    vid, dot, clip = stem.partition(".")
+    return vid if dot and vid and clip.isdigit() else None
 
 
 def load_file(path: str) -> list[Cue]:
@@ -63,12 +99,14 @@ class SubtitleSource:
             return
         path = Path(where)
         if path.is_dir():
-            found: dict[str, list[Path]] = {}
-            for f in sorted(path.rglob("*")):
-                if f.is_file() and f.suffix.lower() in SUBTITLE_EXTENSIONS:
-                    # ID.vtt, ID.en.vtt, ID.en-US.srt: the id is everything before the first dot
-                    found.setdefault(f.name.split(".", 1)[0], []).append(f)
-            self._files = {vid: str(min(files, key=_preference)) for vid, files in found.items()}
+            found: dict[str, list[tuple[int, int, Path]]] = {}
+            for order, f in enumerate(sorted(path.rglob("*"))):
+                if f.is_file():
+                    # ID.vtt, ID.en.vtt, ID.en-US.srt: the id is the name without its language
+                    # tag (lecture.part2.en.srt: lecture.part2), never what the first dot leaves
+                    for vid, tag in subtitle_ids(f):
+                        found.setdefault(vid, []).append((_preference(tag), order, f))
+            self._files = {vid: str(min(files)[2]) for vid, files in found.items()}
         elif path.is_file():
             try:
                 self._map = load_transcript_map(load_json(where))
@@ -76,6 +114,10 @@ class SubtitleSource:
                 raise ManifestError(f"{where}: {exc}") from None
         else:
             raise ManifestError(f"{where}: --subtitles is neither a folder nor a file")
+
+    def has(self, video_id: str) -> bool:
+        """Whether the video has subtitles here (a file named for it, or a key of the JSON)."""
+        return video_id in (self._files if self._map is None else self._map)
 
     def cues(self, video_id: str) -> list[Cue] | None:
         """De-duplicated cues of the video, or None when it has no subtitles."""

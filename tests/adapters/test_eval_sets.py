@@ -258,3 +258,33 @@ def test_activitynet_reversed_and_empty_segments_are_dropped_by_their_own_reason
         "empty span": 1,
         "empty span after clamping to the video's duration": 1,
     }
+
+
+@pytest.mark.parametrize(("ext", "want"), [("mp4", "abc@N01_1.mp4"), ("webm", "abc@N01_1.webm")])
+def test_didemo_unchecked_videos_take_the_video_ext_flag(tmp_path, ext, want):
+    """The release names ``.mov``; --no-check-videos builds DIR/ID.EXT as documented."""
+    (tmp_path / "didemo.json").write_text(json.dumps(DIDEMO[:2]))
+    for mode in ("clip", "paragraph"):
+        rows, _ = build_manifest(
+            "didemo",
+            [str(tmp_path / "didemo.json")],
+            "remote/videos",
+            check_videos=False,
+            video_ext=ext,
+            mode=mode,
+        )
+        assert {r["video"] for r in rows} == {f"remote/videos/{want}"}
+
+
+def test_msrvtt_json_video_without_captions_is_dropped_as_no_sentences(tmp_path, video_folder):
+    data = dict(MSRVTT_JSON, videos=[*MSRVTT_JSON["videos"], {"video_id": "video3"}])
+    (tmp_path / "data.json").write_text(json.dumps(data))
+    videos = str(video_folder(tmp_path / "v", ["video1.mp4", "video2.mp4", "video3.mp4"]))
+    for per_sentence in (False, True):
+        rows, report = build_manifest(
+            "msrvtt", [str(tmp_path / "data.json")], videos, per_sentence=per_sentence
+        )
+        assert "video3" not in {r["source_id"] for r in rows}
+        assert all(r["text"] and all(r["sentences"]) for r in rows)
+        assert dict(report.dropped) == {"no sentences": 1}
+        assert report.read == report.kept + 1 and report.empty_text == 0

@@ -207,3 +207,21 @@ def test_out_naming_a_folder_stops_before_any_row_is_read(tmp_path):
     with pytest.raises(ManifestError, match=r"file is a file, not a folder"):
         stream_manifest(rows(), tmp_path / "file" / "sub" / "m.parquet")
     assert read == [] and (tmp_path / "isdir.parquet").is_dir()
+
+
+def test_a_dropped_duplicate_with_empty_text_leaves_the_empty_text_count(tmp_path):
+    """``kept 15 (17 with empty text)`` was possible: a dropped duplicate stayed counted."""
+    (tmp_path / "clips.csv").write_text(
+        "video,start,end,key,text\n"
+        "a.mp4,0,4,k1,\na.mp4,4,8,k1,\na.mp4,8,12,k2,said\na.mp4,12,16,k2,\na.mp4,16,20,k3,\n"
+    )
+    (tmp_path / "subs").mkdir()
+    args = ("clips", [str(tmp_path / "clips.csv")], None)
+    _, report = build_manifest(*args, subtitles=str(tmp_path / "subs"))
+    assert (report.kept, report.empty_text, report.dropped["duplicate key"]) == (3, 2, 2)
+    for name in ("m.parquet", "m.jsonl"):
+        count, report = write_manifest(
+            *args, tmp_path / name, batch_rows=2, subtitles=str(tmp_path / "subs")
+        )
+        assert (count, report.kept, report.empty_text) == (3, 3, 2), name
+        assert report.dropped["duplicate key"] == 2

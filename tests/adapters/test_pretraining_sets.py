@@ -68,7 +68,7 @@ def test_hdvila_clips_get_the_subtitles_inside_their_span(hdvila_files):
     assert rows[0]["source_span"] == [0.5, 5.0] and rows[2]["source_span"] == [1.0, 3.0]
     assert (report.read, report.kept, report.empty_text) == (4, 3, 2)
     assert dict(report.dropped) == {"video not found": 1}
-    assert dict(report.notes) == {"kept with empty text: the video has no subtitles": 1}
+    assert dict(report.notes) == {"videos with no subtitles (their clips kept with empty text)": 1}
 
 
 def test_hdvila_transcript_json_map_as_subtitles(hdvila_files, tmp_path):
@@ -241,3 +241,26 @@ def test_a_release_file_line_with_no_end_stops_instead_of_filling_memory(
     line = 2 if header else 1
     with pytest.raises(ManifestError, match=rf"r\.\w+:{line}: a line longer than 1 MiB"):
         build_manifest(fmt, [str(release)], str(tmp_path), check_videos=False)
+
+
+def test_hdvila_videos_without_subtitles_are_counted_once_per_video(tmp_path, video_folder):
+    """docs/adapters.md: videos without a subtitle file are counted, not each of their clips."""
+
+    def clips(vid: str, n: int) -> list[dict]:
+        return [
+            {"clip_id": f"{vid}.{i}.mp4", "span": [f"0:00:0{i}", f"0:00:0{i + 1}"]}
+            for i in range(n)
+        ]
+
+    lines = [
+        {"video_id": "vidC", "clip": clips("vidC", 3)},
+        {"video_id": "vidD", "clip": clips("vidD", 2)},
+    ]
+    (tmp_path / "meta.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    (tmp_path / "subs").mkdir()
+    videos = video_folder(tmp_path / "videos", ["vidC.mp4", "vidD.mp4"])
+    _, report = build_manifest(
+        "hdvila", [str(tmp_path / "meta.jsonl")], str(videos), subtitles=str(tmp_path / "subs")
+    )
+    assert (report.kept, report.empty_text) == (5, 5)
+    assert dict(report.notes) == {"videos with no subtitles (their clips kept with empty text)": 2}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pipelines.adapters import build_manifest
@@ -66,3 +68,58 @@ def test_a_subtitle_file_that_is_not_utf8_stops_naming_it(tmp_path, data, why):
         build_manifest("clips", [str(tmp_path / "clips.csv")], None, subtitles=str(tmp_path))
     assert str(info.value).startswith(f"{tmp_path / 'talk.vtt'}:")
     assert str(info.value).endswith(f"not UTF-8 text ({why})")
+
+
+def test_yt_dlp_info_and_live_chat_json_are_not_subtitles(tmp_path, video_folder):
+    """yt-dlp writes ID.info.json (a dict) and ID.live_chat.json beside the videos."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "AAAAAAAAAAA.info.json").write_text(json.dumps({"id": "AAAAAAAAAAA", "title": "t"}))
+    (subs / "AAAAAAAAAAA.live_chat.json").write_text('{"replayChatItemAction": {}}\n')
+    (subs / "BBBBBBBBBBB.info.json").write_text("{}")
+    (subs / "BBBBBBBBBBB.en.vtt").write_text(_vtt("hello"))
+    source = SubtitleSource(str(subs))
+    assert source.cues("AAAAAAAAAAA") is None
+    assert [c.text for c in source.cues("BBBBBBBBBBB")] == ["hello"]
+    (tmp_path / "clips.csv").write_text(
+        "video,start,end\nAAAAAAAAAAA.mp4,0,4\nBBBBBBBBBBB.mp4,0,4\n"
+    )
+    rows, report = build_manifest("clips", [str(tmp_path / "clips.csv")], None, subtitles=str(subs))
+    assert [r["text"] for r in rows] == ["", "hello"]
+    assert dict(report.notes) == {"kept its own text: the video has no subtitles": 1}
+
+
+@pytest.mark.parametrize("name", ["talk.json", "talk.en.json"])
+def test_a_malformed_transcript_json_still_stops_naming_it(tmp_path, name):
+    (tmp_path / name).write_text(json.dumps({"not": "a list"}))
+    (tmp_path / "clips.csv").write_text("video,start,end\ntalk.mp4,0,4\n")
+    with pytest.raises(ManifestError, match=rf"{name}: transcript: expected a list of cues"):
+        build_manifest("clips", [str(tmp_path / "clips.csv")], None, subtitles=str(tmp_path))
+
+
+def test_videos_with_dotted_names_get_their_own_subtitles(tmp_path):
+    (tmp_path / "lecture.part1.en.srt").write_text("1\n00:00:01,000 --> 00:00:02,000\none\n")
+    (tmp_path / "lecture.part2.en.srt").write_text("1\n00:00:01,000 --> 00:00:02,000\ntwo\n")
+    (tmp_path / "notes.v2.vtt").write_text(_vtt("untagged"))
+    source = SubtitleSource(str(tmp_path))
+    assert [c.text for c in source.cues("lecture.part1")] == ["one"]
+    assert [c.text for c in source.cues("lecture.part2")] == ["two"]
+    assert source.cues("lecture") is None
+    assert [c.text for c in source.cues("notes.v2")] == ["untagged"]
+    (tmp_path / "clips.csv").write_text(
+        "video,start,end\nlecture.part1.mp4,0,4\nlecture.part2.mp4,0,4\nlecture.part3.mp4,0,4\n"
+    )
+    rows, _ = build_manifest("clips", [str(tmp_path / "clips.csv")], None, subtitles=str(tmp_path))
+    assert [r["text"] for r in rows] == ["one", "two", ""]
+
+
+def test_hdvila_cut_clips_still_find_their_whole_video_subtitles(tmp_path):
+    """ID.1.mp4 is clip 1 of video ID: its subtitles are ID.en.vtt (docs/adapters.md)."""
+    (tmp_path / "vidA.en.vtt").write_text(_vtt("hello"))
+    (tmp_path / "vidB.2.vtt").write_text(_vtt("own file"))
+    (tmp_path / "vidB.vtt").write_text(_vtt("whole video"))
+    (tmp_path / "clips.csv").write_text(
+        "video,start,end\nvidA.1.mp4,0,4\nvidA.mp4,0,4\nvidB.1.mp4,0,4\nvidB.2.mp4,0,4\n"
+    )
+    rows, _ = build_manifest("clips", [str(tmp_path / "clips.csv")], None, subtitles=str(tmp_path))
+    assert [r["text"] for r in rows] == ["hello", "hello", "whole video", "own file"]

@@ -202,3 +202,107 @@ def test_real_youtube_asr_transcripts_lose_rolling_repeats_and_music_tags(shared
     first = dedupe_rolling(transcripts["bF_8I8hTH3U"])
     assert [c.text for c in first[:2]] == ["good morning", "looks like we're still"]
     assert deduped_words < raw_words
+
+
+# yt-dlp's current auto-caption layout: a cue with no previous line to repeat (the first, and
+# every cue after a pause) opens with a line holding one space, then the word-timed line.
+YT_DLP_VTT = (
+    "WEBVTT\nKind: captions\nLanguage: en\n\n"
+    "00:00:00.000 --> 00:00:02.310 align:start position:0%\n \n"
+    "hello<00:00:00.480><c> world</c>\n\n"
+    "00:00:02.310 --> 00:00:02.320 align:start position:0%\nhello world\n \n\n"
+    "00:00:02.320 --> 00:00:04.000 align:start position:0%\nhello world\n"
+    "how<00:00:02.900><c> are</c><00:00:03.300><c> you</c>\n\n"
+    "00:00:04.000 --> 00:00:04.010 align:start position:0%\nhow are you\n \n\n"
+    "00:00:09.000 --> 00:00:11.000 align:start position:0%\n \n"
+    "again<00:00:09.500><c> later</c>\n\n"
+    "00:00:11.000 --> 00:00:11.010 align:start position:0%\nagain later\n \n"
+)
+
+
+def test_yt_dlp_cue_opening_with_a_space_line_keeps_its_timed_words():
+    cues = parse_cues(YT_DLP_VTT)
+    assert cues[0] == Cue(0.0, 2.31, "hello world", (0.0, 0.48))
+    assert cues[4] == Cue(9.0, 11.0, "again later", (9.0, 9.5))
+    assert align_clips(cues, [(0, 2), (2, 4), (4, 10), (10, 12)]) == [
+        "hello world",  # said at 0.0-0.5 s, not at the 2.31 s flash cue
+        "how are you",
+        "again later",
+        "",
+    ]
+
+
+def test_a_line_of_spaces_between_hand_written_cues_still_ends_the_cue():
+    srt = (
+        "1\n00:00:01,000 --> 00:00:02,000\nhello\n   \n"
+        "2\n00:00:03,000 --> 00:00:04,000\nthere\n\t\n"
+        "3\n00:00:05,000 --> 00:00:06,000\n  \n\n"
+        "4\n00:00:07,000 --> 00:00:08,000\nfriend\n"
+    )
+    assert [c.text for c in parse_cues(srt)] == ["hello", "there", "", "friend"]
+    # no blank line at all before the next cue number: the number is not text
+    assert [c.text for c in parse_cues(srt.replace("hello\n   \n", "hello\n"))][:2] == [
+        "hello",
+        "there",
+    ]
+
+
+def test_partial_line_repeats_in_transcript_json_are_speech_and_kept():
+    """Only a whole line shown just before is a rolling repeat; a few words said again stay."""
+    cues = parse_transcript(
+        [
+            {"text": "out there have the kind of help i had", "start": 126.0, "duration": 5.36},
+            {"text": "i had a family that surrounded me", "start": 128.319, "duration": 5},
+            {"text": "tell us about common", "start": 140.0, "duration": 3.0},
+            {"text": "sense camp", "start": 142.5, "duration": 3.0},
+            {"text": "common sense camp started as a joke", "start": 144.0, "duration": 3.0},
+        ]
+    )
+    assert [c.text for c in dedupe_rolling(cues)] == [
+        "out there have the kind of help i had",
+        "i had a family that surrounded me",
+        "tell us about common",
+        "sense camp",
+        "common sense camp started as a joke",
+    ]
+
+
+def test_whole_previous_line_repeats_are_still_trimmed():
+    cues = parse_transcript(
+        [
+            {"text": "good morning", "start": 6.16, "duration": 4.479},
+            {"text": "good morning looks like we're still", "start": 7.839, "duration": 3.6},
+            {"text": "looks like we're still waiting", "start": 10.6, "duration": 3.0},
+        ]
+    )
+    assert [c.text for c in dedupe_rolling(cues)] == [
+        "good morning",
+        "looks like we're still",
+        "waiting",
+    ]
+    # a two-line roll without flash cues: the line a cue added is what the next repeats
+    rolled = parse_cues(
+        "WEBVTT\n\n00:00:01.000 --> 00:00:03.000\nno no\n\n"
+        "00:00:03.000 --> 00:00:05.000\nno no\nno no\n\n"
+        "00:00:05.000 --> 00:00:07.000\nno no\nthe end\n"
+    )
+    assert [c.text for c in dedupe_rolling(rolled)] == ["no no", "no no", "the end"]
+
+
+def test_real_autocaption_vtt_dedupes_to_each_word_once(shared_file):
+    path = shared_file("captions", "youtube_dl_autocaption.vtt")
+    cues = dedupe_rolling(load_subtitle_file(path))
+    assert [c.text for c in cues] == ["yeah", "what", "this will happen is I'm telling"]
+
+
+def test_real_transcript_json_keeps_its_repeated_speech(shared_file):
+    """Before: 55 cues lost 98 words, mostly speech said twice; now only whole-line repeats."""
+    data = json.loads(shared_file("captions", "youtube_asr_vlog_half_a.json").read_text())
+    lost_cues = lost_words = 0
+    for raw in load_transcript_map(data).values():
+        kept = {c.start: len(c.text.split()) for c in dedupe_rolling(raw)}
+        for cue in raw:
+            lost = len(cue.text.split()) - kept.get(cue.start, 0)
+            lost_cues += lost > 0
+            lost_words += lost
+    assert (lost_cues, lost_words) == (2, 7)

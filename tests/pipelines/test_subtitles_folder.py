@@ -36,3 +36,10 @@ def test_a_transcript_time_past_a_float_is_not_a_time():
 
     with pytest.raises(SubtitleError, match="start: not a time"):
         parse_time(10**400, "start")
+
+
+def test_a_utf8_bom_in_a_txt_sidecar_is_not_text(tmp_path):
+    (tmp_path / "a.mp4").write_bytes(b"")
+    (tmp_path / "a.txt").write_bytes("\ufeffhello there\n".encode())
+    (clip,) = read_manifest(str(tmp_path))
+    assert clip.ok and clip.text == "hello there"
