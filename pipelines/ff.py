@@ -28,9 +28,11 @@ def input_url(path: str) -> str:
     FFmpeg reads ``NAME:REST`` as protocol NAME, so a plain ``t10:00:00.mp4`` fails ("Protocol
     not found") and a file named ``pipe:0`` would read the worker's stdin. ``file:`` always
     names the file itself. Used for ffprobe, ffmpeg and PyAV alike (they share libavformat).
+
+    Always the absolute path, even of a path that already starts with ``file:``: that string is
+    what ``--input-root`` was checked against and what was opened, a file ``file:/X`` relative
+    to the working folder. Passed on as it was, FFmpeg opened ``/X``, outside the root.
     """
-    if path.startswith("file:"):
-        return path
     return "file:" + os.path.abspath(path)
 
 

@@ -18,10 +18,12 @@ import atexit
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import fsspec
 
@@ -29,6 +31,7 @@ from pipelines.config import PrepareConfig
 from pipelines.errors import StageError
 
 _CACHE: OrderedDict[str, str] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 4
 _CACHE_DIR: str | None = None
 FETCH_CHUNK = 32 << 20  # bytes per read while copying a remote video (see _fetch)
@@ -87,7 +90,10 @@ def check_allowed(path: str, input_root: str | None) -> None:
         return
     if not is_local(input_root):
         prefix = input_root.rstrip("/") + "/"
-        if not path.startswith(prefix) or ".." in path[len(prefix) :].split("/"):
+        rest = unquote(path[len(prefix) :]).replace("\\", "/")
+        # after percent-decoding, as the HTTP client does (%2e%2e/ is ../ to it); and no fsspec
+        # chain (``::``), which would open another filesystem behind the allowed address
+        if not path.startswith(prefix) or "::" in path or {"..", "."} & set(rest.split("/")):
             raise StageError(f"address is outside the allowed input root {input_root}")
         return
     if not is_local(path):
@@ -117,9 +123,10 @@ def local_path(uri: str, *, timeout_s: float | None = None, max_bytes: int = 0) 
         if os.path.getsize(path) == 0:
             raise StageError("empty file (0 bytes)")
         return path
-    if uri in _CACHE:
-        _CACHE.move_to_end(uri)
-        return _CACHE[uri]
+    with _CACHE_LOCK:  # worker threads share this process's cache (Beam's multi_threading)
+        if uri in _CACHE:
+            _CACHE.move_to_end(uri)
+            return _CACHE[uri]
     suffix = Path(uri.split("?", 1)[0]).suffix[:10]
     fd, dest = tempfile.mkstemp(suffix=suffix, dir=_cache_dir())
     os.close(fd)
@@ -128,10 +135,11 @@ def local_path(uri: str, *, timeout_s: float | None = None, max_bytes: int = 0) 
     except BaseException:
         os.unlink(dest)
         raise
-    _CACHE[uri] = dest
-    while len(_CACHE) > _CACHE_SIZE:
-        _, old = _CACHE.popitem(last=False)
-        Path(old).unlink(missing_ok=True)
+    with _CACHE_LOCK:
+        _CACHE[uri] = dest
+        while len(_CACHE) > _CACHE_SIZE:
+            _, old = _CACHE.popitem(last=False)
+            Path(old).unlink(missing_ok=True)
     return dest
 
 

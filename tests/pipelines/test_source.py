@@ -238,3 +238,36 @@ def test_a_host_that_refuses_the_connection_is_not_reported_as_a_missing_file():
         port = s.getsockname()[1]
     with pytest.raises(StageError, match=rf"^cannot connect for http://127\.0\.0\.1:{port}/v\.mp4"):
         source.local_path(f"http://127.0.0.1:{port}/v.mp4", timeout_s=30)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "http://h/videos/%2e%2e/admin.mp4",  # the HTTP client decodes it to /admin.mp4
+        "http://h/videos/%2E%2E%2Fadmin.mp4",
+        "http://h/videos/a/..%2f..%2fadmin.mp4",
+        "http://h/videos/a\\..\\..\\admin.mp4",
+        "s3://bucket/videos/a.mp4::file:///etc/passwd",  # an fsspec chain: another filesystem
+    ],
+)
+def test_an_address_root_refuses_encoded_and_chained_escapes(address):
+    root = "s3://bucket/videos" if address.startswith("s3") else "http://h/videos"
+    with pytest.raises(StageError, match="outside the allowed input root"):
+        source.check_allowed(address, root)
+    source.check_allowed(f"{root}/ok%20name.mp4", root)  # other escapes are ordinary names
+
+
+def test_a_file_colon_path_is_opened_where_it_was_checked(tmp_path, monkeypatch):
+    """``file:/X`` as a manifest path is the relative path it reads as, checked and opened as
+    that: FFmpeg was given it as written and opened /X, outside --input-root."""
+    outside = tmp_path / "outside"
+    root = tmp_path / "root"
+    outside.mkdir()
+    make_video(outside / "secret.mp4", size="640x480", seconds=1)
+    decoy = root / "file:" / str(outside / "secret.mp4").lstrip("/")
+    decoy.parent.mkdir(parents=True)
+    make_video(decoy, size="320x240", seconds=1)
+    monkeypatch.chdir(root)
+    clip = run_cpu_stages(f"file:{outside / 'secret.mp4'}", extra={"input_root": str(root)})
+    assert clip.ok, clip.error
+    assert (clip.info.width, clip.info.height) == (320, 240)  # the decoy inside the root
