@@ -213,7 +213,7 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=None,
         help="local parallelism: Beam worker processes or Ray CPUs (default: engine's choice)",
     )
@@ -277,6 +277,17 @@ def retry_stages_arg(value: str) -> frozenset[str]:
             f"unknown stage {', '.join(unknown) or value!r}; choose from {', '.join(RETRYABLE)}"
         )
     return stages
+
+
+def positive_int(value: str) -> int:
+    """A count of at least one (``--workers``)."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be at least 1")
+    return n
 
 
 def runner_arg(value: str) -> str:
@@ -419,6 +430,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             log.warning(
                 "Beam defines no option %s; passed on to the runner as given", " ".join(unknown)
             )
+    if args.workers and split_runner(args.runner)[0] == "local":
+        log.warning(
+            "--workers %d is ignored by --runner local (it runs in this process)", args.workers
+        )
     cfg = config_from_args(args)
     if cfg.captioner == "random-tiny":
         log.warning(

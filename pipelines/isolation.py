@@ -40,7 +40,9 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -92,13 +94,25 @@ def how_it_died(returncode: int | None) -> str:
 class IsolatedStages:
     """Applies stages to clips in a child process, started on first use and replaced when it dies.
 
-    One per worker process is enough (``shared()``); ``close()`` ends the child.
+    ``shared()`` gives each thread of a worker its own; ``close()`` ends the child.
+
+    Thread safety: the child answers one request at a time over one pipe, so a request and its
+    reply must never interleave with another thread's (two threads at once read each other's
+    answers: one task's samples landed in another task's shard, or both waited forever). A lock
+    around the whole exchange (``_call``, ``close``) makes one instance safe to share; ``shared()``
+    still hands each thread its own instance so the threads of a multi-threaded worker (Dataflow,
+    Flink, Beam's ``multi_threading`` mode) run their stages in parallel, not queued on one child.
     """
 
     def __init__(self, timeout_s: float | None = None) -> None:
         self.timeout_s = timeout_s  # None: from the run's tool timeout
         self.proc: subprocess.Popen | None = None
         self.children_started = 0
+        self._lock = threading.RLock()  # one request/reply exchange on the pipe at a time
+
+    def __del__(self) -> None:  # the thread that owned it ended: its child goes with it
+        with contextlib.suppress(Exception):
+            self._kill()
 
     def __enter__(self) -> IsolatedStages:
         return self
@@ -133,6 +147,10 @@ class IsolatedStages:
                     stream.close()
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         proc = self.proc
         if proc is not None and proc.poll() is None:
             try:
@@ -143,6 +161,10 @@ class IsolatedStages:
         self._kill()
 
     def _call(self, name: str, clip: Clip, cfg: PrepareConfig) -> Clip:
+        with self._lock:
+            return self._exchange(name, clip, cfg)
+
+    def _exchange(self, name: str, clip: Clip, cfg: PrepareConfig) -> Clip:
         proc = self.proc or self._start(cfg.tool_memory_mb)
         # A stage runs at most a few tools in sequence, each bounded by the tool timeout.
         timeout_s = self.timeout_s if self.timeout_s is not None else 3 * cfg.tool_timeout_s + 60
@@ -178,16 +200,27 @@ class IsolatedStages:
         return clip
 
 
-_shared: IsolatedStages | None = None
+_shared = threading.local()
+_all: weakref.WeakSet[IsolatedStages] = weakref.WeakSet()  # every live one, closed at exit
 
 
 def shared() -> IsolatedStages:
-    """This process's isolation child (one per engine worker, reused across its tasks)."""
-    global _shared
-    if _shared is None:
-        _shared = IsolatedStages()
-        atexit.register(_shared.close)
-    return _shared
+    """This thread's isolation child, reused across its tasks.
+
+    One per thread, not per process: an engine worker may run several tasks at once in threads
+    (see ``IsolatedStages``). When a thread ends, its instance is collected and its child killed.
+    """
+    child = getattr(_shared, "child", None)
+    if child is None:
+        child = _shared.child = IsolatedStages()
+        _all.add(child)
+    return child
+
+
+@atexit.register
+def _close_all() -> None:
+    for child in list(_all):
+        child.close()
 
 
 def _serve() -> None:

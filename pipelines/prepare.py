@@ -74,6 +74,20 @@ def stage_names(cfg: PrepareConfig) -> list[str]:
     return [*names, *(["caption"] if cfg.captioner != "none" else []), "write"]
 
 
+def beam_worker_args(workers: int | None, args: list[str]) -> list[str]:
+    """What ``--workers N`` adds to the Beam options: N direct workers, in processes unless the
+    user chose a running mode (their ``--direct_running_mode`` wins, e.g. ``multi_threading``);
+    nothing the user already set is overridden."""
+    if not workers:
+        return []
+    extra = []
+    if not any(a.startswith("--direct_num_workers") for a in args):
+        extra.append(f"--direct_num_workers={workers}")
+    if not any(a.startswith("--direct_running_mode") for a in args):
+        extra.append("--direct_running_mode=multi_processing")
+    return extra
+
+
 def _run_engine(plan: T.Plan, engine: EngineOptions) -> dict[str, Any] | None:
     """Hand the plan to the engine; Ray says where the tasks ran (node id -> tasks)."""
     if engine.runner == "local":
@@ -84,11 +98,7 @@ def _run_engine(plan: T.Plan, engine: EngineOptions) -> dict[str, Any] | None:
         from pipelines import beam
 
         args = list(engine.beam_args)
-        if engine.workers and not any(a.startswith("--direct_num_workers") for a in args):
-            args += [
-                f"--direct_num_workers={engine.workers}",
-                "--direct_running_mode=multi_processing",
-            ]
+        args += beam_worker_args(engine.workers, args)
         beam.run(plan, args, engine.caption_accelerator)
     else:
         from pipelines import ray as ray_engine

@@ -132,6 +132,8 @@ def init(address: str | None = None, num_cpus: int | None = None) -> None:
         try:
             _reachable(address)
             ray.init(address=address, log_to_driver=False)
+        except ValueError as exc:  # Ray's own parse of a form _reachable let through
+            raise EngineUnavailable(f"--ray-address {address!r}: {exc}".splitlines()[0]) from None
         except ConnectionError as exc:
             raise EngineUnavailable(
                 f"no Ray cluster answers at {address} ({exc}); start one (`ray start --head`, "
@@ -152,19 +154,47 @@ def cpu_per_task(nodes: list[dict[str, Any]]) -> float:
     return max(0.1, biggest - CPU_PER_CAPTIONER)
 
 
+def parse_address(address: str) -> tuple[str | None, int | None]:
+    """``HOST:PORT``, ``ray://HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); ``auto`` -> (None,
+    None); anything else is a one-line ``EngineUnavailable`` (not Ray's ValueError traceback)."""
+    if address == "auto":
+        return None, None
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "[" in host:
+        raise EngineUnavailable(
+            f"--ray-address {address!r}: expected HOST:PORT (e.g. 10.0.0.5:6379), "
+            "ray://HOST:PORT, [IPv6]:PORT or auto"
+        )
+    return host, int(port)
+
+
 def _reachable(address: str, timeout_s: float = 10.0) -> None:
     """Fail in seconds, not minutes, when nothing listens at HOST:PORT (Ray retries for long)."""
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit():
-        return  # "auto", or a form Ray resolves itself
+    host, port = parse_address(address)
+    if host is None:
+        return  # "auto": Ray finds the running cluster itself
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as exc:
         raise ConnectionError(f"{host}:{port}: {exc.strerror or exc}") from exc
 
 
-def caption_placement(opts: RayOptions, cluster_gpus: float) -> tuple[dict[str, Any], int]:
-    """Ray resource arguments for one caption actor, and how many actors to start."""
+def caption_placement(
+    opts: RayOptions,
+    cluster_gpus: float,
+    cluster_cpus: float | None = None,
+    task_cpus: float = CPU_PER_TASK,
+) -> tuple[dict[str, Any], int]:
+    """Ray resource arguments for one caption actor, and how many actors to start.
+
+    The pool never takes the CPUs the other phases need: actors that ask for CPUs are capped so
+    one CPU-stage task and one write still fit beside them (``cluster_cpus``; None: no cap).
+    Ray Data starts the whole pool before feeding it, so 4 half-CPU actors on 2 CPUs left no
+    room for a single task and the run waited forever. Asking for more GPUs per actor than the
+    cluster has is an ``EngineUnavailable``: no actor could ever start.
+    """
     gpus = opts.caption_gpus if opts.caption_gpus is not None else (1.0 if cluster_gpus else 0.0)
     args: dict[str, Any] = {}
     if gpus:
@@ -174,8 +204,24 @@ def caption_placement(opts: RayOptions, cluster_gpus: float) -> tuple[dict[str, 
     if opts.caption_resources:
         args["resources"] = dict(opts.caption_resources)
     actors = max(1, opts.caption_pool)
-    if gpus and cluster_gpus:  # one model per GPU share: never more actors than fit
+    if gpus and cluster_gpus < gpus:
+        raise EngineUnavailable(
+            f"the caption actors ask for {gpus:g} GPU(s) each (--caption-gpus) but the Ray "
+            f"cluster has {cluster_gpus:g}; pass --caption-gpus 0 to caption on CPUs"
+        )
+    if gpus:  # one model per GPU share: never more actors than fit
         actors = max(1, min(actors, int(cluster_gpus / gpus)))
+    elif cluster_cpus is not None:
+        room = cluster_cpus - task_cpus - CPU_PER_WRITE
+        fit = max(1, int(room / CPU_PER_CAPTIONER + 1e-9))
+        if actors > fit:
+            log.warning(
+                "ray: --caption-pool %d capped to %d: %d CPU(s) must also run the CPU stages",
+                actors,
+                fit,
+                cluster_cpus,
+            )
+            actors = fit
     return args, actors
 
 
@@ -199,6 +245,8 @@ def _run(plan: T.Plan, opts: RayOptions) -> dict[str, Any]:
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled"
     cfg = plan.cfg
     wanted = list(opts.caption_resources) if cfg.captioner != "none" else []
+    if cfg.captioner != "none" and opts.caption_gpus and opts.address:
+        wanted.append("GPU")  # a GPU node may still be joining; a local Ray has what it has
     resources = _wait_for_resources(wanted)
     nodes = [n for n in ray.nodes() if n["Alive"]]
     missing = [r for r in wanted if r not in resources]
@@ -214,9 +262,12 @@ def _run(plan: T.Plan, opts: RayOptions) -> dict[str, Any]:
         [{"task_index": i} for i in plan.tasks],
         override_num_blocks=min(len(plan.tasks), MAX_BLOCKS),
     )
-    ds = ds.map(_process, fn_kwargs={"cfg": cfg}, num_cpus=cpu_per_task(nodes))
+    task_cpus = cpu_per_task(nodes)
+    ds = ds.map(_process, fn_kwargs={"cfg": cfg}, num_cpus=task_cpus)
     if cfg.captioner != "none":
-        caption_args, actors = caption_placement(opts, resources.get("GPU", 0))
+        caption_args, actors = caption_placement(
+            opts, resources.get("GPU", 0), resources.get("CPU", 0.0), task_cpus
+        )
         log.info("ray: %d nodes; %d caption actors, each with %s", len(nodes), actors, caption_args)
         ds = ds.map_batches(
             CaptionActor,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections import OrderedDict
 from fractions import Fraction
 
@@ -94,6 +95,7 @@ def _sample_aspect(stream: dict) -> float:
 
 _KNOWN: OrderedDict[tuple, VideoInfo | str] = OrderedDict()  # file -> its info or why it failed
 _KNOWN_SIZE = 16
+_KNOWN_LOCK = threading.Lock()  # worker threads share it; get/set/evict/move must not interleave
 
 
 def probe(clip: Clip, cfg: PrepareConfig) -> Clip:
@@ -101,16 +103,20 @@ def probe(clip: Clip, cfg: PrepareConfig) -> Clip:
     path = video_file(clip.video, cfg)
     stat = os.stat(path)
     key = (path, stat.st_size, stat.st_mtime_ns, cfg.limits)
-    known = _KNOWN.get(key)
-    if known is None:
+    with _KNOWN_LOCK:
+        known = _KNOWN.get(key)
+        if known is not None:
+            _KNOWN.move_to_end(key)
+    if known is None:  # probed outside the lock: two threads may both probe one file, harmlessly
         try:
             known = _video_info(path, cfg)
         except (StageError, ToolError) as exc:
             known = str(exc)
-        _KNOWN[key] = known
-        while len(_KNOWN) > _KNOWN_SIZE:
-            _KNOWN.popitem(last=False)
-    _KNOWN.move_to_end(key)
+        with _KNOWN_LOCK:
+            _KNOWN[key] = known
+            _KNOWN.move_to_end(key)
+            while len(_KNOWN) > _KNOWN_SIZE:
+                _KNOWN.popitem(last=False)
     if isinstance(known, str):
         raise StageError(known)
     clip.info = dataclasses.replace(known)  # its own copy: clips never share a mutable record
