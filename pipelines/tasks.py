@@ -143,6 +143,9 @@ def reopen_failed(store: Store, stages: set[str]) -> list[int]:
             continue
         index = stats["task"]
         store.remove(kept_dir(index))  # copies of an older attempt's parts, left by a kill
+        # the count of an interrupted run (finished runs remove them all): the retry is a
+        # first attempt, not a rerun after a death (which would run it isolated and say so)
+        store.remove(f"{ATTEMPTS_DIR}/{index:06d}")
         earlier = {**stats, "retry_stages": sorted(stages)}
         store.put_bytes(retry_rel(index), (json.dumps(earlier, ensure_ascii=False) + "\n").encode())
         store.remove(stats_rel(index))

@@ -459,3 +459,17 @@ def test_retry_benchmark_runs_and_prints_the_ratio(tmp_path, capsys):
     main(["--rows", "4", "--failed", "1", "--rounds", "1", "--work", str(tmp_path)])
     last = capsys.readouterr().out.splitlines()[-1]
     assert "whole task" in last and "carry" in last and "(the same samples)" in last
+
+
+def test_a_retry_after_an_interrupted_run_is_a_first_attempt(videos, tmp_path):
+    """An interrupted run keeps attempts/ (a finished one removes it): a task reopened by
+    --retry-failed then counted attempt 2 and was reported as rerun after a death."""
+    manifest = _a_missing_b(videos, tmp_path)
+    out = tmp_path / "out"
+    _retry(manifest, out, ())
+    (out / "attempts").mkdir()
+    (out / "attempts" / "000000").write_text("1\n")  # as a run killed elsewhere leaves it
+    shutil.copy(videos["h264_long"], tmp_path / "m.mp4")
+    again = _retry(manifest, out, {"probe"})
+    assert again["samples"] == 3 and again["tasks_retried"] == 0
+    assert json.loads((out / "stats" / "000000.json").read_text())["attempt"] == 1
