@@ -14,7 +14,7 @@ import json
 import os
 import random
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -371,3 +371,61 @@ def make_loader(
         pin_memory=torch.cuda.is_available(),
         prefetch_factor=4 if workers else None,
     )
+
+
+def _joined(a: Any, b: Any) -> Any:
+    """Two batches' values of one field, rows of ``a`` then rows of ``b``."""
+    if a is None or b is None:
+        return None  # e.g. ``caption``: one side has a sample without a caption
+    if isinstance(a, torch.Tensor):
+        return torch.cat([a, b])
+    if isinstance(a, dict):
+        return {k: _joined(a[k], b[k]) for k in a}
+    return list(a) + list(b)
+
+
+def _rows(value: Any, start: int, stop: int | None) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {k: _rows(v, start, stop) for k, v in value.items()}
+    return value[start:stop]
+
+
+def concat_batches(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """One batch of ``a``'s rows then ``b``'s (both with samples): lists and tensors joined,
+    ``errors`` of both kept, ``caption`` None if either side has none."""
+    if "text_rows" in a or "text_rows" in b:
+        raise ValueError("batches with text_rows (evaluation over every sentence) are not merged")
+    return {k: _joined(a[k], b[k]) for k in a}
+
+
+def split_batch(batch: dict[str, Any], n: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the first ``n`` rows, the rest); the batch's ``errors`` go with the first part."""
+    head = {k: (v if k == "errors" else _rows(v, 0, n)) for k, v in batch.items()}
+    rest = {k: ([] if k == "errors" else _rows(v, n, None)) for k, v in batch.items()}
+    return head, rest
+
+
+def merge_partial_batches(
+    batches: Iterable[dict[str, Any]], batch_size: int
+) -> Iterator[dict[str, Any]]:
+    """Full batches from a DataLoader whose workers each end their share of the shards with a
+    partial batch (collation stays in the workers): partial batches are joined, and split where
+    they exceed ``batch_size``, so a pass gives floor(samples / batch_size) full batches and at
+    most one partial one, last. Full batches and batches of only skipped samples pass as they
+    are. Training only: evaluation batches with ``text_rows`` are not merged."""
+    pending: dict[str, Any] | None = None
+    for batch in batches:
+        n = len(batch["keys"])
+        if n == 0 or n >= batch_size:
+            yield batch
+            continue
+        pending = batch if pending is None else concat_batches(pending, batch)
+        if len(pending["keys"]) >= batch_size:
+            head, pending = split_batch(pending, batch_size)
+            yield head
+            if not pending["keys"]:
+                pending = None
+    if pending is not None:
+        yield pending

@@ -44,13 +44,16 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int):
-    """LR multiplier: linear 0 -> 1 over ``warmup_steps``, then cosine down to 0 at the end."""
+    """LR multiplier by step index, exactly ``transformers.get_cosine_schedule_with_warmup``
+    (the standard schedule): ``step / warmup_steps`` for the first ``warmup_steps`` steps
+    (so step 0 runs at 0 and the peak is first reached at step ``warmup_steps``), then a
+    half cosine from 1 at ``warmup_steps`` to 0 at ``total_steps``."""
 
     def factor(step: int) -> float:
         if step < warmup_steps:
-            return (step + 1) / warmup_steps
+            return step / max(1, warmup_steps)
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
     return factor
 
@@ -58,5 +61,5 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup = max(1, round(cfg.warmup_ratio * total_steps))
+    warmup = round(cfg.warmup_ratio * total_steps)  # 0: no warmup, the first step at the peak
     return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total_steps))

@@ -37,7 +37,7 @@ from trainer.checkpoint import (
     save_checkpoint,
 )
 from trainer.config import TrainConfig
-from trainer.data import make_loader, normalize_pixels
+from trainer.data import make_loader, merge_partial_batches, normalize_pixels
 from trainer.errors import TrainerError
 from trainer.evaluate import encode_pairs, format_report, gather_pairs, retrieval_report, rsum
 from trainer.loss import clamp_logit_scale, clip_id_tensor, omnisource_loss
@@ -48,6 +48,8 @@ from trainer.tiny import build_random_clip
 log = logging.getLogger(__name__)
 FRAME_VARIANTS = ("a", "c", "d")
 # model.weights values that build a seeded random CLIP in the run folder instead of reading one
+# a short rank's fresh pass r over its shards is seeded seed + r * this (epochs add seed + epoch)
+RERUN_SEED_STRIDE = 1_000_003
 RANDOM_WEIGHTS = {"tiny": "tiny_clip", "random-b32": "random_b32", "random-b16": "random_b16"}
 
 
@@ -105,6 +107,7 @@ def build_model(cfg: TrainConfig, weights: Path, device: torch.device) -> ClipVi
     model = load_clipvip(cfg.model, weights)
     check_text_length(cfg, model)
     model.check_image_size(cfg.data.image_size)
+    model.train()  # from_pretrained returns eval mode: dropout would stay off until a validation
     return model.to(device)
 
 
@@ -211,29 +214,36 @@ def train_step(
 class BatchStream:
     """Endless micro-batches by (epoch, position), resumable at any position.
 
-    An epoch is one pass over this rank's shards (shuffled with seed + epoch). With several
-    ranks an epoch is a fixed count of full batches per rank, so every rank takes the same
-    number of steps and the collectives never wait on a rank that ran out of data.
+    An epoch is one pass over this rank's shards (shuffled with seed + epoch). The loader's
+    workers each end their share with a partial batch; those are merged into full batches
+    (``merge_partial_batches``), so a pass gives full batches and at most one partial, last.
+    With several ranks an epoch is a fixed count of full batches per rank, so every rank takes
+    the same number of steps and the collectives never wait on a rank that ran out of data; a
+    rank whose shards give fewer goes on into a fresh pass (``make(epoch, rerun)`` with
+    ``rerun`` 1, 2, ...: shuffled and sampled differently), never replaying the same batches.
     """
 
     def __init__(
         self,
-        make: Callable[[int], Iterable[dict[str, Any]]],
+        make: Callable[[int, int], Iterable[dict[str, Any]]],
         per_epoch: int | None,
         batch_size: int,
         full_batches: bool,
         epoch: int = 0,
         position: int = 0,
+        rank: int = 0,
     ) -> None:
         self.make, self.per_epoch, self.batch_size = make, per_epoch, batch_size
         self.full_batches = full_batches
         self.epoch, self.position = epoch, position
+        self.rank, self._warned = rank, False
 
     def _one_epoch(self, epoch: int) -> Iterator[dict[str, Any]]:
         count = 0
+        rerun = 0
         while True:
             produced, skipped = 0, []
-            for batch in self.make(epoch):
+            for batch in merge_partial_batches(self.make(epoch, rerun), self.batch_size):
                 skipped += batch["errors"]
                 if not batch["keys"] or (
                     self.full_batches and len(batch["keys"]) < self.batch_size
@@ -249,6 +259,19 @@ class BatchStream:
                 raise TrainerError(self._nothing_to_train(skipped))
             if self.per_epoch is None:
                 return
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "rank %d: its shards gave %d full batch(es) in epoch %d and the plan takes "
+                    "%d per rank per epoch; it goes on into a fresh pass over them (shuffled "
+                    "and sampled anew). Use more shards than ranks x workers, or shards of "
+                    "equal size, so that every rank gets its share",
+                    self.rank,
+                    produced,
+                    epoch,
+                    self.per_epoch,
+                )
+            rerun += 1
 
     def _nothing_to_train(self, skipped: list[tuple[str, str]]) -> str:
         if skipped:
@@ -473,8 +496,10 @@ def train(
         else model
     )
 
-    def loader_for(ep: int) -> Iterable[dict[str, Any]]:
-        return make_loader(shards, cfg.data, tokenizer, train=True, seed=cfg.seed, epoch=ep)
+    def loader_for(ep: int, rerun: int = 0) -> Iterable[dict[str, Any]]:
+        # rerun > 0: a rank that ran short of its per-epoch batches, on a fresh pass
+        seed = cfg.seed + RERUN_SEED_STRIDE * rerun
+        return make_loader(shards, cfg.data, tokenizer, train=True, seed=seed, epoch=ep)
 
     stream = BatchStream(
         loader_for,
@@ -483,6 +508,7 @@ def train(
         full_batches=d.world > 1,
         epoch=epoch,
         position=position,
+        rank=d.rank,
     )
     run_log = RunLog(out, d.main, resumed_at=step)
     bar = tqdm(total=steps, initial=step, unit="step", disable=not (progress and d.main))

@@ -484,3 +484,35 @@ def test_resume_drops_the_log_lines_an_interrupted_run_wrote_past_its_checkpoint
     logged = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in logged] == [1, 2, 3, 4]
     assert 123.0 not in [x["loss"] for x in logged]
+
+
+@pytest.mark.parametrize(("warmup_ratio", "total"), [(0.1, 20), (0.0, 10), (0.25, 7), (0.5, 1)])
+def test_schedule_is_transformers_cosine_with_warmup(warmup_ratio: float, total: int) -> None:
+    """The LR multiplier at every step is get_cosine_schedule_with_warmup's (the official
+    CLIP-ViP schedule): step / W during warmup, the peak first at step W, 0 at the end."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    from trainer.optim import build_scheduler
+
+    cfg = load_config("tiny", {"optim.warmup_ratio": warmup_ratio}).optim
+    ours_opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    hf_opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    ours = build_scheduler(ours_opt, cfg, total)
+    hf = get_cosine_schedule_with_warmup(hf_opt, round(warmup_ratio * total), total)
+    got, want = [], []
+    for _ in range(total):
+        got.append(ours.get_last_lr()[0])
+        want.append(hf.get_last_lr()[0])
+        ours_opt.step(), ours.step(), hf_opt.step(), hf.step()
+    assert got == pytest.approx(want, abs=1e-12)
+    if (warmup_ratio, total) == (0.1, 20):
+        assert got[:3] == pytest.approx([0.0, 0.5, 1.0]) and got[3] < 1.0
+
+
+def test_built_model_is_in_training_mode(tiny_weights: Path) -> None:
+    """CLIPModel.from_pretrained returns eval mode; the training model must train (dropout)."""
+    from trainer.train import build_model
+
+    model = build_model(load_config("tiny"), tiny_weights, torch.device("cpu"))
+    assert model.training and model.clipmodel.training
+    assert all(m.training for m in model.modules())
