@@ -24,9 +24,17 @@ system:
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
+# Debian's own python3.11 makes no venv without its python3.11-venv package (no ensurepip); a
+# failed attempt leaves .venv/bin/python behind, which would satisfy this target next time, so
+# it is removed before the package is installed and the venv made again.
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV) >/dev/null 2>&1 || { \
+	  rm -rf $(VENV); \
+	  echo "$(PYTHON) cannot make a venv: installing Debian's python3.11-venv"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends python3.11-venv \
+	  && $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }; }
 
 # torch is pinned first and alone so that pip takes the local CPU build and never an unpinned CUDA one.
 # A first install needs about 3.5 GB: the 2.7 GB venv and pip's temporary copy of the torch wheel.

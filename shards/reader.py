@@ -33,8 +33,8 @@ def _gopen_fsspec(url: str, mode: str = "rb", bufsize: int = 8192, **_: Any):
     return fs.open(path, mode, block_size=max(bufsize, 8 * 1024 * 1024))
 
 
-for _scheme in OBJECT_STORES:
-    gopen_schemes.setdefault(_scheme, _gopen_fsspec)
+for _scheme in OBJECT_STORES:  # replacing webdataset's own gs opener, which runs `gsutil cat`
+    gopen_schemes[_scheme] = _gopen_fsspec
 
 
 class ShortShardError(ValueError):
@@ -103,7 +103,10 @@ def iter_samples(source: str | Sequence[str]) -> Iterator[Decoded]:
     urls, counts = shard_list(source)
     if not urls:
         return
-    samples = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+    # every shard, whatever RANK/WORLD_SIZE or loader worker it runs in: this reads a whole run
+    samples = wds.WebDataset(
+        urls, shardshuffle=False, empty_check=False, nodesplitter=None, workersplitter=None
+    )
     for sample in checked_counts(counts)(iter(samples)):
         yield _decode(sample)
 

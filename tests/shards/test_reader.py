@@ -88,3 +88,21 @@ def test_without_a_shuffle_buffer_the_shards_are_read_in_index_order(tmp_path):
     shuffled = ClipShardDataset(str(tmp_path), shuffle=4, split_by_node=False, seed=1)
     keys = [s["key"] for s in shuffled]
     assert sorted(keys) == in_order and keys != in_order
+
+
+def test_object_store_shards_open_through_fsspec_gs_included():
+    """webdataset maps gs:// to `gsutil cat`, which the images do not have; fsspec reads
+    every object store with the credentials the rest of the run uses."""
+    from webdataset.gopen import gopen_schemes
+
+    from shards import reader
+
+    for scheme in ("gs", "gcs", "s3", "az"):
+        assert gopen_schemes[scheme] is reader._gopen_fsspec, scheme
+
+
+def test_iter_samples_reads_every_shard_under_torchrun_variables(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    run, _ = _run_of(tmp_path, 3)
+    assert [s["key"] for s in iter_samples(run)] == ["k0", "k1", "k2"]
