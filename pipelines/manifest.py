@@ -490,26 +490,49 @@ def settle_repeat(
         mark_duplicate(clip, line, first_row)
 
 
+class Repeats:
+    """Which rows repeat an earlier row's key, and what each becomes, in manifest order: the one
+    rule ``read_manifest`` and staging both apply (they must settle a manifest identically).
+
+    ``held(key)``: whether some row of the manifest has that key (to keep a clip's further
+    texts off keys other rows were given, ``repeat_key``).
+    """
+
+    def __init__(self, held: Callable[[str], bool]) -> None:
+        self._held = held
+        self.first: dict[str, int] = {}
+        self.seen: dict[str, int] = {}
+        self.assigned: set[str] = set()
+
+    def taken(self, key: str) -> bool:
+        return key in self.assigned or self._held(key)
+
+    def settle(self, clip: Clip) -> tuple[int, int, str | None] | None:
+        """None for the first row of its key; else (first row, n, new key or None), the
+        arguments after ``line`` of ``settle_repeat``."""
+        n = self.seen[clip.key] = self.seen.get(clip.key, 0) + 1
+        if n == 1:
+            self.first[clip.key] = clip.row
+            return None
+        key = None
+        if is_repeat_of_clip(clip):
+            key = repeat_key(clip.key, n, self.taken)
+            self.assigned.add(key)
+        return self.first[clip.key], n, key
+
+
 def read_manifest(uri: str, allow_empty_text: bool = False) -> list[Clip]:
     """All rows of the manifest as clips, in order; repeated keys settled by ``settle_repeat``.
 
     In memory: for inspecting small manifests. ``prepare`` streams through
-    ``pipelines.staging`` instead, which settles them the same way.
+    ``pipelines.staging`` instead, which settles them the same way (``Repeats``).
     """
     rows = list(iter_clips(uri, allow_empty_text))
-    taken = {clip.key for _, clip in rows}
-    first_row: dict[str, int] = {}
-    seen: dict[str, int] = {}
+    repeats = Repeats({clip.key for _, clip in rows}.__contains__)
     for line, clip in rows:
-        seen[clip.key] = seen.get(clip.key, 0) + 1
-        if clip.key not in first_row:
-            first_row[clip.key] = clip.row
-            continue
-        key = None
-        if is_repeat_of_clip(clip):
-            key = repeat_key(clip.key, seen[clip.key], taken.__contains__)
-            taken.add(key)
-        settle_repeat(clip, line, first_row[clip.key], seen[clip.key], key)
+        settled = repeats.settle(clip)
+        if settled is not None:
+            settle_repeat(clip, line, *settled)
     return [clip for _, clip in rows]
 
 

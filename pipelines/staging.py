@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipelines.config import PrepareConfig
-from pipelines.manifest import is_repeat_of_clip, iter_clips, repeat_key, settle_repeat
+from pipelines.manifest import Repeats, iter_clips, settle_repeat
 from pipelines.record import Clip, Failure
 from shards.store import Store
 
@@ -197,30 +197,21 @@ def _settle_duplicates(store: Store, hashes: np.ndarray, size: int) -> dict[str,
     by_task: dict[int, set[int]] = {}
     for r in np.nonzero(np.isin(hashes, repeated))[0]:  # candidate rows, in manifest order
         by_task.setdefault(int(r) // size, set()).add(int(r))
-    assigned: set[str] = set()
 
-    def taken(key: str) -> bool:
+    def held(key: str) -> bool:  # by hash: a false yes only lengthens a repeat's key
         h = np.uint64(_key_hash(key))
         i = int(np.searchsorted(ordered, h))
-        return key in assigned or (i < len(ordered) and ordered[i] == h)
+        return i < len(ordered) and ordered[i] == h
 
-    first: dict[str, int] = {}
-    seen: dict[str, int] = {}
+    repeats = Repeats(held)
     out: dict[str, list] = {}
     for task, wanted in sorted(by_task.items()):
         for row, line, data in _task_rows(store, task):
             if row not in wanted:
                 continue
-            clip = clip_from_json(row, data)
-            seen[clip.key] = seen.get(clip.key, 0) + 1
-            if clip.key not in first:
-                first[clip.key] = row
-                continue
-            key = None
-            if is_repeat_of_clip(clip):
-                key = repeat_key(clip.key, seen[clip.key], taken)
-                assigned.add(key)
-            out[str(row)] = [line, first[clip.key], seen[clip.key], key]
+            settled = repeats.settle(clip_from_json(row, data))
+            if settled is not None:
+                out[str(row)] = [line, *settled]
     return out
 
 

@@ -17,7 +17,7 @@ import math
 import pickle
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -65,23 +65,27 @@ class FairseqCheckpoint:
     patch_image_size: int | None = None
 
 
-def recorded_disable_entangle(ckpt: object) -> bool | None:
-    """``disable_entangle`` from a fairseq checkpoint's training args, or None if absent.
-
-    Older fairseq saves an ``argparse.Namespace`` under ``args``; newer saves ``args=None`` and
-    the config under ``cfg`` (``cfg["model"]`` a Namespace or dict). ``args`` wins, as fairseq
-    itself rebuilds ``cfg`` from it when both are there.
-    """
+def _recorded(ckpt: object, name: str, cfg_sections: tuple[str, ...] = ("model",)) -> Iterator:
+    """The values a fairseq checkpoint records for training arg ``name``, in the order fairseq
+    trusts them: older fairseq saves an ``argparse.Namespace`` under ``args``; newer saves
+    ``args=None`` and the config under ``cfg`` (``cfg["model"]``, ``cfg["task"]``: a Namespace,
+    a dict or an omegaconf container). ``args`` wins, as fairseq itself rebuilds ``cfg`` from it
+    when both are there."""
     if not isinstance(ckpt, Mapping):
-        return None
-    for source in (ckpt.get("args"), field(ckpt.get("cfg"), "model")):
-        value = field(source, "disable_entangle")
-        if value is None:
-            continue
-        if not isinstance(value, bool):
-            raise ValueError(f"checkpoint args hold disable_entangle={value!r}, not a bool")
-        return value
-    return None
+        return
+    cfg = ckpt.get("cfg")
+    for source in (ckpt.get("args"), *(field(cfg, section) for section in cfg_sections)):
+        value = field(source, name)
+        if value is not None:
+            yield value
+
+
+def recorded_disable_entangle(ckpt: object) -> bool | None:
+    """``disable_entangle`` from a fairseq checkpoint's training args, or None if absent."""
+    value = next(_recorded(ckpt, "disable_entangle"), None)
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"checkpoint args hold disable_entangle={value!r}, not a bool")
+    return value
 
 
 def recorded_image_size(ckpt: object) -> int | None:
@@ -89,14 +93,7 @@ def recorded_image_size(ckpt: object) -> int | None:
 
     The shapes do not show it, and it differs by run, not by size: OFA-base was pretrained at
     384 px and fine-tuned for captioning at 480 (``train_caption_stage1_base.sh``)."""
-    if not isinstance(ckpt, Mapping):
-        return None
-    for source in (
-        ckpt.get("args"),
-        field(ckpt.get("cfg"), "model"),
-        field(ckpt.get("cfg"), "task"),
-    ):
-        value = field(source, "patch_image_size")
+    for value in _recorded(ckpt, "patch_image_size", ("model", "task")):
         if isinstance(value, int) and not isinstance(value, bool) and 32 <= value <= 4096:
             return value
     return None
