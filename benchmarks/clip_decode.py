@@ -5,7 +5,7 @@ cut by the pipeline's own clip stage from a 720p H.264 source (``--source``: a r
 ffmpeg's ``testsrc2`` when none is given): 10 s at 3 fps, short side 320, libx264 ``veryfast``
 CRF 23, once with ``--fast-decode`` (the default: x264's fastdecode tune, CAVLC and no
 deblocking) and once without. Per sample the loader decodes up to the last sampled frame and
-turns T = 12 of them into 224 px RGB (bicubic short side, centre crop). Measured, same process:
+turns T = 12 of them into 224 px RGB (bicubic, squashed to a square: the default). Measured, same process:
 
 - ours: ``decode_frames`` (one scaler kept for the clip's frames, FFmpeg's frame threads) on the
   fast-decode clip, and on the clip ``--no-fast-decode`` writes;
@@ -68,7 +68,7 @@ def per_frame_scaler(mp4: bytes) -> np.ndarray:
         stream.thread_type = "AUTO"
         for n, frame in enumerate(container.decode(stream)):
             if n in wanted:
-                w, h = _resized_size(frame.width, frame.height, SIZE)
+                w, h = _resized_size(frame.width, frame.height, SIZE, "squash")
                 rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC")
                 got[n] = _center_crop(rgb.to_ndarray(), SIZE)
             if n >= max(wanted):

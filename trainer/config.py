@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from trainer.data import DataConfig
+from trainer.data import RESIZE_MODES, DataConfig
 from trainer.loss import VARIANTS
 from trainer.model import ModelConfig
 
@@ -103,6 +103,10 @@ def _check_limits(cfg: TrainConfig) -> None:
             raise ValueError(
                 f"{section}.{key} must be {'>=' if inclusive else '>'} {low}, got {value}"
             )
+    if cfg.data.resize not in RESIZE_MODES:
+        raise ValueError(
+            f"data.resize must be one of {', '.join(RESIZE_MODES)}, got {cfg.data.resize!r}"
+        )
     if cfg.optim.warmup_ratio > 1:
         raise ValueError(f"optim.warmup_ratio must be <= 1, got {cfg.optim.warmup_ratio}")
     if not all(0 <= b < 1 for b in cfg.optim.betas):
@@ -150,6 +154,25 @@ def _build(cls: type, data: Any, section: str = "") -> Any:
 
 def _type_name(hint: Any) -> str:
     return str(hint) if typing.get_args(hint) else getattr(hint, "__name__", str(hint))
+
+
+# (section, key) -> what a run meant by it before the setting existed: a run folder's
+# config.json written then lacks the key, and its run must resume and evaluate as it trained,
+# not with the newer default (frames were centre-cropped before ``data.resize``)
+EARLIER = {("data", "resize"): "crop"}
+
+
+def with_earlier_defaults(saved: Any) -> Any:
+    """A run folder's saved config with the settings it predates filled in as they were then
+    (anything but a JSON object is returned as is, for the caller to refuse)."""
+    if not isinstance(saved, dict):
+        return saved
+    saved = json.loads(json.dumps(saved))  # a deep copy
+    for (section, key), value in EARLIER.items():
+        node = saved.get(section)
+        if isinstance(node, dict) and key not in node:
+            node[key] = value
+    return saved
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:

@@ -36,10 +36,16 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 @dataclass(slots=True)
 class DataConfig:
-    """How clips become tensors; defaults are CLIP-ViP's (12 frames, 224 px, 70 tokens)."""
+    """How clips become tensors; defaults are CLIP-ViP's (12 frames, 224 px, 70 tokens, frames
+    squashed to a square)."""
 
     num_frames: int = 12
     image_size: int = 224
+    # "squash": the whole frame resized to image_size x image_size (bicubic), as the official
+    # CLIP-ViP loaders do (torchvision Resize((S, S)): its CenterCrop then cuts nothing), so
+    # CLIP-ViP checkpoints see what they were trained on and a 16:9 clip keeps its edges;
+    # "crop": short side to image_size, then the centre square (CLIP's own preprocessing)
+    resize: str = "squash"
     max_text_len: int = 70
     batch_size: int = 32  # per rank, per micro-step
     num_workers: int = 4
@@ -62,20 +68,31 @@ def sample_frame_indices(
     """CLIP-ViP's frame sampling: ``num_samples`` evenly spaced indices into [0, N-1].
 
     Training (``rng`` given) jitters the window: start in [0, i], end in [N-1-i, N-1] with
-    i = N // 11. Evaluation (``rng=None``) spans the whole clip. Indices repeat when N < T.
+    i = N // (T - 1), one sampling interval (the official loader's ``sample_jitter``).
+    Evaluation (``rng=None``) spans the whole clip. Indices are floored, as the official
+    ``np.linspace(...).astype(int)``; they repeat when N < T.
     """
     n = num_frames_in_clip
     if n <= 0:
         raise DecodeError("clip has no frames")
     start, end = 0, n - 1
-    if rng is not None:
-        i = n // 11
-        start = rng.randint(0, i)
-        end = rng.randint(n - 1 - i, n - 1)
-    return [int(round(x)) for x in np.linspace(start, end, num_samples)]
+    if rng is not None and num_samples > 1:
+        i = n // (num_samples - 1)
+        start = rng.randint(0, min(i, n - 1))
+        end = rng.randint(max(start, n - 1 - i), n - 1)
+    return [int(x) for x in np.linspace(start, end, num_samples)]
 
 
-def _resized_size(width: int, height: int, short: int) -> tuple[int, int]:
+RESIZE_MODES = ("squash", "crop")
+
+
+def _resized_size(width: int, height: int, short: int, resize: str) -> tuple[int, int]:
+    """The size a frame is scaled to: ``short`` x ``short`` (squash), or short side ``short``
+    keeping the aspect ratio (crop: the centre square is cut afterwards)."""
+    if resize == "squash":
+        return short, short
+    if resize != "crop":
+        raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
     if width <= height:
         return short, max(short, round(height * short / width))
     return max(short, round(width * short / height)), short
@@ -107,9 +124,11 @@ def decode_frames(
     rng: random.Random | None,
     with_middle: bool = False,
     threads: int = 0,
+    resize: str = "squash",
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decode the sampled frames: (T, size, size, 3) uint8, short side ``size`` (bicubic) then
-    centre crop; with ``with_middle`` also frame N // 2 (for shards without a ``jpg``).
+    """Decode the sampled frames: (T, size, size, 3) uint8, bicubic, squashed or short side
+    then centre crop (``resize``, see ``DataConfig``); with ``with_middle`` also frame N // 2
+    (for shards without a ``jpg``).
     ``threads``: decoder threads, 0 = FFmpeg's choice (frame threads cost no extra CPU time per
     sample, measured by ``benchmarks.clip_decode``, so a worker per core may keep them)."""
     try:
@@ -135,7 +154,7 @@ def decode_frames(
                     # A foreign anamorphic clip (DVD, broadcast: stored pixels are not square)
                     # is resized to the picture a player shows, as `prepare` cuts clips.
                     shown_width = max(1, round(frame.width * stretch))
-                    w, h = _resized_size(shown_width, frame.height, size)
+                    w, h = _resized_size(shown_width, frame.height, size, resize)
                     rgb = scaler.reformat(
                         frame, width=w, height=h, format="rgb24", interpolation="BICUBIC"
                     ).to_ndarray()
@@ -154,17 +173,17 @@ def decode_frames(
     return frames, (got.get(middle, got[last]) if with_middle else None)
 
 
-def image_pixels(jpg: bytes, size: int) -> np.ndarray:
-    """The middle frame JPEG as (size, size, 3) uint8: short side bicubic, centre crop."""
+def image_pixels(jpg: bytes, size: int, resize: str = "squash") -> np.ndarray:
+    """The middle frame JPEG as (size, size, 3) uint8, bicubic, as the clip's frames are."""
     img = Image.open(io.BytesIO(jpg)).convert("RGB")
-    w, h = _resized_size(img.width, img.height, size)
+    w, h = _resized_size(img.width, img.height, size, resize)
     return _center_crop(np.asarray(img.resize((w, h), Image.Resampling.BICUBIC)), size)
 
 
 def to_chw(rgb: np.ndarray) -> torch.Tensor:
     """(..., H, W, 3) uint8 -> (..., 3, H, W) uint8. Pixels cross the loader as bytes (4x less
     than float) and are normalised on the device by ``normalize_pixels``."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).movedim(-1, -3).contiguous()
+    return torch.from_numpy(np.require(rgb, requirements=["C", "W"])).movedim(-1, -3).contiguous()
 
 
 def normalize_pixels(x: torch.Tensor) -> torch.Tensor:
@@ -233,11 +252,12 @@ class ClipTransform:
             return self._last[1], self._last[2]
         rng = random.Random(f"{self.seed}:{self.epoch}:{sample['key']}") if self.train else None
         has_jpg = "jpg" in sample
+        size, resize = self.cfg.image_size, self.cfg.resize
         video, middle = decode_frames(
-            sample["mp4"], self.cfg.image_size, self.cfg.num_frames, rng, not has_jpg
+            sample["mp4"], size, self.cfg.num_frames, rng, not has_jpg, resize=resize
         )
         # the shard's middle frame; shards made elsewhere (video2dataset) may lack it
-        frame = image_pixels(sample["jpg"], self.cfg.image_size) if has_jpg else middle
+        frame = image_pixels(sample["jpg"], size, resize) if has_jpg else middle
         pixels = to_chw(video), to_chw(frame[None])  # (T, 3, S, S), (1, 3, S, S) uint8
         if not self.train:
             self._last = (video_id, *pixels)

@@ -289,7 +289,10 @@ class ClipViP(nn.Module):
 
 def load_clipvip(cfg: ModelConfig, weights_dir: str | Path) -> ClipViP:
     """CLIP weights from a local folder, the CLIP-ViP parameters added, an init checkpoint loaded."""
-    clip = CLIPModel.from_pretrained(str(weights_dir), local_files_only=True)
+    # fp32 master weights whatever the folder stores (transformers loads a fp16 export as fp16:
+    # mixed with the fp32 proxies it fails on CPU, and AdamW steps of 1e-6 vanish in fp16);
+    # autocast picks the compute precision
+    clip = CLIPModel.from_pretrained(str(weights_dir), local_files_only=True, dtype=torch.float32)
     clip.config._attn_implementation = "sdpa"
     model = ClipViP(clip, cfg)
     if cfg.init_checkpoint:

@@ -36,7 +36,7 @@ from trainer.checkpoint import (
     save_best,
     save_checkpoint,
 )
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, with_earlier_defaults
 from trainer.data import make_loader, merge_partial_batches, normalize_pixels
 from trainer.errors import TrainerError
 from trainer.evaluate import encode_pairs, format_report, gather_pairs, retrieval_report, rsum
@@ -312,7 +312,7 @@ def _saved_config(path: Path, default: dict[str, Any]) -> dict[str, Any]:
         saved = json.loads(path.read_text("utf-8"))
     except (ValueError, UnicodeDecodeError):
         return {}
-    return saved if isinstance(saved, dict) else {}
+    return with_earlier_defaults(saved) if isinstance(saved, dict) else {}
 
 
 def _changed_keys(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
@@ -664,7 +664,7 @@ def load_trained(
     cfg_path = run / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{run} has no config.json: is it the --out of `clipvip train`?")
-    cfg = config_from_dict(json.loads(cfg_path.read_text("utf-8")))
+    cfg = config_from_dict(with_earlier_defaults(json.loads(cfg_path.read_text("utf-8"))))
     folder = run / "checkpoints" / "best"
     if which != "best" or not (folder / MODEL_FILE).exists():
         folder = latest_checkpoint(run / "checkpoints")

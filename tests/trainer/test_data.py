@@ -19,19 +19,34 @@ from trainer.data import (
 
 def test_eval_sampling_spans_the_whole_clip_evenly() -> None:
     assert sample_frame_indices(23, 12, None) == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22]
-    assert sample_frame_indices(3, 5, None) == [0, 0, 1, 2, 2]  # repeats when N < T
+    assert sample_frame_indices(3, 5, None) == [0, 0, 1, 1, 2]  # repeats when N < T
+    # floored as the official np.linspace(...).astype(int), not rounded
+    assert sample_frame_indices(10, 4, None) == [0, 3, 6, 9]
+    assert sample_frame_indices(8, 3, None) == [0, 3, 7]
 
 
-def test_train_sampling_jitters_start_and_end_within_n_over_11() -> None:
-    n = 110  # i = 10
+@pytest.mark.parametrize(("n", "frames", "interval"), [(110, 12, 10), (70, 8, 10), (45, 16, 3)])
+def test_train_sampling_jitters_start_and_end_within_one_sampling_interval(
+    n: int, frames: int, interval: int
+) -> None:
+    """The official ``sample_jitter``: start in [0, i], end in [N-1-i, N-1], i = N // (T-1),
+    whatever the frame count T (not a window sized for T = 12 only)."""
     starts, ends = set(), set()
-    for seed in range(200):
-        idx = sample_frame_indices(n, 12, random.Random(seed))
-        assert len(idx) == 12 and idx == sorted(idx)
+    for seed in range(300):
+        idx = sample_frame_indices(n, frames, random.Random(seed))
+        assert len(idx) == frames and idx == sorted(idx)
         starts.add(idx[0])
         ends.add(idx[-1])
-    assert min(starts) == 0 and max(starts) == 10
-    assert min(ends) == 99 and max(ends) == 109
+    assert min(starts) == 0 and max(starts) == interval
+    assert min(ends) == n - 1 - interval and max(ends) == n - 1
+
+
+def test_train_sampling_of_a_one_or_two_frame_clip_stays_inside_it() -> None:
+    for n in (1, 2, 3):
+        for frames in (1, 2, 12):
+            for seed in range(20):
+                idx = sample_frame_indices(n, frames, random.Random(seed))
+                assert len(idx) == frames and all(0 <= i < n for i in idx)
 
 
 def test_loader_yields_clip_normalised_pixels_and_tokens(
@@ -127,18 +142,19 @@ def test_decoded_frames_are_exactly_each_frame_scaled_on_its_own(tmp_path: Path)
         check=True,
     )
     mp4 = clip.read_bytes()
-    frames, middle = decode_frames(mp4, 48, 5, None, with_middle=True)
-    with av.open(io.BytesIO(mp4)) as container:
-        alone = []
-        for frame in container.decode(video=0):
-            w, h = _resized_size(frame.width, frame.height, 48)
-            rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC")
-            alone.append(_center_crop(rgb.to_ndarray(), 48))
-    indices = sample_frame_indices(len(alone), 5, None)
-    assert np.array_equal(frames, np.stack([alone[i] for i in indices]))
-    assert np.array_equal(middle, alone[len(alone) // 2])
-    one_thread, _ = decode_frames(mp4, 48, 5, None, threads=1)
-    assert np.array_equal(one_thread, frames)
+    for resize in ("squash", "crop"):
+        frames, middle = decode_frames(mp4, 48, 5, None, with_middle=True, resize=resize)
+        with av.open(io.BytesIO(mp4)) as container:
+            alone = []
+            for frame in container.decode(video=0):
+                w, h = _resized_size(frame.width, frame.height, 48, resize)
+                rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC")
+                alone.append(_center_crop(rgb.to_ndarray(), 48))
+        indices = sample_frame_indices(len(alone), 5, None)
+        assert np.array_equal(frames, np.stack([alone[i] for i in indices]))
+        assert np.array_equal(middle, alone[len(alone) // 2])
+        one_thread, _ = decode_frames(mp4, 48, 5, None, threads=1, resize=resize)
+        assert np.array_equal(one_thread, frames)
 
 
 def test_clip_whose_edit_list_hides_frames_is_sampled_over_the_shown_frames(
@@ -237,11 +253,47 @@ def test_anamorphic_clip_is_resized_to_the_picture_a_player_shows(tmp_path: Path
         + [*encode, str(twin)],
         check=True,
     )
-    stretched, _ = decode_frames(anamorphic.read_bytes(), 64, 2, None)
-    reference, _ = decode_frames(twin.read_bytes(), 64, 2, None)
+    stretched, _ = decode_frames(anamorphic.read_bytes(), 64, 2, None, resize="crop")
+    reference, _ = decode_frames(twin.read_bytes(), 64, 2, None, resize="crop")
     assert stretched.shape == reference.shape == (2, 64, 64, 3)
     assert np.abs(stretched.astype(int) - reference).mean() < 2
     assert stretched[:, :, :8].max() < 40, "the band (left sixth of the picture) is cropped off"
+
+
+def test_default_squash_keeps_the_whole_wide_frame_as_the_official_loader(tmp_path: Path) -> None:
+    """CLIP-ViP's loaders resize a frame to S x S (torchvision ``Resize((S, S))``), so the edges
+    of a 16:9 clip stay in the picture; ``resize: crop`` (CLIP's preprocessing) cuts them off.
+    The shard's middle-frame JPEG goes through the same resize as the clip's frames."""
+    import io
+    import subprocess
+
+    from PIL import Image
+
+    from trainer.data import decode_frames, image_pixels
+
+    band = "color=black:size=160x90:rate=10,drawbox=x=0:y=0:w=16:h=90:color=white:t=fill"
+    clip = tmp_path / "wide.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", band, "-t", "1"]
+        + ["-c:v", "libx264", "-pix_fmt", "yuv444p", "-qp", "0", str(clip)],
+        check=True,
+    )
+    squashed, middle = decode_frames(clip.read_bytes(), 40, 2, None, with_middle=True)
+    cropped, _ = decode_frames(clip.read_bytes(), 40, 2, None, resize="crop")
+    assert squashed.shape == cropped.shape == (2, 40, 40, 3)
+    assert squashed[:, :, :3].min() > 215, "the band (left tenth) is in the squashed frame"
+    assert cropped[:, :, :3].max() < 40, "and cropped off by the centre square"
+    jpg = io.BytesIO()
+    Image.new("RGB", (160, 90)).save(jpg, "PNG")  # lossless stand-in for the shard's frame
+    assert image_pixels(jpg.getvalue(), 40).shape == (40, 40, 3)
+    assert image_pixels(jpg.getvalue(), 40, "crop").shape == (40, 40, 3)
+
+
+def test_unknown_resize_mode_is_refused_by_the_config() -> None:
+    from trainer.config import load_config
+
+    with pytest.raises(ValueError, match="data.resize must be one of squash, crop"):
+        load_config("tiny", {"data.resize": "letterbox"})
 
 
 SENTENCES = ["a man sings on a stage", "music video", "someone is singing", "a concert"]

@@ -259,3 +259,22 @@ def test_an_image_size_not_a_multiple_of_the_patch_size_is_refused_when_the_mode
         model.check_image_size(36)
     with pytest.raises(TrainerError, match="36x36 px do not divide"):
         model.encode_video(torch.zeros(1, 1, 3, 36, 36))
+
+
+def test_weights_saved_in_fp16_load_as_fp32_master_weights(
+    tiny_weights: Path, tmp_path: Path
+) -> None:
+    """A CLIP folder exported in fp16 (common on hubs) loads as fp32 like the added proxies and
+    temporal embedding: mixed dtypes failed on CPU, and fp16 master weights lose AdamW's tiny
+    steps. Autocast, not the stored dtype, picks the compute precision."""
+    from transformers import CLIPModel
+
+    half = tmp_path / "half"
+    CLIPModel.from_pretrained(str(tiny_weights), dtype=torch.float16).save_pretrained(half)
+    for name in ("tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json"):
+        if (tiny_weights / name).exists():
+            (half / name).write_bytes((tiny_weights / name).read_bytes())
+    model = load_clipvip(ModelConfig(), half).eval()
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    video = torch.rand(1, 4, 3, 32, 32)
+    assert model.encode_video(video).dtype == torch.float32

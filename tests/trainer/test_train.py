@@ -249,6 +249,39 @@ def test_resume_continues_bit_identically(train_shards: Path, tmp_path: Path) ->
     assert _losses(whole) == _losses(part)
 
 
+def test_run_saved_before_a_setting_existed_resumes_as_it_trained(
+    train_shards: Path, tmp_path: Path
+) -> None:
+    """A run folder whose config.json predates ``data.resize`` was trained on centre crops:
+    the same command resumes it only as crop (evaluation too), and the new default (squash)
+    is refused naming the key and both values, not "None then"."""
+    from trainer.errors import TrainerError
+    from trainer.train import load_trained
+
+    overrides = {"max_steps": 2, "save_every": 1, "data.num_workers": 0, "data.batch_size": 4}
+    run = tmp_path / "old"
+    train(
+        load_config("tiny", {**overrides, "data.resize": "crop"}),
+        str(train_shards),
+        run,
+        progress=False,
+        stop_after=1,
+    )
+    saved = json.loads((run / "config.json").read_text())
+    del saved["data"]["resize"]  # as written before the setting existed
+    (run / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(TrainerError, match="data.resize: 'crop' then, 'squash' now"):
+        train(load_config("tiny", overrides), str(train_shards), run, progress=False)
+    assert load_trained(run, torch.device("cpu"), "last")[2].data.resize == "crop"
+    train(
+        load_config("tiny", {**overrides, "data.resize": "crop"}),
+        str(train_shards),
+        run,
+        progress=False,
+    )
+    assert (run / "checkpoints" / "step-000002").exists()
+
+
 def test_eval_every_validates_between_saves_and_keeps_best_across_a_crash(
     train_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
