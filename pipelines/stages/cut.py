@@ -370,7 +370,16 @@ def finish(clip: Clip, plan: CutPlan, data: bytes) -> Clip:
     if len(data) < 100:
         raise StageError("ffmpeg produced an empty clip (no decodable frames in the span)")
     start, end = check_length(clip, plan, data)
+    if clip_seconds(data) == 0:  # a header, no frame, yet no shorter than the span allows
+        span = f"the span {plan.start:.3f}-{plan.end:.3f} s"
+        if plan.resample:  # the fps filter kept none of a span shorter than its frame
+            raise StageError(
+                f"no frame of {span} is kept at {plan.fps:g} fps (a span shorter than a frame "
+                "at that rate may hold none: lengthen it or drop --fps)"
+            )
+        raise StageError(f"the source holds no frame of {span}")
     clip.mp4 = data
+    asked_end = clip.end if clip.end is not None else end
     clip.clip_info = {
         "start": round(start, 6),
         "end": round(end, 6),
@@ -378,5 +387,8 @@ def finish(clip: Clip, plan: CutPlan, data: bytes) -> Clip:
         "mode": "stream-copy" if plan.copy else "re-encode",
         "bytes": len(data),
         "fps": plan.fps,
+        # the span reached past the video (by at most SPAN_TOLERANCE_S, as release metadata
+        # rounds spans): the clip holds start-end, not the whole of ``span``
+        "clamped": bool(start > (clip.start or 0.0) + 1e-6 or end < asked_end - 1e-6),
     }
     return clip

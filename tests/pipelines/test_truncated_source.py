@@ -157,8 +157,12 @@ def test_audio_running_past_the_video_is_no_truncation(sources):
     assert whole.ok, whole.error
     assert whole.info.duration == pytest.approx(6.0, abs=0.05)  # the file: its audio
     assert whole.clip_info["duration"] == pytest.approx(4.0, abs=0.05)  # what the clip holds
+    assert whole.clip_info["clamped"] is False  # a whole video asks for no span
     near = run_cpu_stages(sources["long_audio"], 3.0, 4.3)  # past the video, within the probe's
     assert near.ok and near.clip_info["end"] == pytest.approx(4.0, abs=0.05)  # 0.5 s: clamped
+    assert near.clip_info["clamped"] is True  # and says so: the json's span is 3.0-4.3
+    inside = run_cpu_stages(sources["long_audio"], 1.0, 2.0)
+    assert inside.ok and inside.clip_info["clamped"] is False
     past = run_cpu_stages(sources["long_audio"], 3.0, 5.5)
     assert past.error.stage == "clip"
     assert past.error.reason.startswith("the video track covers only 3.00-4.00 s of the span")
@@ -215,3 +219,17 @@ def test_prepare_accounts_for_every_row_of_a_truncated_and_an_intact_video(sourc
     for meta in samples.values():
         start, end = meta["clip"]["start"], meta["clip"]["end"]
         assert meta["clip"]["num_frames"] == pytest.approx((end - start) * 3, abs=1)
+
+
+def test_span_that_keeps_no_frame_at_the_new_fps_fails_at_clip_saying_why(videos):
+    """A span shorter than a frame at ``--fps`` may hold no frame once resampled (the last
+    frame of a video at 3 fps): the row fails at ``clip`` naming the rate, not later at
+    ``middle_frame`` with "clip has no video frames"."""
+    whole = run_cpu_stages(videos["h264"])
+    assert whole.ok, whole.error
+    end = whole.info.duration
+    clip = run_cpu_stages(videos["h264"], end - 0.04, end, fps=3)
+    assert clip.error is not None and clip.error.stage == "clip"
+    assert "is kept at 3 fps" in clip.error.reason
+    inside = run_cpu_stages(videos["h264"], 1.0, 1.04, fps=3)  # the same length mid-video
+    assert inside.ok and inside.clip_info["num_frames"] == 1
