@@ -133,7 +133,10 @@ def summary_line(result: GapResult, encoder: str, config: GapConfig, out: str) -
     pairs = ", ".join(
         f"{p.source}~{p.reference} {p.nmi_mean:.2f}±{p.nmi_std:.2f}" for p in result.pairs
     )
-    line = f"domain gap (NMI, {encoder}, n≤{config.samples}, {len(config.seeds)} seeds): {pairs}"
+    # the n each pair drew (the smaller source may hold fewer than --samples sentences)
+    used = sorted({p.n for p in result.pairs})
+    n = f"n = {used[0]}" if len(used) == 1 else f"n = {used[0]}-{used[-1]}" if used else "n = 0"
+    line = f"domain gap (NMI, {encoder}, {n} per source, {len(config.seeds)} seeds): {pairs}"
     if result.overall is not None:
         k = len(result.sources)
         line += (

@@ -83,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="clipvip: %(message)s" if not args.debug else "%(asctime)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("apache_beam", "ray", "transformers", "urllib3", "httpx", "botocore"):
+    noisy_loggers = ("apache_beam", "ray", "transformers", "urllib3", "httpx", "botocore")
+    for noisy in (*noisy_loggers, "matplotlib"):  # matplotlib: "generated new fontManager"
         logging.getLogger(noisy).setLevel(logging.ERROR)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_not_beam_gcp_notice)

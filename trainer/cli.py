@@ -35,7 +35,9 @@ named configs: tiny, pretrain_b32, pretrain_b16, msrvtt_b32, msrvtt_b16 (trainer
 loss variants (Omnisource Cross-modal Learning): a = V-S + F-C, b = V-S + V-C,
 c = V-S + V-C + F-C, d = V-S,C + F-C (default), vs = V-S only (fine-tuning).
 
-outputs (in --out): config.json (resolved), checkpoints/step-NNNNNN/ (model.safetensors,
+outputs (in --out): config.json (resolved), data.json (the --shards and --val-shards it
+trained and selected on: `evaluate` warns when asked to test on either),
+checkpoints/step-NNNNNN/ (model.safetensors,
 train_state.safetensors + .json: optimizer, scheduler, RNG, grad scaler, data position),
 checkpoints/best/ (weights of the best step on --val-shards, validated every eval_every steps,
 0 = at each save), checkpoints/latest.txt, log.jsonl, tb/ (TensorBoard). Rerunning the same
@@ -163,14 +165,22 @@ def run_train(args: argparse.Namespace) -> int:
 
     _quiet_bars(args.no_progress)
     overrides = _parse_sets(args.set)
-    if args.weights:
-        overrides["model.weights"] = args.weights
-    if args.init:
-        overrides["model.init_checkpoint"] = args.init
-    if args.steps:
-        overrides["max_steps"] = args.steps
-    if args.loss:
-        overrides["loss"] = args.loss
+    for option, key, value in (
+        ("--weights", "model.weights", args.weights),
+        ("--init", "model.init_checkpoint", args.init),
+        ("--steps", "max_steps", args.steps),
+        ("--loss", "loss", args.loss),
+    ):
+        if not value:
+            continue
+        if key in overrides and overrides[key] != value:  # which one wins would be a guess
+            raise UserError(
+                f"{option} {value} and --set {key}={json.dumps(overrides[key])} disagree; "
+                "give one of them"
+            )
+        overrides[key] = value
+    if args.init and not Path(args.init).is_file():  # before a model is built or --out made
+        raise UserError(f"--init {args.init}: no such checkpoint file")
     try:
         cfg = load_config(args.config, overrides)
     except (ValueError, TypeError) as exc:

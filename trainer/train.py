@@ -598,7 +598,8 @@ def train(
     summary = {
         "steps": step,
         "run": str(out),
-        "best": best,
+        # None when nothing was validated (no --val-shards): not a score of -1
+        "best": best if best.get("step") is not None else None,
         "skipped_samples": errors,
         "checkpoint": str(latest_checkpoint(ckpt_root) or ""),
     }

@@ -68,6 +68,7 @@ def test_gap_writes_json_table_heatmap_and_map(corpora, tmp_path, capsys):
         and "animals~kitchen" in line
         and str(out) in line
     )
+    assert "n = 120 per source" in line  # the n drawn, not the --samples asked
 
 
 def test_every_pair_without_references_and_the_cache_is_reused(

@@ -138,6 +138,22 @@ def test_bad_values_are_refused_before_anything_is_built(
     assert "data.max_text_len 100 is more than the 77 tokens" in _error(capsys)
 
 
+def test_an_option_and_a_set_that_disagree_or_a_missing_init_are_refused_up_front(
+    train_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    assert _train(train_shards, out, "--loss", "vs", "--set", "loss=b") == 2
+    assert '--loss vs and --set loss="b" disagree' in _error(capsys)
+    assert _train(train_shards, out, "--steps", "2", "--set", "max_steps=3") == 2
+    assert "--steps 2 and --set max_steps=3 disagree" in _error(capsys)
+    assert _train(train_shards, out, "--init", str(tmp_path / "nosuch.pt")) == 2
+    assert "no such checkpoint file" in _error(capsys)
+    assert not out.exists()  # nothing built, no empty checkpoints/ left
+    assert _train(train_shards, out, "--steps", "1", "--set", "max_steps=1") == 0  # agreeing
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["best"] is None  # no --val-shards: nothing validated, not a score of -1
+
+
 def test_a_start_that_failed_does_not_lock_the_run_folder_to_its_settings(
     train_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
