@@ -1,5 +1,6 @@
 """``--captioner SPEC`` -> a Captioner. Specs: ``none``, ``random-tiny``, ``hf:PATH``,
-``ofa:PATH``, ``ofa:random-tiny``.
+``ofa:PATH``, ``ofa:random-tiny`` (``check_spec`` checks the form, ``check_spec_files`` the
+folder, both before any work, so a typo never surfaces on a worker after a run folder is made).
 
 Backends register a loader under a prefix, ``loader(arg, max_words, device, precision)`` (arg:
 the spec after the colon; precision: ``captioner.precision``'s auto/bf16/fp16/fp32); a spec
@@ -41,21 +42,52 @@ def _ofa(arg: str, max_words: int, device: str | None, precision: str) -> Captio
 BACKENDS: dict[str, Loader] = {"hf": _hf, "random-tiny": _random_tiny, "ofa": _ofa}
 
 
+# Backends whose argument is a folder: ``ofa:`` or ``hf:`` alone names nothing.
+PATH_BACKENDS = frozenset({"hf", "ofa"})
+
+
+def known_specs() -> str:
+    """Every accepted form, for error messages: a user who typed a wrong spec sees the right ones."""
+    bare = sorted(k for k in BACKENDS if k not in PATH_BACKENDS)
+    paths = sorted(f"{k}:PATH" for k in BACKENDS if k in PATH_BACKENDS)
+    return ", ".join(["none", *bare, "ofa:random-tiny", *paths])
+
+
+def check_spec(spec: str) -> str:
+    """``spec`` stripped, when it has one of the accepted forms; else ``ValueError`` listing them.
+
+    Only the form: no file is read, so the CLI can refuse a typo while parsing its arguments,
+    before a run folder is made (``check_spec_files`` looks at the folder a spec names)."""
+    spec = spec.strip()
+    prefix, _, arg = spec.partition(":")
+    if spec == "none" or (prefix in BACKENDS and (arg.strip() or prefix not in PATH_BACKENDS)):
+        return spec
+    raise ValueError(f"unknown captioner {spec!r}; known: {known_specs()}")
+
+
+def check_spec_files(spec: str) -> None:
+    """Raise ``FileNotFoundError`` naming the folder when ``ofa:PATH`` or ``hf:PATH`` lacks its
+    ``config.json``: found on the driver before a run starts, not on a worker after staging."""
+    prefix, _, arg = check_spec(spec).partition(":")
+    if prefix == "ofa":
+        input_prep(spec)  # reads the config.json (its resolution), raises when there is none
+    elif prefix == "hf" and not (Path(arg) / "config.json").is_file():  # as HFCaptioner reads it
+        raise FileNotFoundError(
+            f"captioner folder {arg!r} has no config.json: give a local Hugging Face "
+            "image-to-text model (saved with save_pretrained)"
+        )
+
+
 def load_captioner(
     spec: str, max_words: int = 16, device: str | None = None, precision: str = "auto"
 ) -> Captioner | None:
     """Build the captioner a spec names; ``None`` for ``none`` (samples get no caption).
 
     ``precision``: its GPU autocast (``captioner.precision``: auto, bf16, fp16, fp32)."""
-    spec = spec.strip()
+    spec = check_spec(spec)
     if spec == "none":
         return None
     prefix, _, arg = spec.partition(":")
-    if prefix not in BACKENDS:
-        known = ", ".join(
-            ["none", *sorted(f"{k}:PATH" if k != "random-tiny" else k for k in BACKENDS)]
-        )
-        raise ValueError(f"unknown captioner {spec!r}; known: {known}")
     return BACKENDS[prefix](arg, max_words, device, precision)
 
 

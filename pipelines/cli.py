@@ -9,7 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
-from pipelines.config import ENGINES, RETRYABLE, PrepareConfig
+from pipelines.config import ENGINES, INT_RANGES, RETRYABLE, PrepareConfig
 
 log = logging.getLogger("clipvip")
 
@@ -58,14 +58,14 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--shard-size",
-        type=int,
+        type=setting_int("shard_size"),
         default=d.shard_size,
         metavar="N",
         help=f"manifest rows per task and so at most N samples per shard (default: {d.shard_size})",
     )
     g.add_argument(
         "--shard-bytes",
-        type=int,
+        type=setting_int("shard_bytes"),
         default=d.shard_bytes,
         metavar="BYTES",
         help="cap on a shard file's size in bytes, tar headers and padding counted; a task "
@@ -74,26 +74,29 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("clips and frames")
     g.add_argument(
         "--fps",
-        type=float,
+        type=positive_float,
         default=None,
         help="re-encode clips at this frame rate (CLIP-ViP pretraining used 3); default: keep",
     )
     g.add_argument(
         "--max-short-side",
-        type=int,
+        type=setting_int("max_short_side"),
         default=None,
         metavar="PX",
         help="downscale clips so the short side is at most PX; default: keep",
     )
     g.add_argument(
         "--frame-short-side",
-        type=int,
+        type=int_in_range(0),  # 0 keeps: config_from_args turns it into None
         default=d.frame_short_side,
         metavar="PX",
         help=f"downscale the middle-frame JPEG to this short side (default: {d.frame_short_side}; 0 keeps)",
     )
     g.add_argument(
-        "--jpeg-quality", type=int, default=d.jpeg_quality, help=f"(default: {d.jpeg_quality})"
+        "--jpeg-quality",
+        type=setting_int("jpeg_quality"),
+        default=d.jpeg_quality,
+        help=f"Pillow's JPEG quality of the middle frame, 0-100 (default: {d.jpeg_quality})",
     )
     g.add_argument(
         "--allow-empty-text",
@@ -123,7 +126,7 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--ffmpeg-threads",
-        type=int,
+        type=setting_int("ffmpeg_threads"),
         default=d.ffmpeg_threads,
         metavar="N",
         help="threads per ffmpeg call; 1 scales best with one worker per core and gives the same "
@@ -131,14 +134,14 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--tool-timeout",
-        type=float,
+        type=positive_float,
         default=d.tool_timeout_s,
         metavar="S",
         help=f"wall-clock limit per ffmpeg/ffprobe call (default: {d.tool_timeout_s:g})",
     )
     g.add_argument(
         "--tool-memory-mb",
-        type=int,
+        type=setting_int("tool_memory_mb"),
         default=d.tool_memory_mb,
         metavar="MiB",
         help="address-space cap for each ffmpeg/ffprobe call and for the child that decodes "
@@ -146,7 +149,7 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--fetch-timeout",
-        type=float,
+        type=positive_float,
         default=d.fetch_timeout_s,
         metavar="S",
         help="wall-clock limit for copying one remote video (s3://, gs://, https://) to the "
@@ -154,7 +157,7 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--fetch-max-mb",
-        type=int,
+        type=setting_int("fetch_max_mb"),
         default=d.fetch_max_mb,
         metavar="MiB",
         help="largest remote video copied to the worker, checked before and while copying; a "
@@ -173,6 +176,7 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("captions")
     g.add_argument(
         "--captioner",
+        type=captioner_arg,
         default=default_spec(),
         metavar="SPEC",
         help="ofa:PATH (CLIP-ViP's OFA-Caption, converted: docs/ofa.md) | hf:PATH (a local Hugging "
@@ -182,7 +186,7 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--caption-max-words",
-        type=int,
+        type=setting_int("caption_max_words"),
         default=d.caption_max_words,
         help=f"captions are cut to this many words (default: {d.caption_max_words})",
     )
@@ -190,14 +194,15 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
         "--caption-precision",
         choices=PRECISIONS,
         default=d.caption_precision,
-        help="GPU autocast of the captioner: auto = bf16 where the GPU computes it natively "
-        "(A100, H100), else fp16 (V100, T4; OFA was trained in fp16); fp32 = none. Captions "
-        "may differ by a word between precisions; CPU always runs fp32 "
+        help="GPU autocast of the captioner: auto = fp16 for ofa: (OFA was trained and evaluated "
+        "in fp16), and for hf: bf16 where the GPU computes it natively (A100, H100), else fp16 "
+        "(V100, T4); fp32 = none. Captions may differ by a word between precisions; CPU always "
+        "runs fp32 "
         f"(default: {d.caption_precision})",
     )
     g.add_argument(
         "--caption-batch-size",
-        type=int,
+        type=setting_int("caption_batch_size"),
         default=d.caption_batch_size,
         help=f"images per captioner call (default: {d.caption_batch_size})",
     )
@@ -222,14 +227,14 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--caption-pool",
-        type=int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="Ray: caption actors, one model each; with GPUs at most one per GPU (default: 1)",
     )
     g.add_argument(
         "--caption-gpus",
-        type=float,
+        type=non_negative_float,
         default=None,
         metavar="G",
         help="Ray: GPUs per caption actor (default: 1 when the cluster has GPUs, else none)",
@@ -279,15 +284,76 @@ def retry_stages_arg(value: str) -> frozenset[str]:
     return stages
 
 
-def positive_int(value: str) -> int:
-    """A count of at least one (``--workers``)."""
+def _whole(value: str) -> int:
     try:
-        n = int(value)
+        return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r}: expected a whole number") from None
+
+
+def positive_int(value: str) -> int:
+    """A count of at least one (``--workers``, ``--caption-pool``)."""
+    n = _whole(value)
     if n < 1:
         raise argparse.ArgumentTypeError(f"{value!r}: must be at least 1")
     return n
+
+
+def int_in_range(low: int, high: int | None = None):
+    """An argparse type for a whole number in [low, high] (high None: no cap), so a nonsense
+    value stops at parsing in argparse's one line, before a run folder is made."""
+
+    def parse(value: str) -> int:
+        n = _whole(value)
+        if n < low or (high is not None and n > high):
+            span = f"at least {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"{value!r}: must be {span}")
+        return n
+
+    parse.__name__ = "int"  # what argparse names the type in its own messages
+    return parse
+
+
+def setting_int(key: str):
+    """The argparse type of ``PrepareConfig.<key>``: the range the config itself enforces."""
+    return int_in_range(*INT_RANGES[key])
+
+
+def _finite(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a number") from None
+    if x != x or x in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a finite number")
+    return x
+
+
+def positive_float(value: str) -> float:
+    """A rate or a duration (``--fps``, ``--tool-timeout``): ffmpeg fails every row on 0 or less."""
+    x = _finite(value)
+    if x <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be above 0")
+    return x
+
+
+def non_negative_float(value: str) -> float:
+    """An amount where 0 means none (``--caption-gpus 0``: caption actors on CPU)."""
+    x = _finite(value)
+    if x < 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be 0 or more")
+    return x
+
+
+def captioner_arg(value: str) -> str:
+    """``--captioner``: a spec of a known form, checked at parsing; a typo found later surfaced
+    as a traceback after the manifest was staged (the folder a spec names: ``_check_inputs``)."""
+    from captioner.registry import check_spec
+
+    try:
+        return check_spec(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def runner_arg(value: str) -> str:
@@ -305,7 +371,7 @@ def split_runner(runner: str) -> tuple[str, list[str]]:
 
 
 def _crf(text: str) -> int:
-    value = int(text)
+    value = _whole(text)
     if not 0 <= value <= 51:
         raise argparse.ArgumentTypeError(f"libx264's CRF runs from 0 (lossless) to 51, got {value}")
     return value
@@ -430,11 +496,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             log.warning(
                 "Beam defines no option %s; passed on to the runner as given", " ".join(unknown)
             )
+    _refuse_adapter_options(args)
+    _check_inputs(args.out, args.captioner, [] if args.format else args.manifest)
+    cfg = config_from_args(args)
     if args.workers and split_runner(args.runner)[0] == "local":
         log.warning(
             "--workers %d is ignored by --runner local (it runs in this process)", args.workers
         )
-    cfg = config_from_args(args)
+    _warn_engine_options(args)
     if cfg.captioner == "random-tiny":
         log.warning(
             "captions come from a tiny RANDOM model (word salad): pass --captioner ofa:PATH or "
@@ -444,6 +513,70 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     summary = prepare(manifest, cfg, _engine(args), progress=not args.no_progress)
     print(format_summary(summary, args.out))
     return 0 if summary["complete"] else 1
+
+
+# Options only one engine reads, with the value each has when not given.
+_RAY_ONLY = {
+    "ray_address": None,
+    "caption_pool": 1,
+    "caption_gpus": None,
+    "caption_resource": [],
+}
+_BEAM_ONLY = {"caption_accelerator": None}
+
+
+def _warn_engine_options(args: argparse.Namespace) -> None:
+    """Warn (one line) about engine options the chosen runner does not read. Not an error:
+    scripts switch runners and keep the rest of the command."""
+    engine = split_runner(args.runner)[0]
+    ignored = {**({} if engine == "ray" else _RAY_ONLY), **({} if engine == "beam" else _BEAM_ONLY)}
+    given = [_flag(dest) for dest, unset in ignored.items() if getattr(args, dest) != unset]
+    if given:
+        log.warning(
+            "%s ignored by --runner %s (--ray-address, --caption-pool, --caption-gpus and "
+            "--caption-resource are for Ray; --caption-accelerator for Beam)",
+            ", ".join(given),
+            args.runner,
+        )
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _refuse_adapter_options(args: argparse.Namespace) -> None:
+    """Stop on dataset-adapter options without ``--format``: only an adapter reads them, so they
+    would do nothing and a wrong run would look right (as ``clipvip manifest`` refuses options
+    its format does not read)."""
+    from clipvip.cli import UserError
+    from pipelines.adapters.cli import add_adapter_options
+
+    if args.format is not None:
+        return
+    probe = argparse.ArgumentParser(add_help=False)
+    add_adapter_options(probe)
+    defaults = vars(probe.parse_args([]))
+    given = [_flag(dest) for dest, unset in defaults.items() if getattr(args, dest) != unset]
+    if given:
+        raise UserError(
+            f"option(s) {', '.join(given)} do not apply without --format (they configure a "
+            "dataset adapter; see `clipvip manifest --help`)"
+        )
+
+
+def _check_inputs(out: str, captioner: str, manifests: list[str]) -> None:
+    """What can be checked before anything is written or announced: ``--out`` is not a file,
+    the captioner's folder has its config.json, local manifests exist. Each found later left a
+    half-made ``--out`` or came after warnings that did not matter."""
+    from captioner.registry import check_spec_files
+    from clipvip.cli import UserError
+
+    if "://" not in out and Path(out).is_file():
+        raise UserError(f"--out {out}: a file is there; name a folder")
+    for manifest in manifests:
+        if "://" not in manifest and not Path(manifest).exists():
+            raise UserError(f"{manifest}: manifest not found")
+    check_spec_files(captioner)  # FileNotFoundError naming the folder: one line (clipvip.cli)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -511,6 +644,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from shards.reader import iter_samples
 
     out = Path(args.out)
+    _check_inputs(args.out, args.captioner, [])
     manifest = build_corpus(str(out / "corpus"))
     log.info("sample corpus: %s", manifest)
     results = {}
@@ -642,7 +776,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="comma-separated engines: local, beam, ray (default: beam,ray)",
     )
     d.add_argument(
-        "--captioner", default="random-tiny", help="captioner spec (default: random-tiny)"
+        "--captioner",
+        type=captioner_arg,
+        default="random-tiny",
+        help="captioner spec, as for `clipvip prepare --captioner` (default: random-tiny)",
     )
     d.add_argument(
         "--fresh",

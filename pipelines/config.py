@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,27 @@ SAMPLE_SETTINGS = (
 LEGACY_SETTINGS: dict[str, Any] = {"crf": 23, "fast_decode": False, "caption_precision": "auto"}
 NEGATABLE_FLAGS = {"fast_decode"}  # BooleanOptionalAction: --fast-decode / --no-fast-decode
 
+# The values a numeric setting may take, (low, high) inclusive, high None: no upper bound. Out
+# of range, a run fails late and cryptically (every row an ffmpeg error, a range() of step 0,
+# 2x2 clips), so PrepareConfig refuses them when built; the CLI's argument types (pipelines.cli)
+# refuse the same while parsing. None for fps, max_short_side, frame_short_side means "keep".
+INT_RANGES: dict[str, tuple[int, int | None]] = {
+    "shard_size": (1, None),
+    "shard_bytes": (1, None),
+    "max_short_side": (2, None),  # clips get even sides: 1 would round to 0 or 2
+    "frame_short_side": (1, None),
+    "jpeg_quality": (0, 100),  # Pillow's JPEG quality scale
+    "caption_max_words": (1, None),
+    "caption_batch_size": (1, None),
+    "ffmpeg_threads": (0, None),  # 0: ffmpeg's choice
+    "crf": (0, 51),  # libx264: 0 lossless .. 51
+    "tool_memory_mb": (0, None),  # 0: no cap
+    "fetch_max_mb": (0, None),  # 0: no cap
+}
+# Rates and durations: finite and above zero.
+POSITIVE_FLOATS = ("fps", "tool_timeout_s", "fetch_timeout_s")
+ISOLATE_MODES = ("retry", "always")
+
 
 def _as_flag(key: str, value: Any) -> str:
     """The ``prepare`` option that sets sample setting ``key`` to ``value``."""
@@ -60,6 +82,32 @@ def setting_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[s
         if then != value:
             out.append(f"{_as_flag(key, then)} (not {_as_flag(key, value)})")
     return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _int_problem(key: str, value: Any, low: int, high: int | None) -> str | None:
+    """What is wrong with ``key=value`` for a count in [low, high]; None when nothing (or None,
+    which every optional setting reads as "keep")."""
+    if value is None and key in ("max_short_side", "frame_short_side"):
+        return None
+    if not _is_number(value) or not math.isfinite(value) or value != int(value):
+        return f"{key}={value!r} must be a whole number"
+    if value < low or (high is not None and value > high):
+        span = f"at least {low}" if high is None else f"from {low} to {high}"
+        return f"{key}={value!r} must be {span}"
+    return None
+
+
+def _positive_problem(key: str, value: Any) -> str | None:
+    """What is wrong with ``key=value`` for a rate or duration; None when nothing."""
+    if value is None and key == "fps":
+        return None
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        return f"{key}={value!r} must be a number above 0"
+    return None
 
 
 @dataclass(slots=True)
@@ -106,6 +154,21 @@ class PrepareConfig:
     # workers write running per-stage counts for the driver's bars (pipelines.stage_counts)
     live_progress: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Refuse values no run can use, here and not on a worker after the run folder is made
+        (library callers build PrepareConfig without the CLI's checks)."""
+        problems = self.problems()
+        if problems:
+            raise ValueError(f"PrepareConfig: {'; '.join(problems)}")
+
+    def problems(self) -> list[str]:
+        """One phrase per setting out of its range (``INT_RANGES``, ``POSITIVE_FLOATS``)."""
+        out = [_int_problem(k, getattr(self, k), *INT_RANGES[k]) for k in INT_RANGES]
+        out += [_positive_problem(k, getattr(self, k)) for k in POSITIVE_FLOATS]
+        if self.isolate not in ISOLATE_MODES:
+            out.append(f"isolate={self.isolate!r} must be one of {', '.join(ISOLATE_MODES)}")
+        return [p for p in out if p]
 
     def sample_settings(self) -> dict[str, Any]:
         """The settings that shape samples (part of a run's fingerprint)."""

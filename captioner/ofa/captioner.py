@@ -2,8 +2,9 @@
 
 Images are resized to the checkpoint's square resolution (bicubic; fixed size, so a batch needs
 no padding) and normalised to [-1, 1], then encoded and beam-searched in one batch with the
-prompt `` what does the image describe?``. On CUDA autocast in bf16 where the GPU has it
-natively, else fp16 (``captioner.precision``); float32 on CPU. Captions are cleaned up as OFA's
+prompt `` what does the image describe?``. On CUDA autocast in fp16 under ``auto`` on every
+GPU (OFA was trained and evaluated in fp16; bf16 moves its captions further), bf16 or fp32 only
+when asked (``captioner.precision``); float32 on CPU. Captions are cleaned up as OFA's
 official output is (``clean_ofa_caption``). In the pipeline the resize runs on the CPU workers
 (``ofa_input_prep``) and only uint8 frames reach the caption worker, which normalises them on
 its device (``caption_arrays``).

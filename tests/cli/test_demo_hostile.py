@@ -14,7 +14,7 @@ def test_an_out_that_is_a_file_is_one_line_and_left_alone(tmp_path, capsys):
     code = main(["demo", "--out", str(out), "--runners", "local", "--captioner", "none"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
-    assert f"cannot write the sample corpus to {out}/corpus: [Errno 20] Not a directory" in err
+    assert f"--out {out}: a file is there; name a folder" in err  # checked before any write
     assert out.read_text() == "mine"
 
 
