@@ -117,6 +117,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_manifest)
 
 
+def _seconds(value: str) -> float:
+    """``--min-overlap``: seconds, 0 or more (a negative overlap would count cues that miss the
+    span entirely)."""
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not x >= 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r}: must be 0 or more seconds")
+    return x
+
+
 def add_adapter_options(p: argparse.ArgumentParser) -> None:
     """Options of the dataset adapters, shared by ``manifest`` and ``prepare --format``."""
     g = p.add_argument_group("dataset adapter (docs/adapters.md)")
@@ -154,7 +166,7 @@ def add_adapter_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--min-overlap",
-        type=float,
+        type=_seconds,
         default=0.0,
         metavar="S",
         help="hdvila, clips: a cue counts for a clip when it overlaps the span by more than "

@@ -124,3 +124,21 @@ def test_video2dataset_manifest_prepares_into_shards(shared_file, tmp_path):
     assert sorted(s["key"] for s in samples) == ["0000008_00001", "0000030_00005", "0000038_00003"]
     assert {s["key"]: s["txt"] for s in samples}["0000038_00003"] == "haha"
     assert all(s["mp4"] and s["jpg"][:3] == b"\xff\xd8\xff" for s in samples)
+
+
+@pytest.mark.parametrize("value", ["-0.5", "nan", "inf", "soon"])
+def test_a_negative_or_non_numeric_min_overlap_is_refused_at_parsing(value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "manifest",
+                "hdvila",
+                str(tmp_path / "x.jsonl"),
+                "--out",
+                str(tmp_path / "m.jsonl"),
+                "--min-overlap",
+                value,
+            ]
+        )
+    assert exit_.value.code == 2
+    assert "--min-overlap" in capsys.readouterr().err
