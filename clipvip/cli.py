@@ -95,11 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         from pipelines.manifest import ManifestError
+        from pipelines.run_lock import RunBusy
         from pipelines.tasks import DamagedRun, EngineUnavailable, RunMismatch
         from shards import ShardIndexError, ShortShardError
 
         known = (UserError, ManifestError, RunMismatch, EngineUnavailable, ShardIndexError)
-        known += (DamagedRun, ShortShardError)
+        known += (DamagedRun, ShortShardError, RunBusy)
         if args.debug or not isinstance(exc, (*known, OSError)):
             raise
         if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):

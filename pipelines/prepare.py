@@ -14,6 +14,7 @@ from captioner.registry import input_prep
 from pipelines import tasks as T
 from pipelines.config import ENGINES, PrepareConfig
 from pipelines.progress import RunProgress
+from pipelines.run_lock import driver_lock
 from pipelines.stages import cpu_stages
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,13 @@ def prepare(
     if engine.runner not in ENGINES:
         raise ValueError(f"unknown runner {engine.runner!r}; choose one of {', '.join(ENGINES)}")
     input_prep(cfg.captioner)  # an ofa:PATH without config.json stops here, not on a worker
+    with driver_lock(cfg.out):  # a second driver on this --out is refused, not half-run
+        return _prepare(manifest, cfg, engine, progress)
+
+
+def _prepare(
+    manifest: str, cfg: PrepareConfig, engine: EngineOptions, progress: bool
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     plan = T.plan(manifest, cfg, progress, set(engine.retry_stages))
     log.info(

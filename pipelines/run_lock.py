@@ -1,0 +1,66 @@
+"""One ``prepare`` driver per output folder: the second is refused in one line, not half-run.
+
+Two drivers on one ``--out`` (a job submitted twice, a rerun started while the first still
+runs) would not duplicate samples (task outputs are deterministic and land by rename), but each
+cleans the run's scratch folder at its end and re-merges the stats while the other writes them:
+measured, the second driver died with ``No such file or directory: OUT/_tmp/....parquet``.
+
+The lock is an advisory ``flock`` on ``OUT/.lock``, held by the driver for the whole run and
+released by the kernel however the driver ends (SIGKILL included), so a crashed run never
+leaves a stale lock that a rerun must be told to break. The file names who holds it, for the
+refusal message. Workers never take it. An object-store ``--out`` (``s3://``, ``gs://``) has no
+such lock: there, one driver per folder is the user's to keep (docs/scale-out.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipelines.source import is_local
+
+LOCK_FILE = ".lock"
+
+
+class RunBusy(RuntimeError):
+    """Another driver holds the output folder's lock."""
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, as the holder wrote it: ``pid N on HOST since TIME``."""
+    with contextlib.suppress(OSError, ValueError):
+        info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        return f"pid {info['pid']} on {info['host']} since {info['since']}"
+    return "another process"
+
+
+@contextlib.contextmanager
+def driver_lock(out: str) -> Iterator[None]:
+    """Hold ``out``'s driver lock for the block; ``RunBusy`` when another driver has it."""
+    if not is_local(out):
+        yield
+        return
+    folder = Path(out.removeprefix("file://"))
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusy(
+                f"{out} is being prepared by another run ({_holder(fd)}); wait for it to end "
+                "(a rerun then resumes) or give another --out"
+            ) from None
+        since = time.strftime("%Y-%m-%d %H:%M:%S")
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": since}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the flock

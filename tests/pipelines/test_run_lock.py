@@ -1,0 +1,79 @@
+"""One `prepare` driver per output folder: a second is refused in one line, before it stages
+anything; the lock goes with its holder however that ends (SIGKILL included)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from clipvip.cli import main
+from pipelines.run_lock import LOCK_FILE, RunBusy, driver_lock
+
+from .conftest import make_video
+
+
+@pytest.fixture()
+def manifest(tmp_path: Path) -> Path:
+    video = make_video(tmp_path / "v.mp4", seconds=2.0)
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps({"video": str(video), "text": "a test pattern"}) + "\n")
+    return path
+
+
+def _prepare(manifest: Path, out: Path) -> int:
+    return main(["prepare", str(manifest), "--out", str(out), "--runner", "local",
+                 "--captioner", "none", "--no-progress"])  # fmt: skip
+
+
+def test_a_second_driver_on_a_busy_out_is_refused_naming_the_holder(
+    manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    with driver_lock(str(out)):  # the first driver, still running
+        assert _prepare(manifest, out) == 2
+        err = capsys.readouterr().err
+        assert f"is being prepared by another run (pid {os.getpid()} on " in err
+        assert "Traceback" not in err
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing staged
+    assert _prepare(manifest, out) == 0  # once it has ended, the same command runs
+    assert json.loads((out / "stats.json").read_text())["samples"] == 1
+
+
+def test_a_killed_driver_leaves_no_lock_behind(manifest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pipelines.run_lock import driver_lock\n"
+         f"with driver_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunBusy, match=f"pid {holder.pid} on "), driver_lock(str(out)):
+            pass
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while True:  # the kernel drops the lock with the process's last descriptor
+            try:
+                with driver_lock(str(out)):
+                    break
+            except RunBusy:
+                assert time.monotonic() < deadline, "the killed driver's lock outlived it"
+                time.sleep(0.1)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _prepare(manifest, out) == 0
+
+
+def test_an_object_store_out_takes_no_local_lock(tmp_path: Path) -> None:
+    with driver_lock("s3://bucket/run"), driver_lock("s3://bucket/run"):
+        pass  # no flock there: one driver per folder is the user's to keep
+    assert not any(tmp_path.iterdir())
