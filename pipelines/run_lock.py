@@ -5,10 +5,13 @@ runs) would not duplicate samples (task outputs are deterministic and land by re
 cleans the run's scratch folder at its end and re-merges the stats while the other writes them:
 measured, the second driver died with ``No such file or directory: OUT/_tmp/....parquet``.
 
-The lock is an advisory ``flock`` on ``OUT/.lock``, held by the driver for the whole run and
-released by the kernel however the driver ends (SIGKILL included), so a crashed run never
-leaves a stale lock that a rerun must be told to break. The file names who holds it, for the
-refusal message. Workers never take it. An object-store ``--out`` (``s3://``, ``gs://``) has no
+The lock is an advisory POSIX record lock (``lockf``) on ``OUT/.lock``, held by the driver for
+the whole run and released by the kernel however the driver ends (SIGKILL included), so a
+crashed run never leaves a stale lock that a rerun must be told to break. A record lock belongs
+to the process, not to the open file: a child forked by the driver (an isolation child, a
+Beam worker) does not inherit it and cannot keep it alive after the driver is gone, as a
+``flock`` on an inherited descriptor would; it also works on NFS. The file names who holds it,
+for the refusal message. Workers never take it. An object-store ``--out`` (``s3://``, ``gs://``) has no
 such lock: there, one driver per folder is the user's to keep (docs/scale-out.md).
 """
 
@@ -51,8 +54,8 @@ def driver_lock(out: str) -> Iterator[None]:
     fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # EAGAIN or EACCES: held by another process
             raise RunBusy(
                 f"{out} is being prepared by another run ({_holder(fd)}); wait for it to end "
                 "(a rerun then resumes) or give another --out"
@@ -63,4 +66,4 @@ def driver_lock(out: str) -> Iterator[None]:
         os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
         yield
     finally:
-        os.close(fd)  # closing the last descriptor releases the flock
+        os.close(fd)  # releases the record lock

@@ -32,29 +32,60 @@ def _prepare(manifest: Path, out: Path) -> int:
                  "--captioner", "none", "--no-progress"])  # fmt: skip
 
 
-def test_a_second_driver_on_a_busy_out_is_refused_naming_the_holder(
-    manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    out = tmp_path / "out"
-    with driver_lock(str(out)):  # the first driver, still running
-        assert _prepare(manifest, out) == 2
-        err = capsys.readouterr().err
-        assert f"is being prepared by another run (pid {os.getpid()} on " in err
-        assert "Traceback" not in err
-        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing staged
-    assert _prepare(manifest, out) == 0  # once it has ended, the same command runs
-    assert json.loads((out / "stats.json").read_text())["samples"] == 1
-
-
-def test_a_killed_driver_leaves_no_lock_behind(manifest: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
+def _holder(out: Path) -> subprocess.Popen:
+    """Another driver holding ``out``'s lock (a record lock is per process: not this one)."""
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pipelines.run_lock import driver_lock\n"
          f"with driver_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2],
     )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_driver_on_a_busy_out_is_refused_naming_the_holder(
+    manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    holder = _holder(out)  # the first driver, still running
     try:
-        assert holder.stdout.readline().strip() == "held"
+        assert _prepare(manifest, out) == 2
+        err = capsys.readouterr().err
+        assert f"is being prepared by another run (pid {holder.pid} on " in err
+        assert "Traceback" not in err
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing staged
+    finally:
+        holder.terminate()
+        holder.wait()
+    assert _prepare(manifest, out) == 0  # once it has ended, the same command runs
+    assert json.loads((out / "stats.json").read_text())["samples"] == 1
+
+
+def test_a_child_forked_by_the_driver_does_not_keep_its_lock(tmp_path: Path) -> None:
+    """An isolation child or forked worker outliving a killed driver must not block the rerun."""
+    out = tmp_path / "out"
+    read, write = os.pipe()
+    with driver_lock(str(out)):
+        pid = os.fork()
+        if pid == 0:  # the child: it cannot take the lock while the parent holds it...
+            try:
+                with driver_lock(str(out)):
+                    os.write(write, b"taken")
+            except RunBusy:
+                os.write(write, b"busy")
+            time.sleep(3)  # ...and lives on after the parent has let go
+            os._exit(0)
+        assert os.read(read, 16) == b"busy"
+    holder = _holder(out)  # another driver gets it while the forked child still lives
+    holder.terminate()
+    holder.wait()
+    os.waitpid(pid, 0)
+
+
+def test_a_killed_driver_leaves_no_lock_behind(manifest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    holder = _holder(out)
+    try:
         with pytest.raises(RunBusy, match=f"pid {holder.pid} on "), driver_lock(str(out)):
             pass
         holder.send_signal(signal.SIGKILL)
