@@ -245,16 +245,20 @@ def embed(
     batch_size: int = 128,
     progress: bool = False,
     desc: str = "embedding",
+    sort_by_length: bool = True,
 ) -> np.ndarray:
     """``(len(texts), encoder.dim)`` unit vectors, in batches, with an optional progress bar.
 
     Batches are formed from length-sorted sentences (rows come back in the input order): a
     transformer pads each batch to its longest sentence, so mixing a 40-word ASR line with
-    5-word captions wastes most of the compute.
+    5-word captions wastes most of the compute. ``sort_by_length=False`` batches in input order
+    instead (``benchmarks.gap``'s baseline, to measure what the sorting buys).
     """
     from tqdm.auto import tqdm
 
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    order = list(range(len(texts)))
+    if sort_by_length:
+        order.sort(key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     with tqdm(total=len(texts), desc=desc, unit="sent", disable=not progress, leave=False) as bar:
         for start in range(0, len(texts), batch_size):

@@ -9,6 +9,11 @@ took (17 = the full budget of 16 tokens and ``</s>``), and ``vs_kept`` is the sp
 keeping captioned images in the batch (measured interleaved in the same run). The floor: matmul
 FLOPs of the encoder once plus ``max_new_tokens`` decoder steps for ``beam`` hypotheses, at the
 device's peak rate (``--peak-tflops``); we report the measured fraction of that floor.
+
+What is timed is what the pipeline calls: ``caption_arrays`` on uint8 frames (pinned and sent
+to the GPU, normalised there), in the captioner's own autocast dtype (``amp_dtype``: fp16 on
+CUDA under ``auto``, float32 on CPU). Each batch size is warmed up in both modes first (on CUDA
+a new shape's first call carries allocator growth and kernel selection).
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from captioner.ofa.captioner import OFACaptioner, build_random_tiny
+from captioner.ofa.captioner import OFACaptioner, build_random_tiny, normalize
 from captioner.ofa.config import SIZES, OFAConfig
 from captioner.ofa.generate import BeamConfig, StepTimes
 from captioner.ofa.model import OFAModel, init_random
 from captioner.ofa.resnet import OUT_CHANNELS
 from captioner.ofa.tokenizer import OFATokenizer
+from captioner.precision import autocast
 
 
 def conv_flops(cfg: OFAConfig) -> float:
@@ -106,8 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         "--peak-tflops",
         type=float,
         default=None,
-        help="device peak for the floor, e.g. 989 for H100 bf16 dense (default: "
-        "measured from a large matmul)",
+        help="device peak for the floor, e.g. 989 for H100 SXM fp16 dense (default: "
+        "measured from a large matmul in the captioner's dtype)",
     )
     p.add_argument(
         "--eos-boost",
@@ -124,10 +130,11 @@ def main(argv: list[str] | None = None) -> None:
     cfg = cap.model.config
     beam = BeamConfig()
     cap.beam = BeamConfig(banned_ids=cap.beam.banned_ids)
-    peak = args.peak_tflops * 1e12 if args.peak_tflops else measured_peak(args.device)
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else measured_peak(cap)
     floor = flop_floor(cfg, cap.prompt_ids.numel(), beam.beam_size, beam.max_new_tokens)
     print(
         f"device={args.device} size={args.size} image={cfg.image_size}px "
+        f"dtype={dtype_name(cap)} input=uint8 frames via caption_arrays (the pipeline's path) "
         f"threads={torch.get_num_threads()} peak={peak / 1e12:.2f} TFLOP/s "
         f"floor={floor / 1e9:.2f} GFLOP/image"
     )
@@ -138,14 +145,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     dropping, keeping = cap.beam, replace(cap.beam, drop_finished=False)
     for b in [int(x) for x in args.batches.split(",")]:
-        images = [
-            Image.fromarray(
-                rng.integers(0, 255, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
-            )
+        frames = [
+            rng.integers(0, 255, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
             for _ in range(b)
         ]
-        pixels = cap.pixels(images)
-        cap.caption_pixels(pixels[:1])  # warm-up
+        warm_up(cap, frames, (dropping, keeping))
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         # Like with like, interleaved: finished images leave the batch (what runs) vs they stay.
@@ -155,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
             for drop in (True, False):
                 cap.beam, cap.timer = (dropping if drop else keeping), times[drop]
                 t0 = time.perf_counter()
-                cap.caption_pixels(pixels)
+                cap.caption_arrays(frames)
                 walls[drop] += time.perf_counter() - t0
         cap.beam, cap.timer = dropping, None
         timer = times[True]
@@ -169,18 +173,34 @@ def main(argv: list[str] | None = None) -> None:
             f"{100 * timer.bookkeeping / parts:12.1f}  {mem:7.2f}  "
             f"{timer.image_steps / timer.images:11.1f}  {walls[False] / walls[True]:6.2f}x"
         )
+    pixels = normalize(torch.from_numpy(np.stack(frames)), cfg)
     print(shared_encoder_keys(cap, pixels, args.repeats))
     print(caption_worker_input(cap, min(b, 16), max(3, args.repeats)))
 
 
+def warm_up(cap: OFACaptioner, frames: list[np.ndarray], beams: tuple[BeamConfig, ...]) -> None:
+    """One untimed call per beam mode at this batch size: on CUDA the first call at a new
+    shape grows the allocator's pool and picks cuBLAS kernels, which no later call pays."""
+    for beam in beams:
+        cap.beam, cap.timer = beam, None
+        cap.caption_arrays(frames)
+    cap.beam = beams[0]
+
+
+def dtype_name(cap: OFACaptioner) -> str:
+    """The captioner's autocast dtype as printed (``float32``: no autocast)."""
+    return str(cap.amp_dtype or torch.float32).removeprefix("torch.")
+
+
 def shared_encoder_keys(cap: OFACaptioner, pixels: torch.Tensor, repeats: int) -> str:
     """The decoder alone (start + every step), each image's cross-attention keys/values kept
-    once and shared by its beams (what runs) vs one copy per beam (the usual layout)."""
+    once and shared by its beams (what runs) vs one copy per beam (the usual layout). In the
+    captioner's own autocast dtype (``amp_dtype``), as ``caption_pixels`` runs it."""
     model, beam = cap.model, cap.beam.beam_size
     steps = cap.beam.max_new_tokens + 1
     ids = cap.prompt_ids.to(cap.device).expand(pixels.size(0), -1)
     on_gpu = cap.device.type == "cuda"
-    with torch.inference_mode(), torch.autocast(cap.device.type, torch.bfloat16, enabled=on_gpu):
+    with torch.inference_mode(), autocast(cap.device, cap.amp_dtype):
         out = model.encoder(ids, pixels.to(cap.device))
         copies = type(out)(*(t.repeat_interleave(beam, 0) for t in out[:2]), out.positions)
         walls, mib = {True: 0.0, False: 0.0}, {}
@@ -217,7 +237,6 @@ def caption_worker_input(cap: OFACaptioner, batch: int, repeats: int) -> str:
 
     from benchmarks.middle_frame import rate
     from captioner.base import ImagePrep
-    from captioner.ofa.captioner import normalize
     from pipelines.ff import Limits, run_tool
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -237,7 +256,10 @@ def caption_worker_input(cap: OFACaptioner, batch: int, repeats: int) -> str:
         cap.pixels([Image.open(io.BytesIO(jpg)) for _ in range(batch)]).to(cap.device)
         walls["jpeg"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        normalize(torch.from_numpy(np.stack(frames)).to(cap.device), cfg)
+        rgb = torch.from_numpy(np.stack(frames))
+        if cap.device.type == "cuda":  # as caption_arrays sends them: pinned, asynchronously
+            rgb = rgb.pin_memory()
+        normalize(rgb.to(cap.device, non_blocking=True), cfg)
         if cap.device.type == "cuda":
             torch.cuda.synchronize()
         walls["frames"] += time.perf_counter() - t0
@@ -261,18 +283,20 @@ def boost_eos(cap: OFACaptioner, boost: float) -> None:
         cap.model.decoder.layer_norm.bias += boost * eos / eos.norm()
 
 
-def measured_peak(device: str) -> float:
-    """FLOP/s of a large matmul in the dtype captioning uses (bf16 on GPU, fp32 on CPU)."""
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    n = 4096 if device.startswith("cuda") else 1024
+def measured_peak(cap: OFACaptioner) -> float:
+    """FLOP/s of a large matmul in the dtype the captioner computes in (its ``amp_dtype``:
+    fp16 on CUDA under ``auto``; float32 on CPU), so the floor is of the same arithmetic."""
+    device, on_gpu = cap.device, cap.device.type == "cuda"
+    dtype = cap.amp_dtype or torch.float32
+    n = 4096 if on_gpu else 1024
     a = torch.randn(n, n, device=device, dtype=dtype)
     a @ a
-    if device.startswith("cuda"):
+    if on_gpu:
         torch.cuda.synchronize()
     t0, reps = time.perf_counter(), 5
     for _ in range(reps):
         a @ a
-    if device.startswith("cuda"):
+    if on_gpu:
         torch.cuda.synchronize()
     return 2 * n**3 * reps / (time.perf_counter() - t0)
 

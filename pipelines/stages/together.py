@@ -121,8 +121,9 @@ def _command(group: Group, cfg: PrepareConfig, folder: Path) -> list[str]:
 
 def cut_together(clips: Sequence[Clip], cfg: PrepareConfig) -> int:
     """Cut the clips of every group in ``clips`` (see ``groups``); return how many were cut.
-    A clip cut here has its ``mp4`` set and its share of the run's time under ``clip``; the
-    others are untouched, for ``cut_clip``."""
+    A clip cut here has its ``mp4`` set; the others are untouched, for ``cut_clip``. Every row
+    of a group, cut or not, gets its share of the run's time under ``clip``: a run that failed
+    cost those seconds too, and per-video timings sum the rows' (``cut_clip`` adds its own)."""
     done = 0
     for group in groups(clips, cfg):
         t0 = time.perf_counter()
@@ -131,14 +132,22 @@ def cut_together(clips: Sequence[Clip], cfg: PrepareConfig) -> int:
             try:
                 run_tool(_command(group, cfg, Path(folder)), limits)
             except (ToolError, av.FFmpegError, OSError):
+                _credit(group, t0)
                 continue  # every row of the group goes to cut_clip, which names the bad one
-            share = (time.perf_counter() - t0) / len(group)
+            _credit(group, t0)
             for k, (clip, plan) in enumerate(group):
                 out = Path(folder) / f"{k}.mp4"
                 try:
                     finish(clip, plan, out.read_bytes() if out.exists() else b"")
                 except StageError:
                     continue  # an empty output: cut_clip runs the row alone and says why
-                clip.timings["clip"] = clip.timings.get("clip", 0.0) + share
                 done += 1
     return done
+
+
+def _credit(group: Group, t0: float) -> None:
+    """Split the seconds since ``t0`` evenly over the group's rows under ``clip``, so that no
+    second the shared run cost (succeeded or not) is left out of the rows' sums."""
+    share = (time.perf_counter() - t0) / len(group)
+    for clip, _ in group:
+        clip.timings["clip"] = clip.timings.get("clip", 0.0) + share

@@ -134,6 +134,8 @@ def test_a_failing_group_leaves_its_rows_to_cut_clip(sources, tmp_path):
     video.write_bytes(b"not a video any more")
     assert cut_together(rows, cfg) == 0
     assert all(c.mp4 is None and c.ok for c in rows)
+    # the failed run's seconds are counted, split over its rows (per-video sums see them)
+    assert all(c.timings.get("clip", 0.0) > 0 for c in rows)
     for clip in rows:
         apply("clip", cut_clip, clip, cfg)
     assert not any(c.ok for c in rows) and {c.error.stage for c in rows} == {"clip"}
