@@ -372,8 +372,11 @@ def split_runner(runner: str) -> tuple[str, list[str]]:
 
 def _crf(text: str) -> int:
     value = _whole(text)
-    if not 0 <= value <= 51:
-        raise argparse.ArgumentTypeError(f"libx264's CRF runs from 0 (lossless) to 51, got {value}")
+    low, high = INT_RANGES["crf"]  # the range PrepareConfig enforces too
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"libx264's CRF runs from {low} (lossless) to {high}, got {value}"
+        )
     return value
 
 
@@ -570,11 +573,12 @@ def _check_inputs(out: str, captioner: str, manifests: list[str]) -> None:
     half-made ``--out`` or came after warnings that did not matter."""
     from captioner.registry import check_spec_files
     from clipvip.cli import UserError
+    from pipelines.source import is_local
 
-    if "://" not in out and Path(out).is_file():
+    if is_local(out) and Path(out.removeprefix("file://")).is_file():
         raise UserError(f"--out {out}: a file is there; name a folder")
     for manifest in manifests:
-        if "://" not in manifest and not Path(manifest).exists():
+        if is_local(manifest) and not Path(manifest.removeprefix("file://")).exists():
             raise UserError(f"{manifest}: manifest not found")
     check_spec_files(captioner)  # FileNotFoundError naming the folder: one line (clipvip.cli)
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from captioner.registry import input_prep
+from captioner.registry import check_spec_files
 from pipelines import tasks as T
 from pipelines.config import ENGINES, PrepareConfig
 from pipelines.progress import RunProgress
@@ -39,7 +39,9 @@ def prepare(
     """Turn ``manifest`` into shards under ``cfg.out``; return the merged ``stats.json``."""
     if engine.runner not in ENGINES:
         raise ValueError(f"unknown runner {engine.runner!r}; choose one of {', '.join(ENGINES)}")
-    input_prep(cfg.captioner)  # an ofa:PATH without config.json stops here, not on a worker
+    # an ofa:/hf: folder without config.json stops here, not on a worker (the CLI checks it
+    # earlier still, before an adapter or the demo writes; library callers rely on this one)
+    check_spec_files(cfg.captioner)
     with driver_lock(cfg.out):  # a second driver on this --out is refused, not half-run
         return _prepare(manifest, cfg, engine, progress)
 

@@ -247,18 +247,24 @@ def test_a_line_of_spaces_between_hand_written_cues_still_ends_the_cue():
     ]
 
 
+def _deduped(lines: list[tuple[str, float, float]]) -> list[str]:
+    """The texts ``dedupe_rolling`` keeps of transcript JSON rows (text, start, duration)."""
+    rows = [{"text": t, "start": start, "duration": d} for t, start, d in lines]
+    return [c.text for c in dedupe_rolling(parse_transcript(rows))]
+
+
 def test_partial_line_repeats_in_transcript_json_are_speech_and_kept():
     """Only a whole line shown just before is a rolling repeat; a few words said again stay."""
-    cues = parse_transcript(
+    kept = _deduped(
         [
-            {"text": "out there have the kind of help i had", "start": 126.0, "duration": 5.36},
-            {"text": "i had a family that surrounded me", "start": 128.319, "duration": 5},
-            {"text": "tell us about common", "start": 140.0, "duration": 3.0},
-            {"text": "sense camp", "start": 142.5, "duration": 3.0},
-            {"text": "common sense camp started as a joke", "start": 144.0, "duration": 3.0},
+            ("out there have the kind of help i had", 126.0, 5.36),
+            ("i had a family that surrounded me", 128.319, 5),
+            ("tell us about common", 140.0, 3.0),
+            ("sense camp", 142.5, 3.0),
+            ("common sense camp started as a joke", 144.0, 3.0),
         ]
     )
-    assert [c.text for c in dedupe_rolling(cues)] == [
+    assert kept == [
         "out there have the kind of help i had",
         "i had a family that surrounded me",
         "tell us about common",
@@ -268,14 +274,14 @@ def test_partial_line_repeats_in_transcript_json_are_speech_and_kept():
 
 
 def test_whole_previous_line_repeats_are_still_trimmed():
-    cues = parse_transcript(
+    kept = _deduped(
         [
-            {"text": "good morning", "start": 6.16, "duration": 4.479},
-            {"text": "good morning looks like we're still", "start": 7.839, "duration": 3.6},
-            {"text": "looks like we're still waiting", "start": 10.6, "duration": 3.0},
+            ("good morning", 6.16, 4.479),
+            ("good morning looks like we're still", 7.839, 3.6),
+            ("looks like we're still waiting", 10.6, 3.0),
         ]
     )
-    assert [c.text for c in dedupe_rolling(cues)] == [
+    assert kept == [
         "good morning",
         "looks like we're still",
         "waiting",
