@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -107,7 +108,9 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
         "--input-root",
         default=None,
         metavar="DIR",
-        help="refuse local video paths outside DIR (for manifests you did not write)",
+        help="refuse video paths outside DIR, after resolving '..' and symlinks (for manifests "
+        "you did not write); DIR may be a bucket prefix (s3://bucket/videos). "
+        "Example: --input-root /data/hdvila/videos",
     )
     g.add_argument(
         "--crf",
@@ -403,8 +406,19 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
         fetch_timeout_s=args.fetch_timeout,
         fetch_max_mb=args.fetch_max_mb,
         isolate=args.isolate,
-        extra={"input_root": args.input_root} if args.input_root else {},
+        extra={"input_root": input_root(args.input_root)} if args.input_root else {},
     )
+
+
+def input_root(root: str) -> str:
+    """``--input-root`` as every worker must read it: a local folder made absolute here (a
+    Ray or Beam worker on another node does not share the driver's working folder), with any
+    ``file://`` dropped; an object-store prefix as given."""
+    from pipelines.source import is_local
+
+    if not is_local(root):
+        return root
+    return os.path.abspath(root.removeprefix("file://"))
 
 
 def _engine(args: argparse.Namespace):

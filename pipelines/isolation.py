@@ -1,7 +1,8 @@
 """A task's retry runs its CPU stages in a child process, so a row that kills its worker fails alone.
 
 Why: probe and clip already run ffmpeg in child processes (a crash there is an ordinary
-``ToolError``), but the middle frame is decoded in process, with the FFmpeg libraries PyAV wraps.
+``ToolError``), but the middle frame is decoded in process, with the FFmpeg libraries PyAV wraps,
+and the clip stage reads the source's index and a packet or two in process (``stages/cut.py``).
 A video that crashes them (a segfault, an abort, a runaway allocation the kernel's OOM killer
 ends) takes the whole worker down with every clip of its task. The engine then retries the task
 (Ray without limit) and the same row kills it again: one poison row among 100M stalls the run.

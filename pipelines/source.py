@@ -102,7 +102,7 @@ def check_allowed(path: str, input_root: str | None) -> None:
         real = Path(path.removeprefix("file://")).resolve()
     except (OSError, RuntimeError, ValueError) as exc:  # a link loop, a NUL in the path
         raise StageError(f"cannot resolve the path: {exc}") from None
-    root = Path(input_root).resolve()
+    root = Path(input_root.removeprefix("file://")).resolve()
     if real != root and root not in real.parents:
         raise StageError(f"path is outside the allowed input root {input_root}")
 

@@ -1,8 +1,10 @@
 """Where a run's outputs live: a local folder or any fsspec URI (``s3://bucket/prefix``).
 
 Everything is written whole and then made visible under its final name: locally a temp file
-renamed with ``os.replace`` (``publish``); on object stores a single PUT (an object never appears half
-written). Readers therefore never see a partial shard or stats file.
+renamed with ``os.replace`` (``publish``); on object stores one upload (a PUT, or for a file
+of 100 MiB and more with s3fs a multipart upload: either way the object appears only when it
+completes); on other remote filesystems (sftp, hdfs, smb), where an upload is visible while it
+runs, a hidden temp name then a rename. Readers therefore never see a partial shard or stats file.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from typing import IO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+# Filesystems whose objects appear only once an upload completes (and "memory", whose writes
+# are whole values): everything else gets a temp name and a rename.
+OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"}
 
 
 @functools.cache
@@ -69,6 +75,8 @@ class Store:
         self.root = root.rstrip("/") or "/"
         self.fs, self._base = fsspec.core.url_to_fs(self.root)
         self.local = isinstance(self.fs, LocalFileSystem)
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        self.object_store = bool(OBJECT_STORES & set(protocols))
 
     def path(self, rel: str) -> str:
         """The filesystem path of ``rel`` (what fsspec calls it; a plain path when local)."""
@@ -136,18 +144,38 @@ class Store:
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
-        else:
+        elif self.object_store:
             self.fs.pipe_file(self.path(rel), data)
+        else:
+            self._renamed(rel, lambda tmp: self.fs.pipe_file(tmp, data))
+
+    def _renamed(self, rel: str, write) -> None:
+        """Write ``rel`` on a remote filesystem that shows uploads as they run: ``write`` to a
+        hidden name beside it, then rename (atomic on sftp and hdfs)."""
+        final = self.path(rel)
+        head, _, name = final.rpartition("/")
+        tmp = f"{head}/.{name}.{os.getpid()}.tmp"
+        try:
+            write(tmp)
+            self.fs.mv(tmp, final)
+        except BaseException:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
+            raise
 
     def put_file(self, rel: str, local_path: str) -> None:
-        """Move a finished local file to ``rel`` atomically (rename locally, one upload remotely)."""
+        """Move a finished local file to ``rel`` atomically (rename locally, one upload to an
+        object store, upload then rename elsewhere)."""
         if self.local:
             final = Path(self.path(rel))
             final.parent.mkdir(parents=True, exist_ok=True)
             publish(local_path, final)
-        else:
+            return
+        if self.object_store:
             self.fs.put_file(local_path, self.path(rel))
-            os.unlink(local_path)
+        else:
+            self._renamed(rel, lambda tmp: self.fs.put_file(local_path, tmp))
+        os.unlink(local_path)
 
     def copy(self, src: str, dst: str) -> None:
         """A second name for ``src`` that later writes to ``src`` do not change: a hard link
@@ -163,8 +191,10 @@ class Store:
             except OSError:  # a filesystem without hard links
                 shutil.copyfile(self.path(src), tmp)
             publish(str(tmp), final)
-        else:
+        elif self.object_store:
             self.fs.copy(self.path(src), self.path(dst))
+        else:
+            self._renamed(dst, lambda tmp: self.fs.copy(self.path(src), tmp))
 
     def scratch_dir(self) -> str:
         """A local folder for files on their way to this store (same filesystem when local)."""

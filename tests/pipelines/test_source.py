@@ -271,3 +271,24 @@ def test_a_file_colon_path_is_opened_where_it_was_checked(tmp_path, monkeypatch)
     clip = run_cpu_stages(f"file:{outside / 'secret.mp4'}", extra={"input_root": str(root)})
     assert clip.ok, clip.error
     assert (clip.info.width, clip.info.height) == (320, 240)  # the decoy inside the root
+
+
+def test_input_root_as_a_file_uri_or_a_relative_folder_admits_what_lies_under_it(
+    tmp_path, monkeypatch
+):
+    """``--input-root file:///dir`` refused every row (the root was read as a relative path
+    named ``file:``), and a relative root meant a different folder in each worker's working
+    folder: the CLI now hands workers an absolute local path."""
+    from pipelines.cli import input_root
+
+    inside = tmp_path / "videos" / "a.mp4"
+    inside.parent.mkdir()
+    inside.write_bytes(b"x")
+    source.check_allowed(str(inside), f"file://{tmp_path / 'videos'}")
+    with pytest.raises(StageError, match="outside the allowed input root"):
+        source.check_allowed(str(tmp_path / "b.mp4"), f"file://{tmp_path / 'videos'}")
+
+    monkeypatch.chdir(tmp_path)
+    assert input_root("videos") == str(tmp_path / "videos")
+    assert input_root(f"file://{tmp_path}/videos/") == str(tmp_path / "videos")
+    assert input_root("s3://bucket/videos") == "s3://bucket/videos"
