@@ -473,13 +473,21 @@ def _manifest_from_sources(args: argparse.Namespace) -> str:
     if args.format == "video2dataset" and extract is None:
         extract = store.path("inputs/videos") if store.local else None
     local = Path(store.scratch_dir()) / "manifest.parquet"
-    _, report = write_manifest(  # streamed: memory is a batch, not the manifest
+    rows, report = write_manifest(  # streamed: memory is a batch, not the manifest
         args.format, args.manifest, args.videos, local, **adapter_options(args, extract)
     )
     log.info("%s adapter: %s", args.format, report.summary())
-    store.put_file("inputs/manifest.parquet", str(local))
     report_json = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
     store.put_bytes("inputs/manifest.report.json", report_json.encode("utf-8"))
+    if not rows:  # as `clipvip manifest` exits 1: a run of nothing would only hide why
+        Path(local).unlink(missing_ok=True)
+        missing = report.missing_videos[:3]
+        raise UserError(
+            f"the {args.format} adapter kept no rows ({report.summary()})"
+            + (f"; first missing videos: {', '.join(missing)}" if missing else "")
+            + f"; report: {store.url('inputs/manifest.report.json')}"
+        )
+    store.put_file("inputs/manifest.parquet", str(local))
     return store.url("inputs/manifest.parquet")
 
 

@@ -254,3 +254,19 @@ def test_precision_help_says_ofa_keeps_fp16_under_auto(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "auto = fp16 for ofa:" in text
     assert "for hf: bf16 where the GPU computes it natively" in text
+
+
+def test_prepare_format_that_keeps_no_rows_stops_naming_why_as_manifest_does(tmp_path, capsys):
+    """``clipvip manifest`` exits 1 when its adapter keeps nothing; ``prepare --format`` made
+    an empty run and exited 0, the drops only on a log line."""
+    (tmp_path / "t.csv").write_text("key,vid_key,video_id,sentence\nr0,m,video1,a cat\n")
+    (tmp_path / "v").mkdir()
+    out = tmp_path / "run"
+    argv = ["prepare", "--format", "msrvtt", str(tmp_path / "t.csv"), "--videos"]
+    rc = main([*argv, str(tmp_path / "v"), "--out", str(out), "--captioner", "none"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2, err  # a usage error, as every UserError
+    assert err.startswith("clipvip: error: the msrvtt adapter kept no rows (")
+    assert "first missing videos: video1" in err
+    assert (out / "inputs" / "manifest.report.json").is_file()
+    assert not (out / "run.json").exists() and not (out / "shards").exists()
