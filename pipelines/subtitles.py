@@ -31,15 +31,26 @@ _TIME = re.compile(r"(?:(\d{1,6}):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
 _TIMESTAMP = re.compile(r"^\s*(?:(\d{1,6}):)?(\d{1,2}):(\d{2})(?:[.,](\d{1,3}))?\s*$")
 # A cue timing's time; the fraction may be missing (``00:00:01 --> 00:00:02`` SRT in the wild).
 _CUE_TIME = re.compile(r"(?:(\d{1,6}):)?(\d{1,2}):(\d{2})(?:[.,](\d{1,3}))?")
-_TAG = re.compile(r"<[^>]*>")
+# Markup, and only markup: an unescaped ``<`` in speech ("if a < b and c > d") is text. Tags
+# SRT/WebVTT use (``<i>``, ``</i>``, ``<c.colorE5E5E5>``, ``<font color="red">``, ``<v Bob>``)
+# and timestamps (``<00:00:01.000>``); only voice, language, font and span tags take words.
+_TAG = re.compile(
+    r"</?(?:[bius]|c|ruby|rt)(?:\.[\w-]+)*>"
+    r"|</?(?:v|lang|font|span)(?:\.[\w-]+)*(?:\s[^<>]*)?>"
+    r"|<(?:\d{1,6}:)?\d{1,2}:\d{2}[.,]\d{1,3}>",
+    re.IGNORECASE,
+)
+# ASS/SSA override blocks that SRT files carry over from their source (``{\an8}``, ``{\i1}``).
+_ASS_OVERRIDE = re.compile(r"\{\\[^{}]*\}")
 _WORD_TIME = re.compile(r"<((?:\d{1,6}:)?\d{1,2}:\d{2}[.,]\d{1,3})>")
 _BRACKET = re.compile(r"\[[^\]]*\]")
 _SPEAKER = re.compile(r"(?:^|\s)(?:>>|&gt;&gt;)+")
 _SPACES = re.compile(r"\s+")
 _WORD_KEY = re.compile(r"[^\w']+")
 
-# A cue that starts this long after the running text's last cue ended is new speech, not a
-# rolling repeat: only within this gap are its leading words compared with the text so far.
+# A cue that starts this long after the furthest display end of the cues before it is new
+# speech, not a rolling repeat: only within this gap are its leading words compared with the
+# text so far.
 ROLLING_GAP_S = 0.5
 # How many trailing words of the running text are kept to compare (YouTube repeats one line).
 ROLLING_WINDOW = 64
@@ -59,18 +70,23 @@ class Cue:
     words: tuple[float, ...] | None = None
 
 
-def _seconds(match: re.Match[str]) -> float:
+def _seconds(match: re.Match[str], where: str) -> float:
+    """Seconds of a matched ``[H:]MM:SS[.mmm]``; minutes or seconds past 59 stop naming
+    ``where``: ``00:00:75,000`` is a typo, and read as 75 s it would move the cue silently."""
     h, m, s, ms = match.groups()
+    if int(m) >= 60 or int(s) >= 60:
+        raise SubtitleError(f"{where}: {match.group(0)!r}: minutes and seconds must be below 60")
     return int(h or 0) * 3600 + int(m) * 60 + int(s) + int((ms or "0").ljust(3, "0")) / 1000
 
 
 def clean_cue_text(text: str) -> str:
-    """Drop markup (``<c>``, ``<00:00:01.000>``, ``<i>``), tags like ``[Music]`` and ``>>``.
+    """Drop markup (``<c>``, ``<00:00:01.000>``, ``<i>``, ASS ``{\\an8}``), tags like
+    ``[Music]`` and ``>>``; a ``<`` that opens no tag is speech and stays.
 
     Entities (``&#39;``, ``&amp;``) are decoded after the markup is gone, so an encoded ``&lt;``
     in speech is kept as text rather than mistaken for a tag.
     """
-    text = _BRACKET.sub(" ", _TAG.sub("", text))
+    text = _BRACKET.sub(" ", _ASS_OVERRIDE.sub("", _TAG.sub("", text)))
     text = _SPEAKER.sub(" ", text)
     return _SPACES.sub(" ", html.unescape(text)).strip()
 
@@ -94,12 +110,13 @@ def parse_cues(content: str) -> list[Cue]:
         line = lines[i]
         if "-->" in line:
             start, end = _timing(line, i + 1)
+            timing_line = i + 1
             i += 1
             body: list[str] = []
             while i < len(lines) and not _body_ends(lines, i, bool(body)):
                 body.append(lines[i])
                 i += 1
-            cues.append(_cue(start, end, " ".join(body)))
+            cues.append(_cue(start, end, " ".join(body), f"line {timing_line}"))
         else:
             i += 1
     if not cues:
@@ -138,12 +155,14 @@ def _timing(line: str, lineno: int) -> tuple[float, float]:
         raise SubtitleError(
             f"line {lineno}: not a cue timing 'START --> END': {line.strip()[:60]!r}"
         )
-    return _seconds(a), _seconds(b)
+    where = f"line {lineno}"
+    return _seconds(a, where), _seconds(b, where)
 
 
-def _cue(start: float, end: float, body: str) -> Cue:
+def _cue(start: float, end: float, body: str, where: str) -> Cue:
     """A cue; with word-timing tags, each word gets its time (words before the first tag start
-    with the cue), so a clip edge inside the cue splits it word by word."""
+    with the cue), so a clip edge inside the cue splits it word by word. ``where`` names the
+    cue's timing line in an error."""
     parts = _WORD_TIME.split(body)
     if len(parts) == 1:
         return Cue(start, end, clean_cue_text(body))
@@ -153,7 +172,7 @@ def _cue(start: float, end: float, body: str) -> Cue:
     for i, part in enumerate(parts):
         if i % 2:  # a captured timestamp: the words that follow start there
             match = _TIME.search(part)
-            at = _seconds(match) if match else at
+            at = _seconds(match, f"{where}: word time") if match else at
             continue
         for word in clean_cue_text(part).split():
             words.append(word)
@@ -182,7 +201,7 @@ def parse_time(value: Any, field: str) -> float:
     elif isinstance(value, str):
         match = _TIMESTAMP.match(value)
         if match:
-            return _seconds(match)
+            return _seconds(match, field)
         try:
             number = float(value)
         except ValueError:
@@ -241,13 +260,15 @@ def dedupe_rolling(cues: Iterable[Cue], gap_s: float = ROLLING_GAP_S) -> list[Cu
 
     YouTube's rolling captions repeat the previous line at the top of the next cue (and flash
     10 ms cues holding only the repeated line); its transcript JSON repeats lines the same way.
-    A cue that starts within ``gap_s`` of the running text's last cue loses its leading words
+    A cue that starts within ``gap_s`` of the furthest end of the cues before it (display
+    times: a rolling line is still shown when the next appears) loses its leading words
     when they are a whole line just shown (the previous cue's text, or the words it added) and
     the running text ends with them (compared without case and punctuation). Fewer words
     repeated are speech ("... help i had" then "i had a family"), and speech after a pause is
     never trimmed, so words said twice stay twice. Starts are kept; a cue's end is cut to the
-    next kept cue's start (its display time outlasts its speech), so the result aligns to clip
-    spans.
+    start of the next kept cue that rolls over it (``_speech_end``: its display time outlasts
+    its speech), so the result aligns to clip spans; a cue with another nested inside keeps its
+    end.
     """
     out: list[Cue] = []
     tail: list[str] = []
@@ -275,13 +296,26 @@ def dedupe_rolling(cues: Iterable[Cue], gap_s: float = ROLLING_GAP_S) -> list[Cu
         times = cue.words[overlap:] if cue.words and len(cue.words) == len(words) else None
         out.append(Cue(cue.start, cue.end, " ".join(new), times))
         tail = (tail + keys[overlap:])[-ROLLING_WINDOW:]
-    # Speech of a cue ends when the next line starts: YouTube transcript durations are display
-    # times that overlap the next line by seconds, which would leak words into the next clip.
-    for i in range(len(out) - 1):
-        nxt = out[i + 1].start
-        if out[i].start < nxt < out[i].end:
-            out[i] = Cue(out[i].start, nxt, out[i].text, out[i].words)
-    return out
+    return [_speech_end(out, i) for i in range(len(out))]
+
+
+def _speech_end(cues: list[Cue], i: int) -> Cue:
+    """Cue ``i`` ending where the line that rolls over it starts.
+
+    YouTube transcript durations are display times that overlap the next line by seconds, which
+    would leak words into the next clip. Only a roll-over is cut: a later cue that starts inside
+    this one and ends at or after it. A cue nested inside it (another speaker's "hey" during a
+    narrator's long line) is simultaneous speech: cutting there would take the long line's words
+    out of every clip after the short one. ``cues`` are sorted by start; the scan stops at the
+    first cue starting after this one ends.
+    """
+    cue = cues[i]
+    for nxt in cues[i + 1 :]:
+        if nxt.start >= cue.end:
+            break
+        if nxt.start > cue.start and nxt.end >= cue.end:
+            return Cue(cue.start, nxt.start, cue.text, cue.words)
+    return cue
 
 
 def _overlaps(cue: Cue, start: float, end: float, min_overlap_s: float) -> bool:

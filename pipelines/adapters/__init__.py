@@ -44,7 +44,7 @@ _VIDEOS = {"check_videos", "video_ext"}
 _OPTIONS: dict[str, set[str]] = {
     "hdvila": {"subtitles", "min_overlap_s", "dataset", *_VIDEOS},
     "webvid": {"dataset", *_VIDEOS},
-    "msrvtt": {"per_sentence", "dataset", *_VIDEOS},
+    "msrvtt": {"per_sentence", "split", "dataset", *_VIDEOS},
     "didemo": {"mode", "dataset", *_VIDEOS},
     "activitynet": {"mode", "dataset", *_VIDEOS},
     "video2dataset": {"extract_dir", "text_from", "dataset"},
@@ -61,6 +61,7 @@ _FLAGS = {
     "video_ext": "--video-ext",
     "dataset": "--dataset",
     "min_overlap_s": "--min-overlap",
+    "split": "--split",
 }
 
 __all__ = [
@@ -82,9 +83,9 @@ def iter_manifest(
 
     Keys are not checked here (``write_manifest`` and ``build_manifest`` do). ``options`` are
     ``AdapterOptions`` fields (``mode``, ``per_sentence``, ``subtitles``, ``extract_dir``,
-    ``text_from``, ``check_videos``, ``video_ext``, ``dataset``, ``min_overlap_s``). Raises
-    ``ManifestError`` (one line, naming the file and line or field) for an unknown format or
-    option at once, and for a file that is not in the format while the rows are read.
+    ``text_from``, ``check_videos``, ``video_ext``, ``dataset``, ``min_overlap_s``, ``split``).
+    Raises ``ManifestError`` (one line, naming the file and line or field) for an unknown format
+    or option at once, and for a file that is not in the format while the rows are read.
     """
     if fmt not in _READERS:
         raise ManifestError(f"unknown format {fmt!r} (choose from: {', '.join(FORMATS)})")

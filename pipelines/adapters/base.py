@@ -38,6 +38,8 @@ class AdapterOptions:
     ``text_from``: video2dataset text source, ``txt`` or ``subtitles`` (its ``clip_subtitles``).
     ``check_videos``: look each video up in ``videos`` (missing ones are dropped and counted);
     off, paths are built as ``videos/ID.video_ext`` unchecked (for huge remote folders).
+    ``split``: MSR-VTT, keep only the videos the annotation JSON puts in this split
+    (``train``, ``validate``, ``test``).
     """
 
     mode: str = "clip"
@@ -49,6 +51,7 @@ class AdapterOptions:
     video_ext: str = "mp4"
     dataset: str | None = None
     min_overlap_s: float = 0.0
+    split: str | None = None
 
 
 # A report names at most this many distinct drop reasons, each cut to REASON_CHARS: reasons can

@@ -47,6 +47,7 @@ def adapter_options(args: argparse.Namespace, extract_dir: str | None) -> dict:
         "video_ext": args.video_ext,
         "dataset": args.dataset,
         "min_overlap_s": args.min_overlap,
+        "split": args.split,
     }
 
 
@@ -171,6 +172,14 @@ def add_adapter_options(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="hdvila, clips: a cue counts for a clip when it overlaps the span by more than "
         "S seconds (default: 0, any overlap; e.g. --min-overlap 0.2)",
+    )
+    g.add_argument(
+        "--split",
+        default=None,
+        metavar="NAME",
+        help="msrvtt: keep only the videos the annotation JSON puts in split NAME (train, "
+        "validate or test; e.g. --split train, so the 1k-A test videos stay out of "
+        "training). Without it every video is kept; the report counts rows per split",
     )
     g.add_argument(
         "--extract-dir",

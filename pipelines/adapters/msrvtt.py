@@ -6,6 +6,10 @@ video. Given both, the CSV's videos get their 20 sentences from the JSON. One ro
 ``text`` is the first sentence (the CSV's, when a CSV is given) and ``sentences`` all of them;
 ``per_sentence`` gives one row per sentence instead. MSR-VTT videos are already clips, so the
 span is the whole video.
+
+The JSON alone lists all 10k videos, train, validate and test (``videos[].split``): training on
+it would include the 1k-A test videos. ``split`` keeps one split's videos (the others dropped,
+counted); without it every video is kept, and the report's notes count the rows of each split.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ def _read_csv(uri: str) -> list[tuple[str, str]]:
     ]
 
 
-def _read_json(uri: str) -> dict[str, list[str]]:
+def _read_json(uri: str) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Sentences by video (in ``sen_id`` order) and each listed video's split."""
     data = require(load_json(uri), dict, uri)
     sentences = require(data.get("sentences"), list, f"{uri}: field 'sentences'")
     by_video: dict[str, list[tuple[int, str]]] = {}
@@ -49,10 +54,29 @@ def _read_json(uri: str) -> dict[str, list[str]]:
             (int(sen_id) if isinstance(sen_id, int) else i, caption)
         )
     listed = data.get("videos")
-    for video in [] if listed is None else require(listed, list, f"{uri}: field 'videos'"):
+    splits: dict[str, str] = {}
+    for j, video in enumerate(
+        [] if listed is None else require(listed, list, f"{uri}: field 'videos'")
+    ):
         if isinstance(video, dict) and isinstance(video.get("video_id"), str):
             by_video.setdefault(video["video_id"], [])
-    return {v: [clean_sentence(c) for _, c in sorted(s)] for v, s in by_video.items()}
+            if video.get("split") is not None:
+                split = require(video["split"], str, f"{uri}: videos[{j}].split")
+                splits[video["video_id"]] = split
+    sentences = {v: [clean_sentence(c) for _, c in sorted(s)] for v, s in by_video.items()}
+    return sentences, splits
+
+
+def _check_split(split: str, splits: dict[str, str]) -> None:
+    """Stop when ``split`` can select nothing: an empty manifest, or a typo keeping no video,
+    should name what the JSON holds rather than look like missing videos."""
+    if not splits:
+        raise ManifestError(
+            f"msrvtt: --split {split} needs the annotation JSON (its videos[].split)"
+        )
+    if split not in splits.values():
+        names = ", ".join(sorted(set(splits.values())))
+        raise ManifestError(f"msrvtt: --split {split!r} matches no video (the JSON has: {names})")
 
 
 def read(
@@ -62,15 +86,20 @@ def read(
         raise ManifestError("msrvtt: --videos DIR is required (the folder of videoNNNN.mp4 files)")
     picked: list[tuple[str, str]] = []
     annotations: dict[str, list[str]] = {}
+    splits: dict[str, str] = {}
     for uri in sources:
         if uri.lower().endswith(".csv"):
             picked.extend(_read_csv(uri))
         elif uri.lower().endswith(".json"):
-            annotations.update(_read_json(uri))
+            sentences, in_split = _read_json(uri)
+            annotations.update(sentences)
+            splits.update(in_split)
         else:
             raise ManifestError(f"{uri}: msrvtt reads the 1k-A .csv and the annotation .json")
     if not picked:  # the JSON alone: every video it lists, first sentence as text
         picked = [(vid, sents[0] if sents else "") for vid, sents in sorted(annotations.items())]
+    if opts.split is not None:
+        _check_split(opts.split, splits)
     dataset = opts.dataset or "msrvtt"
     for vid, first in picked:
         sentences = annotations.get(vid) or [first]
@@ -82,12 +111,20 @@ def read(
             report.read += 1
             report.drop("no sentences")
             continue
-        report.read += len(sentences) if opts.per_sentence else 1
+        rows = len(sentences) if opts.per_sentence else 1
+        report.read += rows
+        if opts.split is not None and splits.get(vid) != opts.split:
+            for _ in range(rows):
+                report.drop(f"not in --split {opts.split}")
+            continue
         path = videos.find(vid, f"{vid}.mp4")
         if path is None:
             for _ in sentences if opts.per_sentence else [vid]:
                 report.drop("video not found", vid)
             continue
+        if vid in splits:  # which split the kept rows come from, for the user to check
+            for _ in range(rows):
+                report.note(f"rows of split {splits[vid]}")
         if opts.per_sentence:
             for j, sentence in enumerate(sentences):
                 yield report.keep(

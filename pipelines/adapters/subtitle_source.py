@@ -88,6 +88,27 @@ def load_file(path: str) -> list[Cue]:
     return parse_transcript(data)
 
 
+EXPECTED = "--subtitles expects a folder of subtitle files or a {id: [...]} transcript JSON"
+
+
+def _transcript_map(where: str) -> dict[str, list[Cue]]:
+    """Cues by video id from one transcript JSON file ``{id: [{text, start, duration}]}``.
+
+    One ``.srt``/``.vtt`` file names no video, so it is refused saying what the option takes,
+    rather than read as JSON and failing with "Extra data" at its first cue number.
+    """
+    if Path(where).suffix.lower() in (".srt", ".vtt"):
+        raise ManifestError(
+            f"{where}: {EXPECTED}, not one subtitle file (name it ID.srt in a folder)"
+        )
+    try:
+        return load_transcript_map(load_json(where))
+    except SubtitleError as exc:
+        raise ManifestError(f"{where}: {exc} ({EXPECTED})") from None
+    except ManifestError as exc:
+        raise ManifestError(f"{exc} ({EXPECTED})") from None
+
+
 class SubtitleSource:
     """Whole-video cues by video id, from a folder of files or one transcript JSON."""
 
@@ -108,10 +129,7 @@ class SubtitleSource:
                         found.setdefault(vid, []).append((_preference(tag), order, f))
             self._files = {vid: str(min(files)[2]) for vid, files in found.items()}
         elif path.is_file():
-            try:
-                self._map = load_transcript_map(load_json(where))
-            except SubtitleError as exc:
-                raise ManifestError(f"{where}: {exc}") from None
+            self._map = _transcript_map(where)
         else:
             raise ManifestError(f"{where}: --subtitles is neither a folder nor a file")
 

@@ -142,3 +142,26 @@ def test_a_negative_or_non_numeric_min_overlap_is_refused_at_parsing(value, tmp_
         )
     assert exit_.value.code == 2
     assert "--min-overlap" in capsys.readouterr().err
+
+
+def test_manifest_split_flag_reaches_the_msrvtt_adapter(tmp_path, video_folder):
+    data = {
+        "videos": [
+            {"video_id": "video1", "split": "train"},
+            {"video_id": "video2", "split": "test"},
+        ],
+        "sentences": [
+            {"video_id": "video1", "caption": "a cat", "sen_id": 0},
+            {"video_id": "video2", "caption": "a dog", "sen_id": 0},
+        ],
+    }
+    (tmp_path / "d.json").write_text(json.dumps(data))
+    videos = video_folder(tmp_path / "v", ["video1.mp4", "video2.mp4"])
+    out = tmp_path / "m.jsonl"
+    argv = ["manifest", "msrvtt", str(tmp_path / "d.json"), "--videos", str(videos)]
+    assert main([*argv, "--out", str(out), "--split", "train"]) == 0
+    assert [c.key for c in read_manifest(str(out))] == ["video1"]
+    report = json.loads((tmp_path / "m.jsonl.report.json").read_text())
+    assert report["dropped"] == {"not in --split train": 1}
+    assert main(["manifest", "didemo", str(tmp_path / "d.json"), "--videos", str(videos),
+                 "--out", str(out), "--split", "train"]) == 2  # fmt: skip

@@ -288,3 +288,54 @@ def test_msrvtt_json_video_without_captions_is_dropped_as_no_sentences(tmp_path,
         assert all(r["text"] and all(r["sentences"]) for r in rows)
         assert dict(report.dropped) == {"no sentences": 1}
         assert report.read == report.kept + 1 and report.empty_text == 0
+
+
+MSRVTT_SPLITS = {
+    "videos": [
+        {"video_id": "video1", "split": "train"},
+        {"video_id": "video2", "split": "train"},
+        {"video_id": "video9", "split": "test"},
+    ],
+    "sentences": [
+        {"video_id": v, "caption": f"{v} caption {j}", "sen_id": j}
+        for v in ("video1", "video2", "video9")
+        for j in range(2)
+    ],
+}
+
+
+@pytest.fixture
+def msrvtt_splits(tmp_path, video_folder):
+    (tmp_path / "data.json").write_text(json.dumps(MSRVTT_SPLITS))
+    videos = video_folder(tmp_path / "videos", ["video1.mp4", "video2.mp4", "video9.mp4"])
+    return str(tmp_path / "data.json"), str(videos)
+
+
+def test_msrvtt_split_keeps_only_that_splits_videos(msrvtt_splits):
+    data, videos = msrvtt_splits
+    rows, report = build_manifest("msrvtt", [data], videos, split="train")
+    assert [r["key"] for r in rows] == ["video1", "video2"]
+    assert dict(report.dropped) == {"not in --split train": 1}
+    assert dict(report.notes) == {"rows of split train": 2}
+    rows, report = build_manifest("msrvtt", [data], videos, split="test", per_sentence=True)
+    assert [r["key"] for r in rows] == ["video9-s00", "video9-s01"]
+    assert (report.read, dict(report.dropped)) == (6, {"not in --split test": 4})
+
+
+def test_msrvtt_json_without_split_keeps_every_video_and_counts_rows_per_split(msrvtt_splits):
+    data, videos = msrvtt_splits
+    rows, report = build_manifest("msrvtt", [data], videos)
+    assert len(rows) == 3
+    assert dict(report.notes) == {"rows of split train": 2, "rows of split test": 1}
+
+
+def test_msrvtt_split_that_selects_nothing_stops(msrvtt_splits, tmp_path):
+    data, videos = msrvtt_splits
+    with pytest.raises(
+        ManifestError,
+        match=r"^msrvtt: --split 'val' matches no video \(the JSON has: test, train\)$",
+    ):
+        build_manifest("msrvtt", [data], videos, split="val")
+    (tmp_path / "t.csv").write_text(MSRVTT_CSV)
+    with pytest.raises(ManifestError, match=r"^msrvtt: --split train needs the annotation JSON"):
+        build_manifest("msrvtt", [str(tmp_path / "t.csv")], videos, split="train")

@@ -264,3 +264,14 @@ def test_hdvila_videos_without_subtitles_are_counted_once_per_video(tmp_path, vi
     )
     assert (report.kept, report.empty_text) == (5, 5)
     assert dict(report.notes) == {"videos with no subtitles (their clips kept with empty text)": 2}
+
+
+def test_hdvila_span_with_minutes_past_59_stops_naming_the_clip(tmp_path, video_folder):
+    bad = dict(HDVILA[0], clip=[{"clip_id": "x.mp4", "span": ["00:00:01", "00:99:00.000"]}])
+    (tmp_path / "m.jsonl").write_text(json.dumps(bad) + "\n")
+    with pytest.raises(ManifestError) as info:
+        build_manifest("hdvila", [str(tmp_path / "m.jsonl")], str(video_folder(tmp_path / "v", [])))
+    assert str(info.value) == (
+        f"{tmp_path / 'm.jsonl'}:1: clip[0].span: '00:99:00.000': "
+        "minutes and seconds must be below 60"
+    )

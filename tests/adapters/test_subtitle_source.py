@@ -123,3 +123,20 @@ def test_hdvila_cut_clips_still_find_their_whole_video_subtitles(tmp_path):
     )
     rows, _ = build_manifest("clips", [str(tmp_path / "clips.csv")], None, subtitles=str(tmp_path))
     assert [r["text"] for r in rows] == ["hello", "hello", "whole video", "own file"]
+
+
+@pytest.mark.parametrize("name", ["talk.srt", "talk.en.vtt"])
+def test_one_subtitle_file_as_subtitles_says_what_the_option_takes(tmp_path, name):
+    (tmp_path / name).write_text("1\n00:00:01,000 --> 00:00:02,000\nhello\n")
+    with pytest.raises(ManifestError) as info:
+        SubtitleSource(str(tmp_path / name))
+    assert str(info.value) == (
+        f"{tmp_path / name}: --subtitles expects a folder of subtitle files or a {{id: [...]}} "
+        "transcript JSON, not one subtitle file (name it ID.srt in a folder)"
+    )
+
+
+def test_a_subtitles_file_that_is_not_json_says_what_the_option_takes(tmp_path):
+    (tmp_path / "subs.txt").write_text("1\n00:00:01,000 --> 00:00:02,000\nhello\n")
+    with pytest.raises(ManifestError, match=r"not valid JSON \(Extra data\) \(--subtitles expects"):
+        SubtitleSource(str(tmp_path / "subs.txt"))

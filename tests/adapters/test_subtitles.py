@@ -312,3 +312,89 @@ def test_real_transcript_json_keeps_its_repeated_speech(shared_file):
             lost_cues += lost > 0
             lost_words += lost
     assert (lost_cues, lost_words) == (2, 7)
+
+
+NESTED_SRT = (
+    "1\n00:00:01,000 --> 00:00:09,000\nNARRATOR: the long road home\n\n"
+    "2\n00:00:02,000 --> 00:00:03,000\nhey\n"
+)
+
+
+def test_a_cue_nested_inside_a_long_one_keeps_the_long_ones_text_in_later_clips():
+    """The review's repro: cutting the narrator's cue at the nested "hey" lost its text after
+    3 s, so align_clips disagreed with clip_text on the same span."""
+    cues = parse_cues(NESTED_SRT)
+    assert dedupe_rolling(cues) == [
+        Cue(1.0, 9.0, "NARRATOR: the long road home"),
+        Cue(2.0, 3.0, "hey"),
+    ]
+    assert align_clips(cues, [(0, 3), (4, 9), (3.5, 5)]) == [
+        "NARRATOR: the long road home hey",
+        "NARRATOR: the long road home",
+        clip_text(cues, 3.5, 5),
+    ]
+
+
+def test_overlapping_speakers_keep_their_whole_display_time_until_a_line_rolls_over():
+    cues = [
+        Cue(1.0, 4.0, "- where are you"),
+        Cue(1.0, 4.0, "- right here"),  # a second speaker at the same time
+        Cue(4.5, 12.0, "the storm is coming"),
+        Cue(6.0, 7.0, "what"),  # nested: both said at once
+        Cue(8.0, 9.0, "run"),  # nested too
+        Cue(10.0, 14.0, "we made it"),  # starts inside, ends after: the long line rolls over
+    ]
+    assert [(c.start, c.end) for c in dedupe_rolling(cues)] == [
+        (1.0, 4.0),
+        (1.0, 4.0),
+        (4.5, 10.0),
+        (6.0, 7.0),
+        (8.0, 9.0),
+        (10.0, 14.0),
+    ]
+    assert align_clips(cues, [(2, 3), (7.5, 8.5), (9.5, 11)]) == [
+        "- where are you - right here",
+        "the storm is coming run",
+        "the storm is coming we made it",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("1\n00:00:75,000 --> 00:01:20,000\nhi\n", r"^line 2: '00:00:75,000': minutes and"),
+        ("WEBVTT\n\n00:61:00.000 --> 01:02:00.000\nhi\n", r"^line 3: '00:61:00.000': minutes"),
+        (
+            "WEBVTT\n\n00:00:01.000 --> 00:00:03.000\nhi<00:00:90.000><c> there</c>\n",
+            r"^line 3: word time: '00:00:90.000': minutes and seconds must be below 60$",
+        ),
+    ],
+)
+def test_cue_times_with_minutes_or_seconds_past_59_stop_naming_the_line(content, message):
+    with pytest.raises(SubtitleError, match=message):
+        parse_cues(content)
+
+
+def test_a_transcript_timestamp_past_59_minutes_names_the_field():
+    with pytest.raises(SubtitleError, match=r"^v\[0\]\.start: '00:99:00\.000': minutes"):
+        parse_transcript([{"text": "a", "start": "00:99:00.000", "duration": 1}], "v")
+    assert parse_transcript([{"text": "a", "start": "100:59:59.5", "end": 363600}])[0].start == (
+        100 * 3600 + 59 * 60 + 59.5
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("if a < b and c > d then", "if a < b and c > d then"),
+        ("x<y, y>z", "x<y, y>z"),
+        ("<i>hello</i> <b>there</b> <u>you</u>", "hello there you"),
+        ('<font color="#ffff00">yellow</font> text', "yellow text"),
+        ("<c.colorE5E5E5>grey</c> <v Roger Bingham>we are</v>", "grey we are"),
+        ("one<00:00:01.000><c> two</c>", "one two"),
+        (r"{\an8}on top {\i1}slanted{\i0}", "on top slanted"),
+        ("a &lt;i&gt; in speech", "a <i> in speech"),
+    ],
+)
+def test_only_markup_is_stripped_and_a_bare_less_than_is_speech(raw, clean):
+    assert parse_cues(f"1\n00:00:01,000 --> 00:00:02,000\n{raw}\n")[0].text == clean
