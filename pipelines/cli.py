@@ -274,7 +274,12 @@ def add_prepare_options(p: argparse.ArgumentParser) -> None:
         help=f"with --retry-failed, only failures in these stages: a comma list of "
         f"{', '.join(RETRYABLE)} (e.g. --retry-stages probe,caption; implies --retry-failed)",
     )
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars on a terminal, and no 'progress:' log lines (one every 30 s when "
+        "stderr is a file or pipe, as on a cluster)",
+    )
 
 
 def retry_stages_arg(value: str) -> frozenset[str]:
@@ -776,7 +781,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "status",
         help="how far a prepare run is: rows done, failures by stage, rate, time left",
         description="Read a run's folder (local or fsspec URI) and report where it stands; works "
-        "from any machine that can read the folder, while the run goes on or after it stopped.",
+        "from any machine that can read the folder, while the run goes on or after it stopped. "
+        "While prepare is still staging the manifest (before run.json exists) it says so. "
+        "Exit 0 for a run (finished or not) or one starting, 2 for a folder that holds none.",
         epilog="examples:\n  clipvip status data/hdvila\n  clipvip status s3://bucket/run1 --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

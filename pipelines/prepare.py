@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +17,9 @@ from pipelines import tasks as T
 from pipelines.config import ENGINES, PrepareConfig
 from pipelines.progress import RunProgress
 from pipelines.run_lock import driver_lock
+from pipelines.stage_counts import read_each
 from pipelines.stages import cpu_stages
+from shards.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +66,43 @@ def _prepare(
         if engine.retry_stages
         else "",
     )
-    # workers count clips through each stage only when someone draws the bars
-    plan.cfg = dataclasses.replace(plan.cfg, live_progress=progress)
     bars = RunProgress(cfg.out, plan.total_rows, stages=stage_names(plan.cfg)) if progress else None
+    # workers count clips through each stage only when someone draws the stage bars (a terminal)
+    plan.cfg = dataclasses.replace(plan.cfg, live_progress=bool(bars and bars.counts_stages))
     with bars or contextlib.nullcontext():
         placement = _run_engine(plan, engine)
     summary = T.finalize(cfg, plan.tasks)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     summary["runner"] = engine.runner
     summary["resumed_tasks"] = plan.done_tasks
+    if plan.done_tasks or plan.retried_tasks:  # some samples predate this invocation
+        summary.update(_ran_now(cfg.out, plan.tasks, summary))
     if engine.retry_stages:
         summary["reopened_tasks"] = plan.retried_tasks
     if placement:
         summary["placement"] = placement
     return summary
+
+
+def _ran_now(out: str, ran: Sequence[int], summary: dict[str, Any]) -> dict[str, Any]:
+    """What this invocation's tasks (``ran``) made: new samples, rows skipped as done earlier,
+    and time by stage. ``finalize`` sums every finished task, so on a resumed run its figures
+    include an earlier invocation's work; reading back just the tasks run now keeps a rerun
+    that resumes the last few tasks of a long run from re-reading them all."""
+    found = read_each(Store(out), [T.stats_rel(i) for i in ran])  # an unfinished one is absent
+    samples = carried = 0
+    seconds: Counter[str] = Counter()
+    for data in found.values():
+        stats = json.loads(data)  # finalize has just read and checked each of them
+        samples += stats["written"] - stats.get("carried", 0)  # carried ones were copied
+        carried += stats.get("carried", 0)
+        seconds.update(stats["seconds"])
+    return {
+        "samples_run": samples,
+        # rows of the tasks done before this invocation; carried rows are the retry line's
+        "rows_skipped": summary["rows_done"] - summary["rows_run"] - carried,
+        "seconds_run_by_stage": {k: round(v, 3) for k, v in sorted(seconds.items())},
+    }
 
 
 def stage_names(cfg: PrepareConfig) -> list[str]:
@@ -128,12 +155,10 @@ def _run_engine(plan: T.Plan, engine: EngineOptions) -> dict[str, Any] | None:
 
 def format_summary(summary: dict[str, Any], out: str) -> str:
     """The end-of-run report: what was made, what failed and why, and where everything is."""
-    # the rate of this invocation's rows: a resumed run's skipped rows took no time
-    ran = summary.get("rows_run", summary["rows_done"])
-    rate = ran / summary["seconds"] if summary.get("seconds") else 0.0
+    # a resumed run has figures for the whole run and for this invocation (``_ran_now``)
+    resumed = "samples_run" in summary
     lines = [
-        f"prepared {summary['samples']} samples from {summary['rows']} rows "
-        f"in {summary.get('seconds', 0):.1f} s ({rate:.2f} rows/s, runner {summary.get('runner')})",
+        _headline(summary),
         f"  failed: {summary['failed']}"
         + (
             f" ({', '.join(f'{k}: {v}' for k, v in summary['failed_by_stage'].items())})"
@@ -144,7 +169,7 @@ def format_summary(summary: dict[str, Any], out: str) -> str:
         f"  index:  {out}/index.json   stats: {out}/stats.json   errors: {out}/errors.jsonl",
     ]
     if summary.get("resumed_tasks"):
-        lines.append(f"  resumed: {summary['resumed_tasks']} tasks were already done and skipped")
+        lines.append(_resumed_line(summary))
     if "reopened_tasks" in summary:
         lines.append(
             f"  retry-failed: {summary['reopened_tasks']} finished tasks with failed rows ran "
@@ -165,10 +190,40 @@ def format_summary(summary: dict[str, Any], out: str) -> str:
             f"  ray: {placement['nodes']} nodes; CPU stages on {len(placement['cpu'])}, "
             f"captioning on {len(placement['caption'])}"
         )
-    stage_s = summary.get("seconds_by_stage") or {}
+    # a resumed run: this invocation's tasks only (the earlier ones' seconds were not spent now)
+    stage_s = summary.get("seconds_run_by_stage" if resumed else "seconds_by_stage") or {}
     if stage_s:
         lines.append(
-            "  time by stage (summed over workers): "
+            f"  time by stage{' this time' if resumed else ''} (summed over workers): "
             + ", ".join(f"{k} {v:.1f}s" for k, v in stage_s.items())
         )
     return "\n".join(lines)
+
+
+def _headline(summary: dict[str, Any]) -> str:
+    """Samples made, of how many rows, how fast: a resumed run's total and what is new."""
+    # the rate of this invocation's rows: a resumed run's skipped rows took no time
+    ran = summary.get("rows_run", summary["rows_done"])
+    rate = ran / summary["seconds"] if summary.get("seconds") else 0.0
+    made = f"{summary['samples']} samples"
+    if "samples_run" in summary:
+        made += f" in the run ({summary['samples_run']} new this time)"
+    return (
+        f"prepared {made} from {summary['rows']} rows "
+        f"in {summary.get('seconds', 0):.1f} s ({rate:.2f} rows/s, runner {summary.get('runner')})"
+    )
+
+
+def _resumed_line(summary: dict[str, Any]) -> str:
+    tasks = summary["resumed_tasks"]
+    skipped = summary.get("rows_skipped")
+    if skipped is None:  # a summary made before ``_ran_now`` existed (a library caller's)
+        return f"  resumed: {tasks} tasks were already done and skipped"
+    return (
+        f"  resumed: {skipped} {_plural(skipped, 'row')} skipped "
+        f"({tasks} {_plural(tasks, 'task')} already done)"
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else f"{word}s"

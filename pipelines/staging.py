@@ -18,8 +18,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
+import sys
 import tempfile
+import time
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +42,20 @@ ROWS_DIR = "inputs/rows"
 DUPLICATES = f"{ROWS_DIR}/duplicates.json"
 TASKS_PER_PART = 64  # 64 tasks of 1,000 rows: parts of a few MB, 1,600 parts at 100M rows
 SCHEMA = pa.schema([("row", pa.int64()), ("line", pa.int64()), ("clip", pa.string())])
+# Without a terminal, progress is one log line per this many seconds, not a bar (whose redraws
+# fill a log file with escape codes); ``pipelines.progress`` uses it too.
+PLAIN_EVERY_S = 30.0
+
+log = logging.getLogger(__name__)
+
+
+def stderr_is_terminal() -> bool:
+    """Whether progress may be drawn as bars: stderr is a terminal (not a file, a pipe, or
+    closed; a library caller may have replaced it with something without ``isatty``)."""
+    try:
+        return bool(sys.stderr.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 @dataclass(slots=True, frozen=True)
@@ -93,7 +110,8 @@ class _Fingerprint:
 def _rows(
     manifest: str, cfg: PrepareConfig, desc: str, progress: bool
 ) -> Iterator[tuple[int, Clip]]:
-    """The manifest's clips, with a bar of rows read (staging 100M rows takes minutes)."""
+    """The manifest's clips, with progress of rows read (staging 100M rows takes minutes): a
+    bar on a terminal, else a log line now and then."""
     rows = iter_clips(manifest, cfg.allow_empty_text)
     if not progress:
         yield from rows
@@ -101,10 +119,24 @@ def _rows(
     first = next(rows, None)  # an unreadable manifest fails here, before any bar is drawn
     if first is None:
         return
+    rows = itertools.chain([first], rows)
+    if not stderr_is_terminal():
+        yield from _logged(rows, desc)
+        return
     with tqdm(desc=desc, unit=" rows", dynamic_ncols=True, mininterval=1) as bar:
-        for item in itertools.chain([first], rows):
+        for item in rows:
             yield item
             bar.update()
+
+
+def _logged(rows: Iterator[tuple[int, Clip]], desc: str) -> Iterator[tuple[int, Clip]]:
+    """``rows``, with a log line of how many were read every ``PLAIN_EVERY_S`` seconds."""
+    due = time.monotonic() + PLAIN_EVERY_S
+    for n, item in enumerate(rows, 1):
+        yield item
+        if n % 1024 == 0 and time.monotonic() >= due:  # the clock read, not every row
+            log.info("%s: %s rows read", desc, f"{n:,}")
+            due = time.monotonic() + PLAIN_EVERY_S
 
 
 def fingerprint(

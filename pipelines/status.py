@@ -5,17 +5,31 @@ long gone, or by a job scheduler. Everything needed is in the folder, wherever i
 object storage): ``run.json`` (rows, tasks) and one ``stats/N.json`` per finished task (counts,
 failures, when it finished). So any machine that can read the folder can say how far the run is,
 how fast it goes, when it should end, and why rows fail.
+
+Until the manifest is staged there is no ``run.json`` yet (staging 100M rows takes minutes), but
+the folder shows a run starting: the driver's lock held, ``inputs/`` (the adapter's manifest,
+the staged rows) and ``_tmp/`` (parts on their way). Status then says the run is starting, with
+``"state": "staging"`` in its JSON, and exits 0: the run is there, just not counted yet.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import fsspec
 
+from pipelines.run_lock import LOCK_FILE, _holder
+from pipelines.source import is_local
 from pipelines.tasks import RUN_FILE, DamagedRun, damaged, read_run, read_task_stats, tally
 from shards.store import Store
+
+# what a starting run has made before run.json: staged rows (or an adapter's manifest), scratch
+STAGING_SIGNS = ("inputs", "_tmp")
 
 RATE_WINDOW = 50  # tasks: the rate is measured over the most recently finished ones
 
@@ -30,9 +44,18 @@ class UnreadableRun(NoRun):
     and ``clipvip status`` prints both as one line naming the file."""
 
 
+class _Starting(Exception):
+    """No ``run.json`` yet, but a run is starting (or stopped while starting): its status."""
+
+    def __init__(self, status: dict[str, Any]) -> None:
+        super().__init__(status["out"])
+        self.status = status
+
+
 def _open_run(out: str) -> Store:
-    """The run's store, once ``run.json`` is known to be a file there (else: why there is no
-    run to report on, a file given for the folder, or a store that cannot be read)."""
+    """The run's store, once ``run.json`` is known to be a file there (else: ``_Starting`` for
+    a run not staged yet, or why there is no run to report on, a file given for the folder, or
+    a store that cannot be read)."""
     try:
         fs, path = fsspec.core.url_to_fs(out)
         path = path.rstrip("/")
@@ -41,12 +64,15 @@ def _open_run(out: str) -> Store:
             kind = fs.info(f"{path}/{RUN_FILE}")["type"]
         except (FileNotFoundError, NotADirectoryError):
             kind = "out is a file" if fs.isfile(path) else None
+        starting = _starting(out, fs, path) if kind is None else None
     except (ImportError, ValueError) as err:  # unknown scheme, or its package not installed
         raise UnreadableRun(f"{out}: cannot open ({err})") from err
     except Exception as err:  # the store's own errors: no credentials, no bucket, no network
         raise UnreadableRun(f"{out}: cannot read ({type(err).__name__}: {err})") from err
     if kind == "out is a file":
         raise NoRun(f"{out} is a file; give the --out folder of a `clipvip prepare` run")
+    if starting is not None:
+        raise _Starting(starting)
     if kind is None:
         raise NoRun(f"{out}: no run here (no {RUN_FILE}); start one with `clipvip prepare`")
     if kind != "file":
@@ -54,12 +80,49 @@ def _open_run(out: str) -> Store:
     return Store(out)
 
 
+def _starting(out: str, fs: Any, path: str) -> dict[str, Any] | None:
+    """The status of a run that has no ``run.json`` yet, or None when nothing shows one: the
+    driver holding the folder's lock (``driver``: who), or what it made (``found``)."""
+    found = [name for name in STAGING_SIGNS if fs.isdir(f"{path}/{name}")]
+    driver = _lock_holder(Path(path)) if is_local(out) else None  # no lock on object stores
+    if driver is None and not found:
+        return None
+    return {"out": out, "state": "staging", "driver": driver, "found": found, "complete": False}
+
+
+def _lock_holder(folder: Path) -> str | None:
+    """Who holds ``folder``'s driver lock (``pid N on HOST since TIME``), or None.
+
+    It tries a shared lock, refused while a driver holds its exclusive one, and gives it back at
+    once (a driver starting in those microseconds would be refused: rerun it). Not for a
+    driver's own process: closing any descriptor of a file drops the POSIX locks it holds on it.
+    """
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    except OSError:  # no lock file (or not ours to read): no driver to name
+        return None
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:  # EAGAIN or EACCES: a driver holds it
+            return _holder(fd)
+        with contextlib.suppress(OSError):
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def _bad_file(out: str, rel: str, why: str, remedy: str) -> UnreadableRun:
     return UnreadableRun(str(damaged(out, rel, why, remedy)))
 
 
 def run_status(out: str, now: float | None = None) -> dict[str, Any]:
-    store = _open_run(out)
+    """Where the run in ``out`` stands; ``{"state": "staging", ...}`` while it starts."""
+    try:
+        store = _open_run(out)
+    except _Starting as starting:
+        return starting.status
     try:
         run = read_run(store)
         per_task = read_task_stats(store)
@@ -110,7 +173,25 @@ def _printable(text: object) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)
 
 
+def format_staging(st: dict[str, Any]) -> str:
+    """A starting run: who stages it, or what shows it began (and may have stopped)."""
+    out = _printable(st["out"])
+    if st["driver"]:
+        return (
+            f"{out}: starting: `clipvip prepare` ({_printable(st['driver'])}) is staging the "
+            "manifest\n  rows and tasks are counted once it is staged (run.json); ask again then"
+        )
+    found = ", ".join(f"{name}/" for name in st["found"])
+    return (
+        f"{out}: starting, or stopped while starting: a `clipvip prepare` began here ({found} "
+        "but no run.json yet)\n  it is building or staging the manifest; if no prepare is "
+        "running, rerun the same `clipvip prepare` command"
+    )
+
+
 def format_status(st: dict[str, Any]) -> str:
+    if st.get("state") == "staging":
+        return format_staging(st)
     pct = 100 * st["rows_done"] / st["rows"] if st["rows"] else 100.0
     state = "complete" if st["complete"] else "in progress or stopped"
     lines = [

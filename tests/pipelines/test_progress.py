@@ -28,7 +28,7 @@ def test_every_stage_bar_ends_at_the_row_count_with_its_own_failures(videos, tmp
     plan = T.plan(str(_manifest(videos, tmp_path)), cfg, False, set())
     stages = stage_names(cfg)
     assert stages == ["probe", "clip", "middle_frame", "caption", "write"]  # random-tiny: no prep
-    with RunProgress(str(out), plan.total_rows, stages=stages) as bars:
+    with RunProgress(str(out), plan.total_rows, stages=stages, terminal=True) as bars:
         local.run(plan)
         counts = read_counts(Store(str(out)))
         bars.poll()

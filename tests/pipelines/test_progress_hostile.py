@@ -24,10 +24,10 @@ def test_bars_skip_damaged_stats_files_and_count_the_good_ones(tmp_path):
     (stats / "000005.json").write_text(_stats(5, 2, {}))
     # entering polls once; the hour-long interval keeps the thread's polls out of the test
     with RunProgress(str(tmp_path), total_rows=20, interval=3600, stages=["probe"]) as bars:
-        assert bars._bar.n == 6 and dict(bars.failed) == {"probe": 1}
+        assert bars.rows_done == 6 and dict(bars.failed) == {"probe": 1}
         (stats / "000001.json").write_text(_stats(1, 3, {}))  # mended: counted next poll
         bars.poll()
-        assert bars._bar.n == 9
+        assert bars.rows_done == 9
 
 
 def test_stage_counts_leave_out_files_that_are_not_counts(tmp_path):
