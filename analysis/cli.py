@@ -210,9 +210,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="where to write the HTML, e.g. r.html; an existing folder gets report.html "
         "inside it (default: DIR/report.html)",
     )
+
+    def frame_count(value: str) -> int:
+        """A count of frames, 0 or more: ``--frames -5`` is refused in argparse's one line."""
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r}: expected a whole number") from None
+        if n < 0:
+            raise argparse.ArgumentTypeError(f"{value!r}: must be at least 0")
+        return n
+
     r.add_argument(
         "--frames",
-        type=int,
+        type=frame_count,
         default=24,
         metavar="N",
         help="middle frames on the contact sheet, e.g. --frames 48 (default: 24)",

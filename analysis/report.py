@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis.outputs import mpl_text, unwritable_reason
-from shards.reader import iter_samples
+from shards.index import load_index, shard_list
+from shards.reader import iter_metadata
 from shards.store import Store
 
 log = logging.getLogger("clipvip")
@@ -62,33 +63,59 @@ def _thumb(jpg: bytes, px: int) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def spread(total: int, n: int) -> frozenset[int]:
+    """``n`` of the positions ``0 .. total-1``, one in the middle of each of ``n`` equal
+    strides (all of them when ``n >= total``). A corpus's shards come dataset after dataset, so
+    its first samples show one dataset only; evenly spread picks show each in proportion, and
+    the same picks every time for the same run."""
+    if n >= total:
+        return frozenset(range(total))
+    return frozenset((2 * i + 1) * total // (2 * n) for i in range(n))
+
+
+def _card(sample: dict, thumb_px: int) -> dict:
+    """What the contact sheet shows of one sample."""
+    meta = sample.get("json", {})
+    clip = meta.get("clip", {})
+    return {
+        "key": sample["key"],
+        "thumb": _thumb(sample["jpg"], thumb_px),
+        "txt": sample.get("txt") or "",
+        "caption": sample.get("caption.txt"),
+        "frame": meta.get("middle_frame", {}).get("time"),
+        "span": [clip.get("start"), clip.get("end")] if clip else meta.get("span"),
+    }
+
+
+def _count(s: CorpusSummary, sample: dict) -> None:
+    """Add one sample's duration, text lengths and caption model to the summary."""
+    s.samples += 1
+    meta = sample.get("json", {})
+    clip = meta.get("clip", {})
+    if "duration" in clip:
+        s.durations.append(float(clip["duration"]))
+    txt, cap = sample.get("txt"), sample.get("caption.txt")
+    if txt is not None:
+        s.subtitle_words.append(len(txt.split()))
+    if cap is not None:
+        s.caption_words.append(len(cap.split()))
+    s.caption_models[meta.get("caption_model") or "none"] += 1
+
+
 def summarise(run: str, frames: int, thumb_px: int = 192) -> CorpusSummary:
-    """One pass over the run's shards; frames for the first ``frames`` samples only."""
+    """One pass over the run's shards that reads the small members (json, txt, caption.txt)
+    of every sample, the frame (jpg) of only the ``frames`` samples ``spread`` over the
+    corpus, and never a clip (mp4): a corpus of terabytes is summarised from its metadata."""
+    picks = spread(sum(shard_list(run)[1].values()), frames)
+
+    def wanted(position: int, ext: str) -> bool:
+        return ext != "mp4" and (ext != "jpg" or position in picks)
+
     s = CorpusSummary()
-    for sample in iter_samples(run):
-        s.samples += 1
-        meta = sample.get("json", {})
-        clip = meta.get("clip", {})
-        if "duration" in clip:
-            s.durations.append(float(clip["duration"]))
-        txt, cap = sample.get("txt"), sample.get("caption.txt")
-        if txt is not None:
-            s.subtitle_words.append(len(txt.split()))
-        if cap is not None:
-            s.caption_words.append(len(cap.split()))
-        s.caption_models[meta.get("caption_model") or "none"] += 1
-        if len(s.sheet) < frames and "jpg" in sample:
-            mf = meta.get("middle_frame", {})
-            s.sheet.append(
-                {
-                    "key": sample["key"],
-                    "thumb": _thumb(sample["jpg"], thumb_px),
-                    "txt": txt or "",
-                    "caption": cap,
-                    "frame": mf.get("time"),
-                    "span": [clip.get("start"), clip.get("end")] if clip else meta.get("span"),
-                }
-            )
+    for sample in iter_metadata(run, wanted):
+        _count(s, sample)
+        if "jpg" in sample:
+            s.sheet.append(_card(sample, thumb_px))
     return s
 
 
@@ -162,10 +189,22 @@ def _png(fig) -> str:
 
 def histograms(s: CorpusSummary, failures: dict[str, int]) -> str:
     """One PNG (data URI) with four panels: durations, subtitle and caption words, failures."""
+    import matplotlib.pyplot as plt
+
+    fig = histogram_figure(s, failures)
+    uri = _png(fig)
+    plt.close(fig)
+    return uri
+
+
+def histogram_figure(s: CorpusSummary, failures: dict[str, int]):
+    """The matplotlib figure of ``histograms`` (the caller closes it). Count axes tick at whole
+    numbers: a corpus of three clips otherwise shows "0.5" clips."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.2), dpi=90)
     panels = [
@@ -174,11 +213,14 @@ def histograms(s: CorpusSummary, failures: dict[str, int]) -> str:
         (s.caption_words, "caption length (words)"),
     ]
     for ax, (values, label) in zip(axes, panels):
+        if label.endswith("(words)"):  # whole words too
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if values:
             ax.hist(values, bins=min(30, max(5, len(set(values)))), color="#4472c4")
         else:
             ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(f"{label} · n = {len(values)}", fontsize=10)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no "0.5 clips"
     ax = axes[3]
     if failures:
         stages = sorted(failures, key=failures.get, reverse=True)
@@ -187,28 +229,34 @@ def histograms(s: CorpusSummary, failures: dict[str, int]) -> str:
     else:
         ax.text(0.5, 0.5, "no failures", ha="center", va="center", transform=ax.transAxes)
     ax.set_title(f"failures by stage · {sum(failures.values())}", fontsize=10)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    uri = _png(fig)
-    plt.close(fig)
-    return uri
+    return fig
 
 
-def _data_uri(path: Path, mime: str) -> str:
-    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+def _png_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def load_gap(folder: Path | None, asked: bool) -> dict | None:
-    """``folder/gap.json``, or None when there is none. A broken one that ``--gap`` named
-    (``asked``) stops the report with its file and line; one only found by default in RUN/gap
-    is left out with a warning, as the user did not ask for it."""
-    path = None if folder is None else folder / "gap.json"
-    if path is None or not path.is_file():
+def gap_store(run: str, gap: str | None) -> Store:
+    """Where the gap analysis is: ``--gap`` (a folder or a URI), else RUN/gap. Read through a
+    ``Store`` like the run itself, so a run on object storage (``s3://bucket/run``) finds its
+    gap beside it."""
+    return Store(gap if gap else f"{run}/gap")
+
+
+def load_gap(store: Store, asked: bool) -> dict | None:
+    """``gap.json`` of ``store``, or None when there is none. A broken one that ``--gap``
+    named (``asked``) stops the report with its file and line; one only found by default in
+    RUN/gap is left out with a warning, as the user did not ask for it."""
+    if not store.exists("gap.json"):
         return None
+    where = store.url("gap.json")
     try:
-        gap = _json_object(path.read_text(encoding="utf-8"), str(path))
+        gap = _json_object(store.read_text("gap.json"), where)
         pairs = gap.get("pairs")
         if not (isinstance(pairs, list) and all(isinstance(p, dict) for p in pairs)):
-            raise ReportError(f"{path}: not the gap.json of `clipvip gap` (no list of pairs)")
+            raise ReportError(f"{where}: not the gap.json of `clipvip gap` (no list of pairs)")
     except ReportError as exc:
         if asked:
             raise
@@ -217,31 +265,41 @@ def load_gap(folder: Path | None, asked: bool) -> dict | None:
     return gap
 
 
-def _gap_section(folder: Path | None, gap: dict | None) -> str:
-    if folder is None or gap is None:
-        return ""
+def _gap_rows(store: Store, gap: dict) -> str:
+    """The table rows; every value from gap.json is escaped (source names come from users)."""
     try:
-        rows = "".join(
+        return "".join(
             f"<tr><td>{html.escape(str(p['source']))}</td>"
             f"<td>{html.escape(str(p['reference']))}</td>"
-            f"<td>{p['nmi_mean']:.3f} ± {p['nmi_std']:.3f}</td><td>{p['n']}</td></tr>"
+            f"<td>{p['nmi_mean']:.3f} ± {p['nmi_std']:.3f}</td>"
+            f"<td>{html.escape(str(p['n']))}</td></tr>"
             for p in gap["pairs"]
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ReportError(f"{folder / 'gap.json'}: a pair lacks or mistypes {exc}") from None
+        raise ReportError(f"{store.url('gap.json')}: a pair lacks or mistypes {exc}") from None
+
+
+def _gap_section(store: Store, gap: dict | None) -> str:
+    if gap is None:
+        return ""
+    rows = _gap_rows(store, gap)
     imgs = "".join(
-        f'<img class="plot" alt="{name}" src="{_data_uri(folder / name, "image/png")}">'
+        f'<img class="plot" alt="{name}" src="{_png_uri(store.read_bytes(name))}">'
         for name in ("gap.png", "gap_map.png")
-        if (folder / name).is_file()
+        if store.exists(name)
     )
-    imgs = f'<div class="row">{imgs}</div>'
-    st = gap.get("settings", {})
+    st = gap.get("settings")
+    st = st if isinstance(st, dict) else {}
+    seeds = st.get("seeds")
+    draws = len(seeds) if isinstance(seeds, list) else "?"
     return (
         "<h2>Domain gap</h2>"
         f"<p>NMI of k-means (k = 2) between each source and reference; encoder "
-        f"<code>{html.escape(str(st.get('encoder')))}</code>, up to {st.get('samples')} sentences a source, "
-        f"{len(st.get('seeds', []))} draws. Near 1 = a large gap.</p>"
-        f"<table><tr><th>source</th><th>reference</th><th>NMI</th><th>n</th></tr>{rows}</table>{imgs}"
+        f"<code>{html.escape(str(st.get('encoder')))}</code>, up to "
+        f"{html.escape(str(st.get('samples')))} sentences a source, {draws} draws. "
+        "Near 1 = a large gap.</p>"
+        f"<table><tr><th>source</th><th>reference</th><th>NMI</th><th>n</th></tr>{rows}</table>"
+        f'<div class="row">{imgs}</div>'
     )
 
 
@@ -258,8 +316,15 @@ img.plot{max-width:100%;margin:8px 0;display:block}
 """
 
 
-def _mean(xs: list) -> str:
-    return f"{sum(xs) / len(xs):.1f}" if xs else "–"
+def _mean(xs: list, unit: str) -> str:
+    """``12.3 s``; a dash alone when there is nothing to average (no "– s")."""
+    return f"{sum(xs) / len(xs):.1f} {unit}" if xs else "–"
+
+
+def _sheet_heading(s: CorpusSummary) -> str:
+    if len(s.sheet) < s.samples:
+        return f"Middle frames ({len(s.sheet)} of {s.samples}, spread evenly over the corpus)"
+    return f"Middle frames ({len(s.sheet)} of {s.samples})"
 
 
 def render_html(
@@ -302,57 +367,57 @@ def render_html(
 <h1>Corpus report</h1>
 <p class="muted"><code>{html.escape(run)}</code></p>
 <p><b>{s.samples}</b> clips · <b>{sum(failures.values())}</b> failed rows ·
-mean duration {_mean(s.durations)} s · mean subtitle {_mean(s.subtitle_words)} words ·
-mean caption {_mean(s.caption_words)} words · caption models: {models or "none"}</p>
+mean duration {_mean(s.durations, "s")} · mean subtitle {_mean(s.subtitle_words, "words")} ·
+mean caption {_mean(s.caption_words, "words")} · caption models: {models or "none"}</p>
 <h2>Distributions</h2>
 <img class="plot" alt="histograms" src="{histograms(s, failures)}">
 {note_html}{fail_table}
 {gap_html}
-<h2>Middle frames ({len(s.sheet)} of {s.samples})</h2>
+<h2>{_sheet_heading(s)}</h2>
 <div class="sheet">{"".join(cards)}</div>
 </body></html>
 """
 
 
-def report_path(run: str, out: str | None) -> Path:
-    """Where the page goes: ``--out`` names the HTML file; an existing folder (or a path ending
-    in ``/``) gets ``report.html`` inside it, as ``cp`` would, since a folder cannot be
-    overwritten and the intent is plain. Refused up front when it cannot be written."""
-    if out is None:
-        return Path(run) / "report.html"
-    path = Path(out) / "report.html" if out.endswith("/") or Path(out).is_dir() else Path(out)
-    if why := unwritable_reason(path):
-        raise ReportError(f"--out {out}: {why}")
-    return path
+def report_target(run: str, out: str | None) -> tuple[Store, str]:
+    """Where the page goes, as a store and a name in it: RUN/report.html by default (RUN may
+    be a URI: the page goes beside the shards, not into a local folder named after the URI);
+    ``--out`` names the HTML file; an existing folder (or a path ending in ``/``) gets
+    ``report.html`` inside it, as ``cp`` would, since a folder cannot be overwritten and the
+    intent is plain. A local target is refused up front when it cannot be written."""
+    store, name = Store(run if out is None else out), "report.html"
+    if out is not None and not (out.endswith("/") or store.fs.isdir(store.path(""))):
+        parent, _, name = out.rpartition("/")
+        store = Store(parent if parent or out.startswith("/") else ".")
+    if store.local and (why := unwritable_reason(Path(store.path(name)))):
+        raise ReportError(f"--out {out}: {why}" if out else f"{store.url(name)}: {why}")
+    return store, name
 
 
-def write_report(config: ReportConfig) -> Path:
-    """Write the report; raises ``FileNotFoundError`` when RUN is not a prepared run and
-    ``ReportError`` when ``--out`` cannot be written or errors.jsonl / gap.json are broken. A
-    run in which every row failed is a report with 0 clips and its failures."""
+def write_report(config: ReportConfig) -> str:
+    """Write the report and return where it is (a path, or a URI for a remote run); raises
+    ``FileNotFoundError`` when RUN is not a prepared run and ``ReportError`` when ``--out``
+    cannot be written or errors.jsonl / gap.json are broken. A run in which every row failed
+    is a report with 0 clips and its failures."""
     run = config.run.rstrip("/")
-    if "://" not in run and not (Path(run) / "index.json").is_file():
-        raise FileNotFoundError(
-            f"{run!r} has no index.json: is it the --out folder of `clipvip prepare`?"
-        )
-    out = report_path(run, config.out)
-    gap_dir = Path(config.gap) if config.gap else Path(run) / "gap"
-    if config.gap and not (gap_dir / "gap.json").is_file():
+    load_index(run)  # not a run, a file, a damaged index: said now, before any work
+    out, name = report_target(run, config.out)
+    gaps = gap_store(run, config.gap)
+    if config.gap and not gaps.exists("gap.json"):
         raise FileNotFoundError(
             f"--gap {config.gap}: no gap.json there (run `clipvip gap --out {config.gap}`)"
         )
-    gap = load_gap(gap_dir, asked=bool(config.gap))
+    gap = load_gap(gaps, asked=bool(config.gap))
     store = Store(run)
     failures, examples, notes = _failures(store, run)
     summary = summarise(run, config.frames, config.thumb_px)
-    page = render_html(run, summary, failures, examples, _gap_section(gap_dir, gap), notes)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    page = render_html(run, summary, failures, examples, _gap_section(gaps, gap), notes)
+    out.put_bytes(name, page.encode("utf-8"))
     log.info(
         "report: %d clips, %d failures, %d frames -> %s",
         summary.samples,
         sum(failures.values()),
         len(summary.sheet),
-        out,
+        out.url(name),
     )
-    return out
+    return out.url(name)

@@ -8,6 +8,7 @@ that every shard is read by exactly one reader per epoch.
 from __future__ import annotations
 
 import json
+import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -109,6 +110,63 @@ def iter_samples(source: str | Sequence[str]) -> Iterator[Decoded]:
     )
     for sample in checked_counts(counts)(iter(samples)):
         yield _decode(sample)
+
+
+def _skip_clips(position: int, ext: str) -> bool:
+    return ext != "mp4"
+
+
+def _tar_members(url: str) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    """``(name, read)`` for each file in the tar at ``url``; ``read()`` fetches that member's
+    bytes. Opened seekable (``"r:"``, not the streaming ``"r|"``), a member nobody reads is
+    skipped by a seek: locally its bytes never leave the disk; on object storage fsspec reads
+    ahead a block at most."""
+    fs, path = fsspec.core.url_to_fs(url)
+    with fs.open(path, "rb") as f:
+        try:
+            with tarfile.open(fileobj=f, mode="r:") as tar:
+                for member in tar:
+                    if member.isfile():
+                        yield member.name, lambda m=member: tar.extractfile(m).read()
+        except tarfile.ReadError as exc:
+            raise ShortShardError(
+                f"{url} is not a whole tar ({exc}): copy it again, or rerun `clipvip prepare` "
+                "without it"
+            ) from None
+
+
+def _raw_members(urls: Sequence[str], wanted: Callable[[int, str], bool]) -> Iterator[dict]:
+    """Raw samples as webdataset groups them (``__key__``, ``__url__``, one entry per member);
+    a member ``wanted`` refuses is present with the value None, so ``checked_counts`` still
+    sees that the sample had it."""
+    position = 0
+    for url in urls:
+        sample: dict | None = None
+        for name, read in _tar_members(url):
+            key, _, ext = name.partition(".")  # keys hold no dots (shards.format)
+            if sample is None or sample["__key__"] != key:
+                if sample is not None:
+                    yield sample
+                    position += 1
+                sample = {"__key__": key, "__url__": url}
+            sample[ext] = read() if wanted(position, ext) else None
+        if sample is not None:
+            yield sample
+            position += 1
+
+
+def iter_metadata(
+    source: str | Sequence[str], wanted: Callable[[int, str], bool] = _skip_clips
+) -> Iterator[Decoded]:
+    """The samples of ``source`` as ``iter_samples`` gives them, with only the members that
+    ``wanted(position, ext)`` accepts read: by default everything but the ``.mp4`` clips,
+    which are nearly all of a shard's bytes and which a summary of the corpus never looks at.
+    ``position`` counts samples across all shards in order from 0, so a caller can keep the
+    frames (``jpg``) of a few chosen samples only. A refused member is absent from the
+    sample; a shard cut short raises ``ShortShardError`` as with ``iter_samples``."""
+    urls, counts = shard_list(source)
+    for raw in checked_counts(counts)(_raw_members(urls, wanted)):
+        yield _decode({k: v for k, v in raw.items() if v is not None})
 
 
 class ClipShardDataset(torch.utils.data.IterableDataset):
