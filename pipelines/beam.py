@@ -86,6 +86,29 @@ def _is_direct(options: PipelineOptions) -> bool:
     return runner in ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 
 
+def direct_runner(options: PipelineOptions):
+    """For ``--runner DirectRunner`` (the default): the FnApiRunner, as Beam's DirectRunner
+    builds it; None for any other runner (Beam makes that one from the options).
+
+    Why not Beam's own: since 2.6x its DirectRunner first tries the PrismRunner, which downloads
+    a Go binary from GitHub at every run (no downloads at run time here; offline it fails,
+    leaves a ``beam-temp*`` folder in /tmp and falls back to this very runner). On a machine
+    with a network the run would instead move to Prism, which ignores ``--direct_num_workers``
+    and the worker-process isolation ``run`` sets up for it. Asking for ``PrismRunner`` by
+    name still gets Prism.
+    """
+    name = (options.view_as(StandardOptions).runner or "DirectRunner").lower()
+    if name.removesuffix("runner") not in ("direct", "switchingdirect"):
+        return None
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
+
+
 def caption_step(cfg: PrepareConfig, local_workers: int = 1, accelerator: str | None = None):
     """RunInference with our handler; ``accelerator`` becomes a Beam resource hint on this step
     only (Dataflow right fitting: GPU workers for captioning, CPU workers for ffmpeg)."""
@@ -107,7 +130,7 @@ def run(plan: T.Plan, beam_args: Sequence[str] = (), accelerator: str | None = N
             # crashes the decoder): keep the decoders out of its workers.
             cfg = dataclasses.replace(cfg, isolate="always")
     try:
-        with beam.Pipeline(options=options) as p:
+        with beam.Pipeline(runner=direct_runner(options), options=options) as p:
             _ = (
                 p
                 | "Tasks" >> beam.Create(plan.tasks)
