@@ -214,9 +214,13 @@ def load_checkpoint(
     return meta
 
 
-def prune_checkpoints(root: Path, keep_last: int, keep: set[str]) -> None:
-    """Delete old step folders, keeping the newest ``keep_last`` and any named in ``keep``."""
+def prune_checkpoints(root: Path, keep_last: int, keep: set[str]) -> list[Path]:
+    """Delete old step folders, keeping the newest ``keep_last`` (0: all) and any named in
+    ``keep``; return the deleted ones, for the caller to log."""
     steps = sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))
+    removed = []
     for path in steps[:-keep_last] if keep_last > 0 else []:
         if path.name not in keep:
             shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed

@@ -38,10 +38,13 @@ c = V-S + V-C + F-C, d = V-S,C + F-C (default), vs = V-S only (fine-tuning).
 outputs (in --out): config.json (resolved), data.json (the --shards and --val-shards it
 trained and selected on: `evaluate` warns when asked to test on either),
 checkpoints/step-NNNNNN/ (model.safetensors,
-train_state.safetensors + .json: optimizer, scheduler, RNG, grad scaler, data position),
+train_state.safetensors + .json: optimizer, scheduler, RNG, grad scaler, data position; only
+the newest keep_checkpoints of them are kept, default 2, 0 = all: an older step-N is deleted),
 checkpoints/best/ (weights of the best step on --val-shards, validated every eval_every steps,
-0 = at each save), checkpoints/latest.txt, log.jsonl, tb/ (TensorBoard). Rerunning the same
-command resumes exactly from the latest checkpoint.
+0 = at each save), checkpoints/latest.txt (names the newest step folder), log.jsonl, tb/
+(TensorBoard). Rerunning the same command resumes exactly from the latest checkpoint; other
+settings, --shards or --val-shards are refused. A rerun in a folder with no checkpoint yet
+starts afresh and removes that attempt's best/, log.jsonl and tb/.
 """
 
 EVAL_EXAMPLES = """\
@@ -192,20 +195,32 @@ def run_train(args: argparse.Namespace) -> int:
         check_shards("--val-shards", args.val_shards)
     if Path(args.out).is_file():
         raise UserError(f"--out {args.out} is a file; give a folder for the run")
-    with _user_errors():
-        summary = train(
-            cfg, args.shards, args.out, val_shards=args.val_shards, progress=not args.no_progress
-        )
+    try:
+        with _user_errors():
+            summary = train(
+                cfg,
+                args.shards,
+                args.out,
+                val_shards=args.val_shards,
+                progress=not args.no_progress,
+            )
+    finally:  # train() starts the process group under torchrun; end it cleanly, error or not
+        _end_process_group()
     if int(os.environ.get("RANK", "0")) == 0:  # one summary per torchrun job
         print(json.dumps(summary, indent=2))
     return 0
 
 
+def _end_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """One process, or every rank of a ``torchrun`` job encoding its share of the shards (rank 0
     gathers the pairs, in key order, and reports: the same numbers as one process)."""
-    import torch.distributed as dist
-
     from clipvip.cli import UserError
     from trainer.data import make_loader
     from trainer.evaluate import encode_pairs, format_report, gather_pairs, retrieval_report
@@ -254,8 +269,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             share = encode_pairs(model, loader, device, progress=d.main and not args.no_progress)
             pairs = gather_pairs(share, source=args.shards)
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        _end_process_group()
     if pairs is None:  # not rank 0
         return 0
     with _user_errors():  # a diverged model's NaN scores
@@ -382,13 +396,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="start from a CLIP-ViP checkpoint: official .pt/.bin or our model.safetensors",
     )
     p.add_argument(
-        "--steps", type=_count(1), default=None, help="optimizer steps (overrides max_steps)"
+        "--steps",
+        type=_count(1),
+        default=None,
+        help="optimizer steps, e.g. --steps 200 for a short run (overrides max_steps; default: "
+        "the config's max_steps, or its epochs when that is 0)",
     )
     p.add_argument(
         "--loss",
         choices=("a", "b", "c", "d", "vs"),
         default=None,
-        help="omnisource loss variant (overrides the config's loss)",
+        help="omnisource loss variant, e.g. --loss vs (video-text only, for fine-tuning on a "
+        "captioned set); overrides the config's loss; the variants are listed below",
     )
     p.add_argument(
         "--set",
@@ -444,12 +463,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         "shards written --per-sentence (default: txt only, as MSR-VTT 1k-A is scored)",
     )
     e.add_argument(
-        "--batch-size", type=_count(1), default=None, help="(default: the run's batch size)"
+        "--batch-size",
+        type=_count(1),
+        default=None,
+        help="clips encoded at once per process, e.g. --batch-size 64 (the figures do not "
+        "depend on it; default: the run's data.batch_size)",
     )
     e.add_argument(
-        "--workers", type=_count(0), default=None, help="data-loader workers (default: run's)"
+        "--workers",
+        type=_count(0),
+        default=None,
+        help="data-loader worker processes, e.g. --workers 0 to decode in this process "
+        "(default: the run's data.num_workers)",
     )
-    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    e.add_argument(
+        "--device",
+        default=None,
+        help="where to encode, e.g. --device cpu or --device cuda:1 (default: the rank's own "
+        "GPU under torchrun, else cuda if available, else cpu)",
+    )
     e.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=run_evaluate)

@@ -50,6 +50,7 @@ class TrainConfig:
     log_every: int = 10
     save_every: int = 1000
     eval_every: int = 0  # validate on --val-shards every N steps; 0: at each save
+    keep_checkpoints: int = 2  # step folders kept, the newest; 0: keep all (best/ always kept)
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -61,6 +62,8 @@ class TrainConfig:
             raise ValueError("grad_accum must be >= 1")
         if self.log_every < 1 or self.save_every < 1:
             raise ValueError("log_every and save_every must be >= 1")
+        if self.keep_checkpoints < 0:
+            raise ValueError("keep_checkpoints must be >= 0 (0: keep every checkpoint)")
         if self.eval_every < 0:
             raise ValueError("eval_every must be >= 0 (0: validate at each save)")
         if self.max_steps < 0:
@@ -158,8 +161,9 @@ def _type_name(hint: Any) -> str:
 
 # (section, key) -> what a run meant by it before the setting existed: a run folder's
 # config.json written then lacks the key, and its run must resume and evaluate as it trained,
-# not with the newer default (frames were centre-cropped before ``data.resize``)
-EARLIER = {("data", "resize"): "crop"}
+# not with the newer default (frames were centre-cropped before ``data.resize``; the newest 2
+# checkpoints were kept before ``keep_checkpoints``). Section None: a top-level key.
+EARLIER = {("data", "resize"): "crop", (None, "keep_checkpoints"): 2}
 
 
 def with_earlier_defaults(saved: Any) -> Any:
@@ -169,7 +173,7 @@ def with_earlier_defaults(saved: Any) -> Any:
         return saved
     saved = json.loads(json.dumps(saved))  # a deep copy
     for (section, key), value in EARLIER.items():
-        node = saved.get(section)
+        node = saved if section is None else saved.get(section)
         if isinstance(node, dict) and key not in node:
             node[key] = value
     return saved

@@ -8,7 +8,6 @@ whichever worker or rank reads it, and a resumed run sees the same pixels as an 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -281,8 +280,8 @@ class ClipTransform:
             "subtitle": text,
             "caption": sample.get("caption.txt"),
         }
-        if not self.train and self.cfg.eval_all_sentences:
-            out["texts"] = sentence_choices(sample) or [text]
+        if not self.train and self.cfg.eval_all_sentences and sentence_choices(sample):
+            out["texts"] = sentence_choices(sample)
         return out
 
 
@@ -324,22 +323,28 @@ class Collate:
         """Evaluation over every sentence: one text per sentence, each pointing at its sample's
         video row (``text_rows``); a sample with several gets keys ``KEY#000``, ``KEY#001``, ...
         (``#`` never occurs in a prepared key, so these cannot collide with another sample).
-        ``sentence_ids`` name each text by its words, so that ``gather_pairs`` scores a video's
-        sentence once however many of its samples listed it."""
-        keys, video_ids, rows, texts = [], [], [], []
+
+        ``sentence_ids``: a listed sentence's place in its video's list (``None`` for a sample's
+        own ``txt``), so that ``gather_pairs`` scores each place once however many samples of
+        the video listed it (per-sentence shards written before ``sentence_index`` list all 20
+        in each sample), while a sentence an annotator wrote twice for one video, at two
+        places, is scored twice, as every annotation is in the full-annotation protocol."""
+        keys, video_ids, rows, texts, places = [], [], [], [], []
         for row, s in enumerate(good):
-            choices = s.get("texts") or [s["subtitle"]]
+            listed = s.get("texts")
+            choices = listed or [s["subtitle"]]
             for j, text in enumerate(choices):
                 keys.append(s["key"] if len(choices) == 1 else f"{s['key']}#{j:03d}")
                 video_ids.append(batch["video_ids"][row])
                 rows.append(row)
                 texts.append(text)
+                places.append(str(j) if listed else None)
         batch.update(
             keys=keys,
             video_ids=video_ids,
             text_rows=rows,
             subtitle=self.tokens(texts),
-            sentence_ids=[hashlib.blake2b(t.encode(), digest_size=8).hexdigest() for t in texts],
+            sentence_ids=places,
         )
 
 

@@ -37,7 +37,7 @@ class Encoded:
     keys: list[str] = field(default_factory=list)  # the text's sample, one per text
     text: list[torch.Tensor] = field(default_factory=list)  # (E,) per text
     video_of: list[str] = field(default_factory=list)  # the text's video identity
-    # the text's words (hashed) when it came from a sample's sentence list, else None
+    # the text's place in its sample's sentence list when it came from one, else None
     sentence_of: list[str | None] = field(default_factory=list)
     videos: dict[str, torch.Tensor] = field(default_factory=dict)  # identity -> (E,)
 
@@ -137,11 +137,13 @@ def gather_pairs(share: Encoded, source: str) -> Pairs | None:
 
 
 def _once_per_video(texts: list[tuple[Any, ...]], source: str) -> list[tuple[Any, ...]]:
-    """Texts with each sentence of a video once (the first in key order).
+    """Texts with each place of a video's sentence list once (the first in key order).
 
     With ``--all-sentences``, every sample that lists a video's sentences expands to all of
     them; shards written one sample per sentence before ``sentence_index`` existed list all
-    20 in each, so each sentence came 20 times and skewed every video-to-text rank.
+    20 in each, so each sentence came 20 times and skewed every video-to-text rank. Keyed by
+    place, not by words: two annotations of one video that happen to read the same are both
+    scored, as they are in per-sentence shards.
     """
     seen: set[tuple[str, str]] = set()
     kept = []
@@ -154,8 +156,8 @@ def _once_per_video(texts: list[tuple[Any, ...]], source: str) -> list[tuple[Any
         kept.append(item)
     if len(kept) < len(texts):
         log.warning(
-            "%s: %d texts repeat a sentence their video already has (samples written one per "
-            "sentence, each listing all of them); each sentence is scored once",
+            "%s: %d texts repeat a listed sentence their video already has (samples written "
+            "one per sentence, each listing all of them); each listed sentence is scored once",
             source,
             len(texts) - len(kept),
         )

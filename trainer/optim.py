@@ -44,10 +44,10 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int):
-    """LR multiplier by step index, exactly ``transformers.get_cosine_schedule_with_warmup``
-    (the standard schedule): ``step / warmup_steps`` for the first ``warmup_steps`` steps
-    (so step 0 runs at 0 and the peak is first reached at step ``warmup_steps``), then a
-    half cosine from 1 at ``warmup_steps`` to 0 at ``total_steps``."""
+    """LR multiplier of step ``step`` (1-based), the official ``warmup_cosine`` and the
+    multiplier of ``transformers.get_cosine_schedule_with_warmup`` at the same index:
+    ``step / warmup_steps`` up to ``warmup_steps``, then a half cosine from 1 at
+    ``warmup_steps`` to 0 at ``total_steps``."""
 
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -61,5 +61,14 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
+    """The scheduler whose ``last_epoch`` counts the steps taken (0 before the first), so the
+    n-th update (``last_epoch`` n - 1) runs at ``warmup_cosine`` of step n.
+
+    Why n and not n - 1: the official loop does ``global_step += 1`` before
+    ``get_lr_sched(global_step)``, so its first update runs at lr / warmup_steps and its last
+    at the cosine's 0. Indexed from 0 (as ``get_cosine_schedule_with_warmup`` is used by most
+    loops) the first update would run at lr 0: a step that trains nothing.
+    """
     warmup = round(cfg.warmup_ratio * total_steps)  # 0: no warmup, the first step at the peak
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total_steps))
+    factor = warmup_cosine(warmup, total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda done: factor(done + 1))

@@ -187,7 +187,8 @@ def train_step(
     device: torch.device,
     scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
-    """One optimizer step over ``grad_accum`` micro-batches; returns loss and grad norm."""
+    """One optimizer step over ``grad_accum`` micro-batches; returns the loss, the grad norm
+    and the lr this step's update used (read before the scheduler moves on to the next)."""
     core = model.module if isinstance(model, DDP) else model
     clamp_logit_scale(core.logit_scale)
     total = 0.0
@@ -201,6 +202,7 @@ def train_step(
     if scaler:
         scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
+    lr = optimizer.param_groups[0]["lr"]  # every group shares it (only weight decay differs)
     if scaler:
         scaler.step(optimizer)
         scaler.update()
@@ -208,7 +210,7 @@ def train_step(
         optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return {"loss": total, "grad_norm": float(grad_norm)}
+    return {"loss": total, "grad_norm": float(grad_norm), "lr": lr}
 
 
 class BatchStream:
@@ -327,6 +329,53 @@ def _changed_keys(before: dict[str, Any], now: dict[str, Any], prefix: str = "")
     return changed
 
 
+# what a start that died before its first checkpoint leaves behind, relative to the run folder
+ABANDONED = ("checkpoints/best", "log.jsonl", "tb")
+
+
+def clear_abandoned_attempt(out: Path) -> None:
+    """Before training from step 0, remove what an earlier attempt in this folder left without
+    ever checkpointing: its ``best/`` would be the model to beat (and what ``evaluate`` reads)
+    though this run may train with other settings, and its log lines would precede this run's
+    steps 1, 2, ... in log.jsonl and TensorBoard."""
+    for name in ABANDONED:
+        path = out / name
+        if not path.exists():
+            continue
+        log.info("%s: left by an earlier attempt that saved no checkpoint; removed", path)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _same_source(before: str | None, now: str | None) -> bool:
+    """Whether two --shards values name the same data (local paths compared resolved)."""
+    if before is None or now is None or "://" in before or "://" in now:
+        return before == now
+    return Path(before).resolve() == Path(now).resolve()
+
+
+def check_resume_data(path: Path, data: dict[str, str | None], weights: Path) -> None:
+    """Refuse to resume on other shards than the run trained and selected on: the saved data
+    positions index this rank's shards, and an epoch-based step plan (the LR schedule) was
+    computed from their sample count. A run folder from before data.json existed resumes.
+    ``weights``: the latest checkpoint's model file, named in the message as a new run's --init."""
+    if not path.exists():
+        return
+    try:
+        saved = json.loads(path.read_text("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return  # cut short by a crash: nothing to compare with
+    for key, flag in (("shards", "--shards"), ("val_shards", "--val-shards")):
+        if not _same_source(saved.get(key), data[key]):
+            raise TrainerError(
+                f"{path} says this run trained with {flag} {saved.get(key)} and this command "
+                f"gives {data[key]}; resume with the same {flag}, or start a new run from its "
+                f"weights with --init {weights} --out NEW_RUN"
+            )
+
+
 def saved_world_size(meta: dict[str, Any]) -> int:
     """The number of processes a checkpoint's run had: ``world_size`` in its train state, or,
     for checkpoints saved before that was recorded, one data position per rank."""
@@ -348,6 +397,15 @@ def check_resume_world(meta: dict[str, Any], world: int, folder: Path) -> None:
             f"--init {folder / MODEL_FILE} --out NEW_RUN (data positions and the LR schedule "
             "depend on the number of processes)"
         )
+
+
+def global_count(count: int, d: Dist) -> int:
+    """``count`` summed over all ranks (a collective: every rank calls it at the same point)."""
+    if d.world == 1:
+        return count
+    total = torch.tensor([count], dtype=torch.int64, device=d.device)
+    dist.all_reduce(total)
+    return int(total.item())
 
 
 def plan_steps(cfg: TrainConfig, total_samples: int | None, world: int) -> tuple[int, int | None]:
@@ -439,7 +497,8 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) the run in ``out``; return a summary. Rerunning resumes exactly.
+    """Train (or resume) the run in ``out``; return a summary. Rerunning resumes exactly from
+    the latest checkpoint; with none yet, it starts afresh (``clear_abandoned_attempt``).
 
     ``stop_after`` ends the process after that step (checkpointed), as an interruption would:
     the schedule still follows the full ``max_steps``.
@@ -461,9 +520,14 @@ def train(
             log.info("%s: no checkpoint yet, so the new settings replace it", saved)
             for folder in RANDOM_WEIGHTS.values():  # built from the old config's seed and size
                 shutil.rmtree(out / folder, ignore_errors=True)
-        cfg.save(saved)
         # what the run trained and selected on, so `evaluate` can warn about a leaked split
         data = {"shards": str(shards), "val_shards": str(val_shards) if val_shards else None}
+        latest = latest_checkpoint(ckpt_root)
+        if latest is None:
+            clear_abandoned_attempt(out)
+        else:
+            check_resume_data(out / "data.json", data, latest / MODEL_FILE)
+        cfg.save(saved)
         (out / "data.json").write_text(json.dumps(data, indent=2) + "\n", "utf-8")
     _barrier(d)
     weights = resolve_weights(cfg, out, d)
@@ -478,6 +542,7 @@ def train(
         else None
     )
     step, epoch, position, best = 0, 0, 0, {"rsum": -1.0, "step": None}
+    skipped_before = 0  # samples skipped by the run's earlier processes, all ranks
     resume = latest_checkpoint(ckpt_root)
     if resume is not None:
         meta = load_checkpoint(
@@ -486,6 +551,7 @@ def train(
         check_resume_world(meta, d.world, resume)
         step, epoch, position = meta["step"], meta["epoch"], meta["positions"][d.rank]
         best = meta.get("best", best)
+        skipped_before = int(meta.get("skipped_samples", 0))  # absent in older checkpoints
         log.info("resumed from %s (step %d, epoch %d)", resume, step, epoch)
     # best/ carries its own record and may be ahead of the latest checkpoint (a best found at a
     # validation between saves, then a crash): the model it holds is the one to beat
@@ -513,7 +579,7 @@ def train(
     run_log = RunLog(out, d.main, resumed_at=step)
     bar = tqdm(total=steps, initial=step, unit="step", disable=not (progress and d.main))
     batches = iter(stream)
-    errors = 0
+    errors = 0  # samples this rank skipped since this process started
     t_last, samples_since = time.perf_counter(), 0
     log.info(
         "training %s for %d steps on %d rank(s), %s, loss %s; run folder %s",
@@ -536,11 +602,10 @@ def train(
             t_last, samples_since = time.perf_counter(), 0
             values = {
                 **result,
-                "lr": scheduler.get_last_lr()[0],
                 "logit_scale": float(model.logit_scale.detach().exp()),
                 "samples_per_s": rate,
                 "epoch": stream.epoch,
-                "skipped_samples": errors,
+                "skipped_samples": skipped_before + global_count(errors, d),
             }
             run_log.write(step, values)
             bar.set_postfix(loss=f"{result['loss']:.3f}", samples_s=f"{rate:.1f}")
@@ -560,7 +625,8 @@ def train(
                 best = {"rsum": score, "step": step}
                 # now, checkpoint step or not, and before the checkpoint that records it: a
                 # crash in between leaves best/ ahead of latest, and resume reads best/'s record
-                save_best(ckpt_root, model, best)
+                best_dir = save_best(ckpt_root, model, best)
+                log.info("new best (rsum %.1f at step %d) saved in %s", score, step, best_dir)
         if save_now:
             # each rank's data position and CUDA RNG state, for an exact resume on every rank
             mine = (stream.position, cuda_rng_state(d.device))
@@ -570,8 +636,9 @@ def train(
                 dist.all_gather_object(states, mine)
             positions = [pos for pos, _ in states]
             cuda_rng = [rng for _, rng in states] if d.device.type == "cuda" else None
+            skipped = skipped_before + global_count(errors, d)
             if d.main:
-                save_checkpoint(
+                saved_to = save_checkpoint(
                     ckpt_root,
                     step,
                     model,
@@ -582,11 +649,13 @@ def train(
                         "positions": positions,
                         "world_size": d.world,
                         "best": best,
+                        "skipped_samples": skipped,
                     },
                     scaler=scaler,
                     cuda_rng=cuda_rng,
                 )
-                prune_checkpoints(ckpt_root, keep_last=2, keep=set())
+                log.info("step %d: checkpoint saved in %s", step, saved_to)
+                _prune(ckpt_root, cfg.keep_checkpoints)
         if save_now or eval_now:
             _barrier(d)
         if stop_after is not None and step >= stop_after:
@@ -600,14 +669,32 @@ def train(
         "run": str(out),
         # None when nothing was validated (no --val-shards): not a score of -1
         "best": best if best.get("step") is not None else None,
-        "skipped_samples": errors,
+        "skipped_samples": skipped_before + global_count(errors, d),
         "checkpoint": str(latest_checkpoint(ckpt_root) or ""),
     }
     if d.main:
-        log.info(
-            "done: %d steps; checkpoints in %s; logs in %s", step, ckpt_root, out / "log.jsonl"
-        )
+        log.info("done: %d steps; %s", step, _where_outputs_are(out, ckpt_root, run_log))
     return summary
+
+
+def _prune(ckpt_root: Path, keep: int) -> None:
+    """Delete the step folders older than the newest ``keep`` (0: keep all), saying which."""
+    removed = prune_checkpoints(ckpt_root, keep_last=keep, keep=set())
+    if removed:
+        names = ", ".join(path.name for path in removed)
+        log.info("removed older checkpoint(s) %s (keep_checkpoints=%d)", names, keep)
+
+
+def _where_outputs_are(out: Path, ckpt_root: Path, run_log: RunLog) -> str:
+    """The closing line's list of outputs: only those this run has."""
+    latest = latest_checkpoint(ckpt_root)
+    parts = [f"latest checkpoint {latest}" if latest else f"checkpoints in {ckpt_root}"]
+    if (ckpt_root / "best" / MODEL_FILE).exists():
+        parts.append(f"best on validation {ckpt_root / 'best'}")
+    parts.append(f"logs in {run_log.path}")
+    if run_log.tb is not None:
+        parts.append(f"TensorBoard in {out / 'tb'}")
+    return "; ".join(parts)
 
 
 CHECKPOINT_FILES = (".pt", ".pth", ".bin", ".safetensors")

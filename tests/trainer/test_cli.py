@@ -217,3 +217,30 @@ def test_a_tar_cut_between_members_stops_evaluate_naming_the_shard_and_sample(
     err = capsys.readouterr().err
     assert f"{first} was cut short inside sample {last.name.split('.')[0]} (no .mp4, .txt)" in err
     assert "Traceback" not in err
+
+
+def test_every_train_and_evaluate_option_that_takes_a_value_shows_an_example(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    for command, options in (
+        ("train", ("--steps", "--loss")),
+        ("evaluate", ("--batch-size", "--workers", "--device")),
+    ):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for option in options:
+            assert f"e.g. {option} " in text, option
+
+
+def test_train_ends_the_process_group_also_when_it_fails(
+    train_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train() starts the process group under torchrun; `clipvip train` destroys it on the way
+    out, error or not, as `clipvip evaluate` does (no NCCL warning, no hung peer)."""
+    from trainer import cli
+
+    ended = []
+    monkeypatch.setattr(cli, "_end_process_group", lambda: ended.append(True))
+    assert _train(train_shards, tmp_path / "run", "--weights", str(tmp_path / "nope")) == 2
+    assert ended == [True]

@@ -140,7 +140,9 @@ def test_all_sentences_scores_a_videos_json_sentences_as_per_sentence_shards_do(
     sentences in the JSON) evaluated with --all-sentences gives the figures of the same
     sentences written one sample each: same texts, same videos, same ranks. So do samples
     written one per sentence that each list all of them (``manifest msrvtt --per-sentence``,
-    with its ``sentence_index`` and as written before it existed): each sentence counts once."""
+    with its ``sentence_index`` and as written before it existed): each listed sentence counts
+    once. A sentence an annotator wrote twice for one video counts twice in every layout, and
+    per-sentence shards give the same figures with and without --all-sentences."""
     from clipvip.cli import main
     from pipelines.config import PrepareConfig
     from pipelines.manifest import write_manifest
@@ -153,7 +155,8 @@ def test_all_sentences_scores_a_videos_json_sentences_as_per_sentence_shards_do(
     variants: dict[str, list[dict]] = {"once": [], "each": [], "listed": [], "indexed": []}
     for key, source, text in CLIPS[:4]:
         _make_clip(videos / f"{key}.mp4", source)
-        sentences = [text, f"{text} again", "a short video"]
+        # an annotator wrote the last sentence twice: both annotations are scored
+        sentences = [text, f"{text} again", "a short video", "a short video"]
         row = {"video": str(videos / f"{key}.mp4"), "dataset": "msrvtt"}
         variants["once"].append({**row, "key": key, "text": text, "sentences": sentences})
         for j, t in enumerate(sentences):
@@ -161,19 +164,22 @@ def test_all_sentences_scores_a_videos_json_sentences_as_per_sentence_shards_do(
             variants["each"].append(each)
             variants["listed"].append({**each, "sentences": sentences})
             variants["indexed"].append({**each, "sentences": sentences, "sentence_index": j})
-    reports = {}
     for name, rows in variants.items():
         write_manifest(rows, str(tmp_path / f"{name}.jsonl"))
         cfg = PrepareConfig(out=str(tmp_path / name), name="t", captioner="none")
         prepare(str(tmp_path / f"{name}.jsonl"), cfg, EngineOptions(runner="local"), progress=False)
-        out = tmp_path / f"{name}.json"
-        flags = [] if name == "each" else ["--all-sentences"]
+    reports = {}
+    runs = [("once", True), ("each", False), ("listed", True), ("indexed", True)]
+    for name, all_sentences in [*runs, ("indexed", False)]:
+        out = tmp_path / f"{name}-{all_sentences}.json"
+        flags = ["--all-sentences"] if all_sentences else []
         command = ["evaluate", "--checkpoint", str(overfit_run), "--shards", str(tmp_path / name)]
         assert main([*command, *flags, "--workers", "0", "--no-progress", "--json", str(out)]) == 0
-        reports[name] = {k: v for k, v in json.loads(out.read_text()).items() if k != "shards"}
-    assert (reports["once"]["pairs"], reports["once"]["videos"]) == (12, 4)
-    for name in ("each", "listed", "indexed"):
-        assert reports[name] == reports["once"], name
+        report = {k: v for k, v in json.loads(out.read_text()).items() if k != "shards"}
+        reports[name, all_sentences] = report
+    assert (reports["once", True]["pairs"], reports["once", True]["videos"]) == (16, 4)
+    for run, report in reports.items():
+        assert report == reports["once", True], run
 
 
 def test_evaluate_takes_a_checkpoint_file_as_the_official_code_saves_it(
@@ -520,9 +526,11 @@ def test_resume_drops_the_log_lines_an_interrupted_run_wrote_past_its_checkpoint
 
 
 @pytest.mark.parametrize(("warmup_ratio", "total"), [(0.1, 20), (0.0, 10), (0.25, 7), (0.5, 1)])
-def test_schedule_is_transformers_cosine_with_warmup(warmup_ratio: float, total: int) -> None:
-    """The LR multiplier at every step is get_cosine_schedule_with_warmup's (the official
-    CLIP-ViP schedule): step / W during warmup, the peak first at step W, 0 at the end."""
+def test_update_n_runs_at_the_official_lr_of_step_n(warmup_ratio: float, total: int) -> None:
+    """The n-th update (n from 1) runs at the official ``get_lr_sched(n)``: the multiplier of
+    get_cosine_schedule_with_warmup at index n, as the official loop increments global_step
+    before computing the lr. So the first update is at peak / W, not 0 (an update that trains
+    nothing), the peak is reached at update W and the last update runs at 0."""
     from transformers import get_cosine_schedule_with_warmup
 
     from trainer.optim import build_scheduler
@@ -534,12 +542,13 @@ def test_schedule_is_transformers_cosine_with_warmup(warmup_ratio: float, total:
     hf = get_cosine_schedule_with_warmup(hf_opt, round(warmup_ratio * total), total)
     got, want = [], []
     for _ in range(total):
-        got.append(ours.get_last_lr()[0])
-        want.append(hf.get_last_lr()[0])
+        got.append(ours_opt.param_groups[0]["lr"])  # what this update uses
         ours_opt.step(), ours.step(), hf_opt.step(), hf.step()
+        want.append(hf.get_last_lr()[0])  # index n after n steps
     assert got == pytest.approx(want, abs=1e-12)
+    assert got[-1] == pytest.approx(0.0, abs=1e-12)
     if (warmup_ratio, total) == (0.1, 20):
-        assert got[:3] == pytest.approx([0.0, 0.5, 1.0]) and got[3] < 1.0
+        assert got[:3] == pytest.approx([0.5, 1.0, want[2]]) and got[2] < 1.0
 
 
 def test_built_model_is_in_training_mode(tiny_weights: Path) -> None:
