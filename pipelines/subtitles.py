@@ -35,11 +35,13 @@ _CUE_TIME = re.compile(r"(?:(\d{1,6}):)?(\d{1,2}):(\d{2})(?:[.,](\d{1,3}))?")
 # SRT/WebVTT use (``<i>``, ``</i>``, ``<c.colorE5E5E5>``, ``<font color="red">``, ``<v Bob>``)
 # and timestamps (``<00:00:01.000>``); only voice, language, font and span tags take words.
 _TAG = re.compile(
-    r"</?(?:[bius]|c|ruby|rt)(?:\.[\w-]+)*>"
+    r"</?(?:[bius]|c|ruby|rt|rp)(?:\.[\w-]+)*\s*/?>"
     r"|</?(?:v|lang|font|span)(?:\.[\w-]+)*(?:\s[^<>]*)?>"
     r"|<(?:\d{1,6}:)?\d{1,2}:\d{2}[.,]\d{1,3}>",
     re.IGNORECASE,
 )
+# A line break some converters write into SRT text: a space between the words it parts.
+_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 # ASS/SSA override blocks that SRT files carry over from their source (``{\an8}``, ``{\i1}``).
 _ASS_OVERRIDE = re.compile(r"\{\\[^{}]*\}")
 _WORD_TIME = re.compile(r"<((?:\d{1,6}:)?\d{1,2}:\d{2}[.,]\d{1,3})>")
@@ -71,10 +73,12 @@ class Cue:
 
 
 def _seconds(match: re.Match[str], where: str) -> float:
-    """Seconds of a matched ``[H:]MM:SS[.mmm]``; minutes or seconds past 59 stop naming
-    ``where``: ``00:00:75,000`` is a typo, and read as 75 s it would move the cue silently."""
+    """Seconds of a matched ``[H:]MM:SS[.mmm]``; seconds past 59, or minutes past 59 under an
+    hours field, stop naming ``where``: ``00:00:75,000`` is a typo, and read as 75 s it would
+    move the cue silently. Without hours, minutes may run on (``75:30.000``: some tools write
+    mm:ss for videos longer than an hour)."""
     h, m, s, ms = match.groups()
-    if int(m) >= 60 or int(s) >= 60:
+    if (h is not None and int(m) >= 60) or int(s) >= 60:
         raise SubtitleError(f"{where}: {match.group(0)!r}: minutes and seconds must be below 60")
     return int(h or 0) * 3600 + int(m) * 60 + int(s) + int((ms or "0").ljust(3, "0")) / 1000
 
@@ -86,7 +90,8 @@ def clean_cue_text(text: str) -> str:
     Entities (``&#39;``, ``&amp;``) are decoded after the markup is gone, so an encoded ``&lt;``
     in speech is kept as text rather than mistaken for a tag.
     """
-    text = _BRACKET.sub(" ", _ASS_OVERRIDE.sub("", _TAG.sub("", text)))
+    text = _TAG.sub("", _BREAK.sub(" ", text))
+    text = _BRACKET.sub(" ", _ASS_OVERRIDE.sub("", text))
     text = _SPEAKER.sub(" ", text)
     return _SPACES.sub(" ", html.unescape(text)).strip()
 

@@ -103,11 +103,22 @@ def save_checkpoint(
 
 
 def latest_checkpoint(root: Path) -> Path | None:
+    """The checkpoint to resume from: the one ``latest.txt`` names, else the newest complete
+    ``step-*`` folder (a crash between ``save_checkpoint``'s rename and its marker write, or a
+    lost marker, leaves one unnamed); None only where no complete checkpoint exists at all,
+    which is what lets a caller treat the folder as never checkpointed."""
     marker = root / LATEST
-    if not marker.exists():
-        return None
-    path = root / marker.read_text("utf-8").strip()
-    return path if (path / MODEL_FILE).exists() else None
+    if marker.exists():
+        path = root / marker.read_text("utf-8").strip()
+        if _complete(path):
+            return path
+    steps = sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp") and _complete(p))
+    return steps[-1] if steps else None
+
+
+def _complete(folder: Path) -> bool:
+    """A step folder that ``save_checkpoint`` renamed into place: written whole in ``.tmp``."""
+    return (folder / MODEL_FILE).is_file() and (folder / "train_state.json").is_file()
 
 
 def save_best(root: Path, model: nn.Module, record: dict[str, Any]) -> Path:
@@ -128,10 +139,10 @@ def save_best(root: Path, model: nn.Module, record: dict[str, Any]) -> Path:
     return folder
 
 
-def best_record(root: Path) -> dict[str, Any] | None:
-    """The ``{"rsum", "step"}`` that ``root/best`` was saved with; ``None`` when there is no
-    best yet or it was written before the record moved into the file (older runs)."""
-    path = root / BEST / MODEL_FILE
+def best_record(root: Path, name: str = BEST) -> dict[str, Any] | None:
+    """The ``{"rsum", "step"}`` that ``root/best`` (or ``root/name``) was saved with; ``None``
+    when there is no best yet or it was written before the record moved into the file."""
+    path = root / name / MODEL_FILE
     if not path.exists():
         return None
     try:

@@ -44,7 +44,7 @@ checkpoints/best/ (weights of the best step on --val-shards, validated every eva
 0 = at each save), checkpoints/latest.txt (names the newest step folder), log.jsonl, tb/
 (TensorBoard). Rerunning the same command resumes exactly from the latest checkpoint; other
 settings, --shards or --val-shards are refused. A rerun in a folder with no checkpoint yet
-starts afresh and removes that attempt's best/, log.jsonl and tb/.
+starts afresh: that attempt's best/ moves to best.abandoned/, its log.jsonl and tb/ go.
 """
 
 EVAL_EXAMPLES = """\
@@ -343,12 +343,14 @@ def _warn_if_short(shards: str, keys: list[str]) -> None:
 
 def _warn_if_seen(run: Path, shards: str) -> None:
     """Numbers on the run's own training or validation data are optimistic: say so."""
+    from trainer.train import same_source
+
     data_json = run / "data.json"
     if not data_json.exists():
         return
     seen = json.loads(data_json.read_text("utf-8"))
     for role in ("shards", "val_shards"):
-        if seen.get(role) and Path(seen[role]).resolve() == Path(shards).resolve():
+        if seen.get(role) and same_source(seen[role], shards):
             log.warning(
                 "%s was this run's %s: the checkpoint was %s on it, so these numbers are "
                 "optimistic; evaluate on a held-out test split",

@@ -69,6 +69,6 @@ def build_scheduler(
     at the cosine's 0. Indexed from 0 (as ``get_cosine_schedule_with_warmup`` is used by most
     loops) the first update would run at lr 0: a step that trains nothing.
     """
-    warmup = round(cfg.warmup_ratio * total_steps)  # 0: no warmup, the first step at the peak
+    warmup = round(cfg.warmup_ratio * total_steps)  # 0: no warmup, cosine from update 1
     factor = warmup_cosine(warmup, total_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda done: factor(done + 1))

@@ -331,16 +331,39 @@ def _changed_keys(before: dict[str, Any], now: dict[str, Any], prefix: str = "")
 
 # what a start that died before its first checkpoint leaves behind, relative to the run folder
 ABANDONED = ("checkpoints/best", "log.jsonl", "tb")
+ABANDONED_BEST = "checkpoints/best.abandoned"
 
 
-def clear_abandoned_attempt(out: Path) -> None:
-    """Before training from step 0, remove what an earlier attempt in this folder left without
-    ever checkpointing: its ``best/`` would be the model to beat (and what ``evaluate`` reads)
-    though this run may train with other settings, and its log lines would precede this run's
-    steps 1, 2, ... in log.jsonl and TensorBoard."""
+def clear_abandoned_attempt(out: Path, init_checkpoint: str | None = None) -> None:
+    """Before training from step 0, set aside what an earlier attempt in this folder left
+    without ever checkpointing: its ``best/`` would be the model to beat (and what ``evaluate``
+    reads) though this run may train with other settings, and its log lines would precede this
+    run's steps 1, 2, ... in log.jsonl and TensorBoard. The logs are removed; the weights are
+    moved to ``checkpoints/best.abandoned/`` (validated weights are worth keeping), replacing
+    an older one. Called only when ``latest_checkpoint`` finds no complete checkpoint.
+
+    An ``--init`` inside ``best/`` stops the run instead: moving it would pull the file the
+    new run is about to load from under it."""
+    best = out / ABANDONED[0]
+    if init_checkpoint and best.exists():
+        init = Path(init_checkpoint).resolve()
+        if init == best.resolve() or best.resolve() in init.parents:
+            raise TrainerError(
+                f"--init {init_checkpoint} lies in {best}, left by an earlier attempt in this "
+                "folder that saved no checkpoint, which a fresh start sets aside: copy it out "
+                "of the run folder first, or train into a new --out"
+            )
     for name in ABANDONED:
         path = out / name
         if not path.exists():
+            continue
+        if name == ABANDONED[0]:
+            aside = out / ABANDONED_BEST
+            shutil.rmtree(aside, ignore_errors=True)
+            path.rename(aside)
+            log.info(
+                "%s: left by an earlier attempt that saved no checkpoint; moved to %s", path, aside
+            )
             continue
         log.info("%s: left by an earlier attempt that saved no checkpoint; removed", path)
         if path.is_dir():
@@ -349,8 +372,24 @@ def clear_abandoned_attempt(out: Path) -> None:
             path.unlink()
 
 
-def _same_source(before: str | None, now: str | None) -> bool:
-    """Whether two --shards values name the same data (local paths compared resolved)."""
+def shards_source(value: str | os.PathLike | None) -> str | None:
+    """A --shards value as ``data.json`` records it: a local path absolute (a resume or an
+    ``evaluate`` may run from another working folder), ``file://`` dropped; a URI as given,
+    less a trailing slash."""
+    if value is None:
+        return None
+    text = str(value)
+    if text.startswith("file://"):
+        text = text.removeprefix("file://")
+    elif "://" in text:
+        return text.rstrip("/")
+    return os.path.abspath(text)
+
+
+def same_source(before: str | None, now: str | None) -> bool:
+    """Whether two --shards values name the same data (local paths compared resolved; a
+    relative path in a data.json from before they were recorded absolute resolves here)."""
+    before, now = shards_source(before), shards_source(now)
     if before is None or now is None or "://" in before or "://" in now:
         return before == now
     return Path(before).resolve() == Path(now).resolve()
@@ -368,7 +407,7 @@ def check_resume_data(path: Path, data: dict[str, str | None], weights: Path) ->
     except (ValueError, UnicodeDecodeError):
         return  # cut short by a crash: nothing to compare with
     for key, flag in (("shards", "--shards"), ("val_shards", "--val-shards")):
-        if not _same_source(saved.get(key), data[key]):
+        if not same_source(saved.get(key), data[key]):
             raise TrainerError(
                 f"{path} says this run trained with {flag} {saved.get(key)} and this command "
                 f"gives {data[key]}; resume with the same {flag}, or start a new run from its "
@@ -521,10 +560,10 @@ def train(
             for folder in RANDOM_WEIGHTS.values():  # built from the old config's seed and size
                 shutil.rmtree(out / folder, ignore_errors=True)
         # what the run trained and selected on, so `evaluate` can warn about a leaked split
-        data = {"shards": str(shards), "val_shards": str(val_shards) if val_shards else None}
+        data = {"shards": shards_source(shards), "val_shards": shards_source(val_shards or None)}
         latest = latest_checkpoint(ckpt_root)
         if latest is None:
-            clear_abandoned_attempt(out)
+            clear_abandoned_attempt(out, cfg.model.init_checkpoint)
         else:
             check_resume_data(out / "data.json", data, latest / MODEL_FILE)
         cfg.save(saved)

@@ -394,7 +394,18 @@ def test_a_transcript_timestamp_past_59_minutes_names_the_field():
         ("one<00:00:01.000><c> two</c>", "one two"),
         (r"{\an8}on top {\i1}slanted{\i0}", "on top slanted"),
         ("a &lt;i&gt; in speech", "a <i> in speech"),
+        ("line<br>two<BR />three<br/>four", "line two three four"),
+        ("<b >spaced</b > <i/>empty <rp>(</rp>", "spaced empty ("),
     ],
 )
 def test_only_markup_is_stripped_and_a_bare_less_than_is_speech(raw, clean):
     assert parse_cues(f"1\n00:00:01,000 --> 00:00:02,000\n{raw}\n")[0].text == clean
+
+
+def test_minutes_past_59_are_read_where_no_hours_field_bounds_them():
+    """mm:ss for videos over an hour (``75:30.000``) is a form some tools write; under an
+    hours field ``01:75:00`` can only be a typo."""
+    (cue,) = parse_cues("WEBVTT\n\n75:30.000 --> 75:32.500\nlate\n")
+    assert (cue.start, cue.end) == (4530.0, 4532.5)
+    with pytest.raises(SubtitleError, match="minutes and seconds must be below 60"):
+        parse_cues("WEBVTT\n\n01:75:00.000 --> 01:75:02.000\nhi\n")

@@ -58,6 +58,8 @@ def test_a_restart_before_the_first_checkpoint_forgets_the_dead_attempts_best_an
     cfg = load_config("tiny", {**common, "optim.lr": 1e-9})
     summary = train(cfg, str(train_shards), run, val_shards=val, progress=False)
     assert summary["best"] == best_record(run / "checkpoints") == {"rsum": 3.0, "step": 3}
+    # the dead attempt's validated weights are set aside, not lost
+    assert best_record(run / "checkpoints", "best.abandoned") == {"rsum": 50.0, "step": 2}
     assert [x["step"] for x in _logged(run) if "loss" in x] == [1, 2, 3]
     assert [x["step"] for x in _logged(run) if "val/t2v/R1" in x] == [1, 2, 3]
 
@@ -174,3 +176,49 @@ def test_resume_with_gradient_accumulation_and_two_workers_is_bit_identical(
         assert torch.equal(a[key], b[key]), key
     losses = [[x["loss"] for x in _logged(tmp_path / r)] for r in ("whole", "part")]
     assert losses[0] == losses[1] and len(losses[0]) == 4
+
+
+def test_a_lost_latest_marker_resumes_from_the_newest_step_folder_not_afresh(
+    interrupted: Path, train_shards: Path, tmp_path: Path
+) -> None:
+    """A crash between save_checkpoint's rename and its latest.txt write leaves a complete
+    step folder nobody names: that is still a checkpoint, so the rerun resumes from it and
+    nothing of the run is set aside or removed."""
+    run = shutil.copytree(interrupted, tmp_path / "run")
+    (run / "checkpoints" / "latest.txt").unlink()
+    logged_before = _logged(run)
+    cfg = load_config("tiny", {**QUICK, "max_steps": 4, "save_every": 2})
+    train(cfg, str(train_shards), run, val_shards=str(train_shards), progress=False)
+    steps = [x["step"] for x in _logged(run) if "loss" in x]
+    assert steps == [1, 2, 3, 4]
+    assert _logged(run)[: len(logged_before)] == logged_before
+    assert not (run / "checkpoints" / "best.abandoned").exists()
+
+
+def test_an_init_inside_the_abandoned_best_stops_instead_of_moving_it(
+    train_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, val = tmp_path / "run", str(train_shards)
+    common = {**QUICK, "max_steps": 3, "save_every": 1000, "eval_every": 1}
+    _scripted_rsum(monkeypatch, [10.0, None])
+    with pytest.raises(RuntimeError, match="killed"):
+        train(load_config("tiny", common), str(train_shards), run, val_shards=val, progress=False)
+    init = run / "checkpoints" / "best" / "model.safetensors"
+    cfg = load_config("tiny", {**common, "model.init_checkpoint": str(init)})
+    with pytest.raises(TrainerError, match="copy it out of the run folder first"):
+        train(cfg, str(train_shards), run, val_shards=val, progress=False)
+    assert init.is_file()
+
+
+def test_shards_are_recorded_absolute_so_a_resume_from_another_folder_matches(
+    train_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = shutil.copytree(train_shards, tmp_path / "a" / "data")
+    monkeypatch.chdir(tmp_path / "a")
+    run = tmp_path / "run"
+    cfg = load_config("tiny", {**QUICK, "max_steps": 4, "save_every": 2})
+    train(cfg, "data", run, progress=False, stop_after=2)
+    assert json.loads((run / "data.json").read_text())["shards"] == str(here)
+    monkeypatch.chdir(tmp_path)
+    train(cfg, f"file://{here}/", run, progress=False)  # the same data, spelled otherwise
+    assert [x["step"] for x in _logged(run) if "loss" in x] == [1, 2, 3, 4]
