@@ -81,9 +81,14 @@ def unknown_options(beam_args: Sequence[str]) -> tuple[list[str], bool]:
     return [a for a in given if a[2:].replace("-", "_") in names], _is_direct(options)
 
 
+def _runner_name(options: PipelineOptions) -> str:
+    """The runner as Beam resolves its name: case aside, ``Runner`` optional (``direct``)."""
+    name = (options.view_as(StandardOptions).runner or "DirectRunner").lower()
+    return name.removesuffix("runner")
+
+
 def _is_direct(options: PipelineOptions) -> bool:
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    return runner in ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+    return _runner_name(options) in ("direct", "bundlebaseddirect", "switchingdirect")
 
 
 def direct_runner(options: PipelineOptions):
@@ -95,10 +100,11 @@ def direct_runner(options: PipelineOptions):
     leaves a ``beam-temp*`` folder in /tmp and falls back to this very runner). On a machine
     with a network the run would instead move to Prism, which ignores ``--direct_num_workers``
     and the worker-process isolation ``run`` sets up for it. Asking for ``PrismRunner`` by
-    name still gets Prism.
+    name still gets Prism; ``--streaming`` is left to Beam (the FnApiRunner is batch only).
     """
-    name = (options.view_as(StandardOptions).runner or "DirectRunner").lower()
-    if name.removesuffix("runner") not in ("direct", "switchingdirect"):
+    if _runner_name(options) not in ("direct", "switchingdirect"):
+        return None
+    if options.view_as(StandardOptions).streaming:  # Beam's own picks its bundle-based runner
         return None
     from apache_beam.portability.api import beam_provision_api_pb2
     from apache_beam.runners.portability.fn_api_runner import fn_runner

@@ -18,10 +18,13 @@ such lock: there, one driver per folder is the user's to keep (docs/scale-out.md
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
+import logging
 import os
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +32,14 @@ from pathlib import Path
 from pipelines.source import is_local
 
 LOCK_FILE = ".lock"
+log = logging.getLogger(__name__)
+
+# Lock files this process holds: closing any descriptor of such a file would drop its lock, so
+# ``lock_holder`` answers for them without opening the file.
+_HELD: set[str] = set()
+# struct flock on Linux (x86_64, aarch64): l_type, l_whence, l_start, l_len, l_pid, padding
+_FLOCK = struct.Struct("@hhqqi4x")
+_BUSY = (errno.EAGAIN, errno.EACCES)  # what a refused non-blocking lock raises
 
 
 class RunBusy(RuntimeError):
@@ -51,19 +62,56 @@ def driver_lock(out: str) -> Iterator[None]:
         return
     folder = Path(out.removeprefix("file://"))
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    path = str((folder / LOCK_FILE).resolve())
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # EAGAIN or EACCES: held by another process
-            raise RunBusy(
-                f"{out} is being prepared by another run ({_holder(fd)}); wait for it to end "
-                "(a rerun then resumes) or give another --out"
-            ) from None
+        except OSError as exc:
+            if exc.errno in _BUSY:  # held by another process
+                raise RunBusy(
+                    f"{out} is being prepared by another run ({_holder(fd)}); wait for it to "
+                    "end (a rerun then resumes) or give another --out"
+                ) from None
+            # a filesystem with no record locks (an NFS mount without lockd: ENOLCK): refusing
+            # would refuse every run there, so the run goes on without the guard, saying so
+            log.warning("%s: cannot lock (%s); running without the one-driver guard", path, exc)
+            yield
+            return
         since = time.strftime("%Y-%m-%d %H:%M:%S")
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": since}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
-        yield
+        _HELD.add(path)
+        try:
+            yield
+        finally:
+            _HELD.discard(path)
     finally:
         os.close(fd)  # releases the record lock
+
+
+def lock_holder(folder: Path) -> str | None:
+    """Who holds ``folder``'s driver lock (``pid N on HOST since TIME``), or None.
+
+    Asked with ``F_GETLK``, which tests the lock without taking it: taking even a shared lock
+    for a moment would refuse a driver starting in that moment (measured: 335 of 3000 starts
+    under a polling ``status``). This process's own lock is answered from memory, since
+    opening and closing the file here would release it. None, too, where the filesystem cannot
+    tell (no record locks).
+    """
+    path = str((folder / LOCK_FILE).resolve())
+    if path in _HELD:  # not even read: closing the descriptor would release the lock
+        return f"pid {os.getpid()} on {socket.gethostname()} (this process)"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # no lock file (or not ours to read): no driver to name
+        return None
+    try:
+        try:
+            answer = fcntl.fcntl(fd, fcntl.F_GETLK, _FLOCK.pack(fcntl.F_WRLCK, 0, 0, 0, 0))
+        except OSError:
+            return None
+        return None if _FLOCK.unpack(answer)[0] == fcntl.F_UNLCK else _holder(fd)
+    finally:
+        os.close(fd)

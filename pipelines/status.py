@@ -14,16 +14,13 @@ the staged rows) and ``_tmp/`` (parts on their way). Status then says the run is
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import fsspec
 
-from pipelines.run_lock import LOCK_FILE, _holder
+from pipelines.run_lock import lock_holder
 from pipelines.source import is_local
 from pipelines.tasks import RUN_FILE, DamagedRun, damaged, read_run, read_task_stats, tally
 from shards.store import Store
@@ -84,33 +81,10 @@ def _starting(out: str, fs: Any, path: str) -> dict[str, Any] | None:
     """The status of a run that has no ``run.json`` yet, or None when nothing shows one: the
     driver holding the folder's lock (``driver``: who), or what it made (``found``)."""
     found = [name for name in STAGING_SIGNS if fs.isdir(f"{path}/{name}")]
-    driver = _lock_holder(Path(path)) if is_local(out) else None  # no lock on object stores
+    driver = lock_holder(Path(path)) if is_local(out) else None  # no lock on object stores
     if driver is None and not found:
         return None
     return {"out": out, "state": "staging", "driver": driver, "found": found, "complete": False}
-
-
-def _lock_holder(folder: Path) -> str | None:
-    """Who holds ``folder``'s driver lock (``pid N on HOST since TIME``), or None.
-
-    It tries a shared lock, refused while a driver holds its exclusive one, and gives it back at
-    once (a driver starting in those microseconds would be refused: rerun it). Not for a
-    driver's own process: closing any descriptor of a file drops the POSIX locks it holds on it.
-    """
-    try:
-        fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
-    except OSError:  # no lock file (or not ours to read): no driver to name
-        return None
-    try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:  # EAGAIN or EACCES: a driver holds it
-            return _holder(fd)
-        with contextlib.suppress(OSError):
-            fcntl.lockf(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
 
 
 def _bad_file(out: str, rel: str, why: str, remedy: str) -> UnreadableRun:

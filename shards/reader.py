@@ -8,6 +8,7 @@ that every shard is read by exactly one reader per epoch.
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -127,12 +128,32 @@ def _tar_members(url: str) -> Iterator[tuple[str, Callable[[], bytes]]]:
             with tarfile.open(fileobj=f, mode="r:") as tar:
                 for member in tar:
                     if member.isfile():
-                        yield member.name, lambda m=member: tar.extractfile(m).read()
+                        yield member.name, lambda m=member: _read(tar, m, url)
         except tarfile.ReadError as exc:
-            raise ShortShardError(
-                f"{url} is not a whole tar ({exc}): copy it again, or rerun `clipvip prepare` "
-                "without it"
-            ) from None
+            raise _not_whole(url, exc) from None
+
+
+def _read(tar: tarfile.TarFile, member: tarfile.TarInfo, url: str) -> bytes:
+    """A member's bytes; a tar cut inside them is the same ``ShortShardError`` as one cut
+    between members (the caller reads lazily, outside the loop that catches that)."""
+    try:
+        data = tar.extractfile(member).read()
+    except tarfile.ReadError as exc:
+        raise _not_whole(url, exc) from None
+    if len(data) != member.size:
+        raise _not_whole(url, f"{member.name} holds {len(data)} of {member.size} bytes")
+    return data
+
+
+def _not_whole(url: str, why: object) -> ShortShardError:
+    return ShortShardError(
+        f"{url} is not a whole tar ({why}): copy it again, or rerun `clipvip prepare` without it"
+    )
+
+
+# webdataset's own split of a member name: the key runs to the first dot of the base name
+# (a folder prefix such as ``./`` belongs to the key), the rest is the field, lowercased
+_MEMBER = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
 
 
 def _raw_members(urls: Sequence[str], wanted: Callable[[int, str], bool]) -> Iterator[dict]:
@@ -143,7 +164,10 @@ def _raw_members(urls: Sequence[str], wanted: Callable[[int, str], bool]) -> Ite
     for url in urls:
         sample: dict | None = None
         for name, read in _tar_members(url):
-            key, _, ext = name.partition(".")  # keys hold no dots (shards.format)
+            match = _MEMBER.match(name)
+            if match is None:  # no field extension: webdataset skips such members too
+                continue
+            key, ext = match.group(1), match.group(2).lower()
             if sample is None or sample["__key__"] != key:
                 if sample is not None:
                     yield sample

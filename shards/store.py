@@ -13,6 +13,7 @@ import functools
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import IO
 
@@ -151,13 +152,24 @@ class Store:
 
     def _renamed(self, rel: str, write) -> None:
         """Write ``rel`` on a remote filesystem that shows uploads as they run: ``write`` to a
-        hidden name beside it, then rename (atomic on sftp and hdfs)."""
+        hidden name beside it, then rename.
+
+        A rename onto an existing name is refused by SMB (fsspec renames without replace) and
+        is a silent no-op on HDFS (its RENAME answers false), while reruns rewrite run.json,
+        stats and retried shards: so an existing ``rel`` is removed first (for that moment it
+        is absent, never partial) and the rename is checked. The temp name is unique per
+        writer (pods in different containers share pids)."""
         final = self.path(rel)
         head, _, name = final.rpartition("/")
-        tmp = f"{head}/.{name}.{os.getpid()}.tmp"
+        tmp = f"{head}/.{name}.{uuid.uuid4().hex}.tmp"
         try:
             write(tmp)
+            if self.fs.exists(final):
+                self.fs.rm(final)
             self.fs.mv(tmp, final)
+            self.fs.invalidate_cache(head)
+            if self.fs.exists(tmp) or not self.fs.exists(final):
+                raise OSError(f"renaming {tmp} to {final} did not take effect")
         except BaseException:
             if self.fs.exists(tmp):
                 self.fs.rm(tmp)

@@ -23,6 +23,15 @@ def test_the_direct_runner_is_the_fn_api_runner_and_named_runners_are_left_to_be
         assert isinstance(direct_runner(PipelineOptions(runner)), FnApiRunner)
     for runner in ("PrismRunner", "FlinkRunner", "BundleBasedDirectRunner", "DataflowRunner"):
         assert direct_runner(PipelineOptions([f"--runner={runner}"])) is None
+    assert direct_runner(PipelineOptions(["--streaming"])) is None
+
+
+def test_every_spelling_of_the_direct_runner_counts_as_direct_for_isolation():
+    from pipelines.beam import _is_direct
+
+    for runner in ("DirectRunner", "direct", "DIRECT", "SwitchingDirectRunner"):
+        assert _is_direct(PipelineOptions([f"--runner={runner}"]))
+    assert not _is_direct(PipelineOptions(["--runner=FlinkRunner"]))
 
 
 def test_a_beam_run_never_starts_prism(videos, tmp_path, monkeypatch):

@@ -106,3 +106,41 @@ def test_iter_samples_reads_every_shard_under_torchrun_variables(tmp_path, monke
     monkeypatch.setenv("WORLD_SIZE", "2")
     run, _ = _run_of(tmp_path, 3)
     assert [s["key"] for s in iter_samples(run)] == ["k0", "k1", "k2"]
+
+
+def test_the_metadata_reader_keys_a_repacked_shard_as_webdataset_does(tmp_path):
+    """``tar -C dir -cf x.tar .`` names members ``./k0.jpg``: webdataset keys them ``./k0``,
+    and so must the report's metadata pass (it took the key as empty and refused the run)."""
+    import subprocess
+    import tarfile
+
+    from shards.reader import iter_metadata
+
+    run, shard = _run_of(tmp_path / "run", 3)
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    with tarfile.open(shard) as tar:
+        tar.extractall(unpacked, filter="data")
+    subprocess.run(["tar", "-C", str(unpacked), "-cf", shard, "--sort=name", "."], check=True)
+    full = {s["key"]: sorted(set(s) - {"key", "url"}) for s in iter_samples(run)}
+    meta = {s["key"]: sorted(set(s) - {"key", "url"}) for s in iter_metadata(run)}
+    assert sorted(full) == sorted(meta) == ["./k0", "./k1", "./k2"]
+    assert all(meta[k] == [f for f in full[k] if f != "mp4"] for k in full)
+
+
+def test_the_metadata_reader_names_a_shard_cut_inside_a_member_it_reads(tmp_path):
+    import tarfile
+
+    import pytest
+
+    from shards import ShortShardError
+    from shards.reader import iter_metadata
+
+    run, shard = _run_of(tmp_path, 3)
+    with tarfile.open(shard) as tar:
+        json_member = [m for m in tar.getmembers() if m.name == "k1.json"][0]
+    path = Path(shard)
+    # cut inside k1.json's data (its 512-byte data block follows the header)
+    path.write_bytes(path.read_bytes()[: json_member.offset_data + 1])
+    with pytest.raises(ShortShardError, match="is not a whole tar"):
+        list(iter_metadata(run))

@@ -71,3 +71,24 @@ def test_object_stores_and_memory_upload_straight_to_the_final_name():
     assert Store("s3://bucket/run").object_store
     assert Store("memory://store-test/run").object_store
     assert not Store(".").object_store  # local: os.replace, see publish
+
+
+class NoClobberFS(VisibleWhileWritingFS):
+    """Renames as SMB does through fsspec: never onto an existing name."""
+
+    protocol = "noclobber"
+
+    def mv(self, path1, path2, **kwargs):
+        if self.exists(path2):
+            raise FileExistsError(path2)
+        return super().mv(path1, path2, **kwargs)
+
+
+def test_rewriting_a_file_on_a_filesystem_that_renames_without_replacing_works(shows_uploads):
+    """Reruns rewrite run.json, stats and retried shards: SMB refused every second write."""
+    fsspec.register_implementation("noclobber", NoClobberFS, clobber=True)
+    store = Store("noclobber://run")
+    store.put_bytes("run.json", b"v1")
+    store.put_bytes("run.json", b"v2")
+    assert store.read_bytes("run.json") == b"v2"
+    assert store.list("") == ["run.json"]
