@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from clipvip.argtypes import int_in_range
+
 log = logging.getLogger("clipvip")
 
 GAP_EXAMPLES = """\
@@ -211,19 +213,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "inside it (default: DIR/report.html)",
     )
 
-    def frame_count(value: str) -> int:
-        """A count of frames, 0 or more: ``--frames -5`` is refused in argparse's one line."""
-        try:
-            n = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r}: expected a whole number") from None
-        if n < 0:
-            raise argparse.ArgumentTypeError(f"{value!r}: must be at least 0")
-        return n
-
     r.add_argument(
         "--frames",
-        type=frame_count,
+        type=int_in_range(0),
         default=24,
         metavar="N",
         help="middle frames on the contact sheet, e.g. --frames 48 (default: 24)",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import shutil
 from pathlib import Path
 
+from clipvip.argtypes import int_in_range, positive_int, whole
 from pipelines.config import ENGINES, INT_RANGES, RETRYABLE, PrepareConfig
 
 log = logging.getLogger("clipvip")
@@ -292,36 +292,6 @@ def retry_stages_arg(value: str) -> frozenset[str]:
     return stages
 
 
-def _whole(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected a whole number") from None
-
-
-def positive_int(value: str) -> int:
-    """A count of at least one (``--workers``, ``--caption-pool``)."""
-    n = _whole(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{value!r}: must be at least 1")
-    return n
-
-
-def int_in_range(low: int, high: int | None = None):
-    """An argparse type for a whole number in [low, high] (high None: no cap), so a nonsense
-    value stops at parsing in argparse's one line, before a run folder is made."""
-
-    def parse(value: str) -> int:
-        n = _whole(value)
-        if n < low or (high is not None and n > high):
-            span = f"at least {low}" if high is None else f"from {low} to {high}"
-            raise argparse.ArgumentTypeError(f"{value!r}: must be {span}")
-        return n
-
-    parse.__name__ = "int"  # what argparse names the type in its own messages
-    return parse
-
-
 def setting_int(key: str):
     """The argparse type of ``PrepareConfig.<key>``: the range the config itself enforces."""
     return int_in_range(*INT_RANGES[key])
@@ -379,7 +349,7 @@ def split_runner(runner: str) -> tuple[str, list[str]]:
 
 
 def _crf(text: str) -> int:
-    value = _whole(text)
+    value = whole(text)
     low, high = INT_RANGES["crf"]  # the range PrepareConfig enforces too
     if not low <= value <= high:
         raise argparse.ArgumentTypeError(
@@ -416,14 +386,11 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
 
 
 def input_root(root: str) -> str:
-    """``--input-root`` as every worker must read it: a local folder made absolute here (a
-    Ray or Beam worker on another node does not share the driver's working folder), with any
-    ``file://`` dropped; an object-store prefix as given."""
-    from pipelines.source import is_local
+    """``--input-root`` as every worker must read it (a Ray or Beam worker on another node does
+    not share the driver's working folder): ``shards.store.absolute``."""
+    from shards.store import absolute
 
-    if not is_local(root):
-        return root
-    return os.path.abspath(root.removeprefix("file://"))
+    return absolute(root)
 
 
 def _engine(args: argparse.Namespace):

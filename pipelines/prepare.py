@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +15,7 @@ from pipelines import tasks as T
 from pipelines.config import ENGINES, PrepareConfig
 from pipelines.progress import RunProgress
 from pipelines.run_lock import driver_lock
-from pipelines.stage_counts import read_each
 from pipelines.stages import cpu_stages
-from shards.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -75,34 +71,14 @@ def _prepare(
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     summary["runner"] = engine.runner
     summary["resumed_tasks"] = plan.done_tasks
+    this = summary.pop("this_invocation")
     if plan.done_tasks or plan.retried_tasks:  # some samples predate this invocation
-        summary.update(_ran_now(cfg.out, plan.tasks, summary))
+        summary.update(this)
     if engine.retry_stages:
         summary["reopened_tasks"] = plan.retried_tasks
     if placement:
         summary["placement"] = placement
     return summary
-
-
-def _ran_now(out: str, ran: Sequence[int], summary: dict[str, Any]) -> dict[str, Any]:
-    """What this invocation's tasks (``ran``) made: new samples, rows skipped as done earlier,
-    and time by stage. ``finalize`` sums every finished task, so on a resumed run its figures
-    include an earlier invocation's work; reading back just the tasks run now keeps a rerun
-    that resumes the last few tasks of a long run from re-reading them all."""
-    found = read_each(Store(out), [T.stats_rel(i) for i in ran])  # an unfinished one is absent
-    samples = carried = 0
-    seconds: Counter[str] = Counter()
-    for data in found.values():
-        stats = json.loads(data)  # finalize has just read and checked each of them
-        samples += stats["written"] - stats.get("carried", 0)  # carried ones were copied
-        carried += stats.get("carried", 0)
-        seconds.update(stats["seconds"])
-    return {
-        "samples_run": samples,
-        # rows of the tasks done before this invocation; carried rows are the retry line's
-        "rows_skipped": summary["rows_done"] - summary["rows_run"] - carried,
-        "seconds_run_by_stage": {k: round(v, 3) for k, v in sorted(seconds.items())},
-    }
 
 
 def stage_names(cfg: PrepareConfig) -> list[str]:
@@ -155,7 +131,7 @@ def _run_engine(plan: T.Plan, engine: EngineOptions) -> dict[str, Any] | None:
 
 def format_summary(summary: dict[str, Any], out: str) -> str:
     """The end-of-run report: what was made, what failed and why, and where everything is."""
-    # a resumed run has figures for the whole run and for this invocation (``_ran_now``)
+    # a resumed run has figures for the whole run and for this invocation (``tasks.finalize``)
     resumed = "samples_run" in summary
     lines = [
         _headline(summary),
@@ -217,7 +193,7 @@ def _headline(summary: dict[str, Any]) -> str:
 def _resumed_line(summary: dict[str, Any]) -> str:
     tasks = summary["resumed_tasks"]
     skipped = summary.get("rows_skipped")
-    if skipped is None:  # a summary made before ``_ran_now`` existed (a library caller's)
+    if skipped is None:  # a summary made before ``this_invocation`` existed (a library caller's)
         return f"  resumed: {tasks} tasks were already done and skipped"
     return (
         f"  resumed: {skipped} {_plural(skipped, 'row')} skipped "

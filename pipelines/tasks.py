@@ -573,9 +573,23 @@ def tally(run: dict[str, Any], per_task: list[dict[str, Any]]) -> dict[str, Any]
     }
 
 
+def _this_invocation(now: list[dict[str, Any]], rows_skipped: int) -> dict[str, Any]:
+    """What the tasks run by this invocation (``now``) made, for a resumed run's summary: the
+    run's totals include the earlier invocations' work."""
+    seconds: Counter[str] = Counter()
+    for t in now:
+        seconds.update(t["seconds"])
+    return {
+        "samples_run": sum(t["written"] - t.get("carried", 0) for t in now),
+        "rows_skipped": rows_skipped,  # rows of the tasks done before this invocation
+        "seconds_run_by_stage": {k: round(v, 3) for k, v in sorted(seconds.items())},
+    }
+
+
 def finalize(cfg: PrepareConfig, ran: Sequence[int] = ()) -> dict[str, Any]:
     """Merge every task's stats into ``index.json``, ``stats.json`` and ``errors.jsonl``;
-    ``rows_run`` counts the rows that the tasks ``ran`` (this invocation's) processed.
+    ``rows_run`` counts the rows that the tasks ``ran`` (this invocation's) processed, and
+    ``this_invocation`` what they made (``_this_invocation``).
 
     Built from the per-task files each time, so a resumed run reports each row exactly once.
     """
@@ -593,13 +607,16 @@ def finalize(cfg: PrepareConfig, ran: Sequence[int] = ()) -> dict[str, Any]:
         "bytes": sum(s["nbytes"] for s in shards),
         "seconds_by_stage": {k: round(v, 3) for k, v in sorted(seconds.items())},
     }
-    now = set(ran)
-    rows_run = sum(t["rows"] - t.get("carried", 0) for t in per_task if t["task"] in now)
+    now = [t for t in per_task if t["task"] in set(ran)]
+    carried = sum(t.get("carried", 0) for t in now)  # copied by --retry-failed, not redone
+    rows_run = sum(t["rows"] for t in now) - carried
     store.put_bytes(INDEX, (json.dumps(make_index(shards, cfg.name), indent=2) + "\n").encode())
     store.put_bytes(STATS_FILE, (json.dumps(summary, indent=2) + "\n").encode())
     lines = "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures)
     store.put_bytes(ERRORS_FILE, lines.encode("utf-8"))
-    summary["rows_run"] = rows_run  # this invocation's, not the run's: kept out of stats.json
+    # this invocation's figures, not the run's: kept out of stats.json
+    summary["rows_run"] = rows_run
+    summary["this_invocation"] = _this_invocation(now, summary["rows_done"] - rows_run - carried)
     if summary["complete"]:
         store.remove("_tmp")
         store.remove(ATTEMPTS_DIR)  # each task's count stays in its stats file

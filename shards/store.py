@@ -64,6 +64,16 @@ def publish(tmp: str, final: Path) -> None:
     _fsync(final.parent, os.O_RDONLY | os.O_DIRECTORY)
 
 
+def absolute(location: str | os.PathLike) -> str:
+    """``location`` as another process or node must read it: a local path absolute, with any
+    ``file://`` dropped (a worker, a resume or an ``evaluate`` may run in another working
+    folder); a URI as given, less a trailing slash."""
+    text = str(location)
+    if "://" in text and not text.startswith("file://"):
+        return text.rstrip("/")
+    return os.path.abspath(text.removeprefix("file://"))
+
+
 class Store:
     """A run directory addressed by relative paths (``shards/x-000000.tar``, ``stats/3.json``).
 

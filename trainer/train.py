@@ -26,6 +26,7 @@ from tqdm import tqdm
 from transformers import CLIPTokenizer
 
 from shards import load_index
+from shards.store import absolute
 from trainer.checkpoint import (
     MODEL_FILE,
     best_record,
@@ -373,17 +374,9 @@ def clear_abandoned_attempt(out: Path, init_checkpoint: str | None = None) -> No
 
 
 def shards_source(value: str | os.PathLike | None) -> str | None:
-    """A --shards value as ``data.json`` records it: a local path absolute (a resume or an
-    ``evaluate`` may run from another working folder), ``file://`` dropped; a URI as given,
-    less a trailing slash."""
-    if value is None:
-        return None
-    text = str(value)
-    if text.startswith("file://"):
-        text = text.removeprefix("file://")
-    elif "://" in text:
-        return text.rstrip("/")
-    return os.path.abspath(text)
+    """A --shards value as ``data.json`` records it, ``shards.store.absolute`` (a resume or an
+    ``evaluate`` may run from another working folder)."""
+    return None if value is None else absolute(value)
 
 
 def same_source(before: str | None, now: str | None) -> bool:
