@@ -21,7 +21,7 @@ from pathlib import Path
 
 from analysis.outputs import mpl_text, unwritable_reason
 from shards.index import load_index, shard_list
-from shards.reader import iter_metadata
+from shards.members import iter_metadata
 from shards.store import Store
 
 log = logging.getLogger("clipvip")

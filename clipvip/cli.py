@@ -24,7 +24,7 @@ COMMAND_MODULES = [
     "pipelines.adapters.cli",
     "analysis.cli",
     "trainer.cli",
-    "captioner.ofa.convert",
+    "captioner.cli",
 ]
 
 

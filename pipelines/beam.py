@@ -1,7 +1,7 @@
 """Apache Beam engine: schedules the shared task phases; holds no stage logic.
 
 Tasks -> Reshuffle (spread over workers) -> CPU stages -> RunInference with our captioner model
-handler (Beam loads the model once per worker and shares it across threads) -> write. Any
+handler (``pipelines.beam_caption``; left out under ``--captioner none``) -> write. Any
 standard Beam option passes through, so the same command targets Flink, Spark or Dataflow.
 """
 
@@ -9,50 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import apache_beam as beam
-import torch
-from apache_beam.ml.inference.base import ModelHandler, RunInference
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from captioner import Captioner
 from pipelines import tasks as T
-from pipelines.config import PrepareConfig
-from pipelines.stages.caption import run_captioner
 from pipelines.tasks import EngineUnavailable
-
-
-class CaptionModelHandler(ModelHandler[T.Task, T.Task, Captioner | None]):
-    """RunInference model handler: one task per call, its images captioned in batches."""
-
-    def __init__(self, cfg: PrepareConfig, local_workers: int = 1) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.local_workers = local_workers
-
-    def load_model(self) -> Captioner | None:
-        # Several worker processes on one machine must share its cores: torch would otherwise
-        # start one thread per core in each (measured here: 2 workers captioned 13x slower).
-        if self.local_workers > 1 and not torch.cuda.is_available():
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.local_workers))
-        return run_captioner(self.cfg)
-
-    def run_inference(
-        self,
-        batch: Sequence[T.Task],
-        model: Captioner | None,
-        inference_args: dict[str, Any] | None = None,
-    ) -> Iterable[T.Task]:
-        return [T.caption(task, model, self.cfg) for task in batch]
-
-    def batch_elements_kwargs(self) -> dict[str, int]:
-        # A task already batches its images; batching tasks would only hold shards back.
-        return {"min_batch_size": 1, "max_batch_size": 1}
-
-    def get_metrics_namespace(self) -> str:
-        return "clipvip_caption"
 
 
 def default_options(beam_args: Sequence[str]) -> PipelineOptions:
@@ -115,13 +78,6 @@ def direct_runner(options: PipelineOptions):
     return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
 
 
-def caption_step(cfg: PrepareConfig, local_workers: int = 1, accelerator: str | None = None):
-    """RunInference with our handler; ``accelerator`` becomes a Beam resource hint on this step
-    only (Dataflow right fitting: GPU workers for captioning, CPU workers for ffmpeg)."""
-    step = RunInference(CaptionModelHandler(cfg, local_workers))
-    return step.with_resource_hints(accelerator=accelerator) if accelerator else step
-
-
 def run(plan: T.Plan, beam_args: Sequence[str] = (), accelerator: str | None = None) -> None:
     if not plan.tasks:
         return
@@ -137,14 +93,17 @@ def run(plan: T.Plan, beam_args: Sequence[str] = (), accelerator: str | None = N
             cfg = dataclasses.replace(cfg, isolate="always")
     try:
         with beam.Pipeline(runner=direct_runner(options), options=options) as p:
-            _ = (
+            tasks = (
                 p
                 | "Tasks" >> beam.Create(plan.tasks)
                 | "Spread" >> beam.Reshuffle()
                 | "ProbeClipFrame" >> beam.Map(T.process, cfg)
-                | "Caption" >> caption_step(cfg, local_workers, accelerator)
-                | "Write" >> beam.Map(T.write, cfg)
             )
+            if cfg.captioner != "none":  # as on Ray: no caption step without a captioner
+                from pipelines.beam_caption import caption_step
+
+                tasks = tasks | "Caption" >> caption_step(cfg, local_workers, accelerator)
+            _ = tasks | "Write" >> beam.Map(T.write, cfg)
     except (RuntimeError, ValueError) as exc:
         runner = options.view_as(StandardOptions).runner or ""
         if "prism" in runner.lower() and "prism" in str(exc).lower():

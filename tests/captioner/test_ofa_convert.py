@@ -11,10 +11,11 @@ from dataclasses import replace
 import pytest
 import torch
 
+from captioner.cli import register
 from captioner.ofa.captioner import build_random_tiny
 from captioner.ofa.checkpoint import CheckpointMismatch, check_and_load, read_state_dict
 from captioner.ofa.config import SIZES, load_config
-from captioner.ofa.convert import convert_fairseq, infer_config, register, rename_fairseq_key
+from captioner.ofa.convert import convert_fairseq, infer_config, rename_fairseq_key
 from captioner.ofa.model import OFAModel
 
 # Public port name -> fairseq name, written from fairseq OFA's layer attributes.

@@ -247,7 +247,7 @@ def test_a_ray_address_where_nothing_listens_fails_in_seconds(videos, tmp_path):
 
 
 def test_caption_accelerator_is_a_resource_hint_on_the_caption_step_only():
-    from pipelines.beam import caption_step
+    from pipelines.beam_caption import caption_step
 
     spec = "type:nvidia-l4;count:1;install-nvidia-driver"
     hinted = caption_step(PrepareConfig(), accelerator=spec).get_resource_hints()
