@@ -8,8 +8,11 @@ normformer, no type embedding...) is refused rather than silently mis-loaded.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 # ResNet stage depths of the visual stem (only the first three stages exist in OFA).
 # ``resnet-tiny`` is ours: one block per stage, for the random test model only.
@@ -46,9 +49,12 @@ class OFAConfig:
     attn_scale_factor: float = 2.0
     code_image_size: int = 128
     scale_embedding: bool = False
-    # The decoder of the public port adds its absolute position embedding to the token
-    # embedding (``entangle``); fairseq models trained with ``--disable-entangle`` do not.
-    disable_entangle: bool = False
+    # fairseq OFA's decoder adds its absolute position embedding to the token embedding
+    # (``entangle``) unless trained with ``--disable-entangle``, as every official OFA release
+    # was (the caption and pretraining run scripts all pass it); the public Hugging Face port
+    # has no such field and always adds it. A config.json without the key reads as the
+    # releases were trained (``config_from_dict`` logs it).
+    disable_entangle: bool = True
     pad_token_id: int = 1
     bos_token_id: int = 0
     eos_token_id: int = 2
@@ -158,6 +164,12 @@ def config_from_dict(data: dict, image_size: int | None = None) -> OFAConfig:
     for key in ("image_mean", "image_std"):
         if key in kwargs:
             kwargs[key] = tuple(kwargs[key])
+    if "disable_entangle" not in data:
+        log.warning(
+            "OFA config.json does not say whether the decoder adds positions to its tokens; "
+            "taking disable_entangle=true, as every official OFA release was trained (add "
+            '"disable_entangle": false to config.json for a model trained without it)'
+        )
     cfg = OFAConfig(**kwargs)
     if "image_size" not in data:
         cfg = replace(cfg, image_size=image_size or _resolution_for_width(cfg.d_model))

@@ -233,12 +233,10 @@ def test_disable_entangle_from_pickled_args_lands_in_config_and_skips_decoder_po
     tmp_path, layout
 ):
     model, _ = build_random_tiny(seed=5, folder=tmp_path / "tok")
-    assert not model.config.disable_entangle  # the args, not the given config, must decide
+    config = replace(model.config, disable_entangle=False)  # the args, not this, must decide
     ckpt = {"model": fairseq_state(model), **ARGS_LAYOUTS[layout](True)}
     _save_with_fake_modules(ckpt, tmp_path / "x.pt")
-    out = convert_fairseq(
-        tmp_path / "x.pt", tmp_path / "out", tmp_path / "tok", config=model.config
-    )
+    out = convert_fairseq(tmp_path / "x.pt", tmp_path / "out", tmp_path / "tok", config=config)
     assert json.loads((out / "config.json").read_text())["disable_entangle"] is True
     loaded = OFAModel(load_config(out))
     check_and_load(loaded, read_state_dict(out))

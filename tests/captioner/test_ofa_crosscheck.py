@@ -25,10 +25,11 @@ Two settings are applied to the ModelScope model on purpose:
 
 - the ResNet stem is rebuilt as ModelScope's own ``ResNet`` with our tiny depths (1, 1, 1)
   (its config only knows resnet18..152 names);
-- ``decoder.entangle_position_embedding = True``: fairseq OFA and the public Hugging Face port add
-  the decoder's absolute position embedding to the token embedding unless ``disable_entangle``
-  (their test is ``entangle_position_embedding is not None``, true for a bool), ModelScope only if
-  the flag is true, and its config default is false. Our model follows fairseq.
+- ``decoder.entangle_position_embedding = True``: fairseq OFA adds the decoder's absolute
+  position embedding to the token embedding unless ``disable_entangle`` (its test is
+  ``entangle_position_embedding is not None``, true for a bool), the public Hugging Face port
+  always, ModelScope only if the flag is true, and its config default is false. Our model
+  follows fairseq.
 """
 
 from __future__ import annotations

@@ -163,3 +163,17 @@ def test_official_sizes_have_the_published_parameter_counts():
             model = OFAModel(SIZES[size])
         n = sum(p.numel() for p in model.parameters())
         assert abs(n - count) / count < 0.05, (size, n)
+
+
+def test_config_json_without_disable_entangle_reads_as_the_releases_were_trained(caplog):
+    """Every official OFA release was trained with --disable-entangle; a config.json that does
+    not say (the Hugging Face port has no such field) must not silently add decoder positions
+    the weights never saw."""
+    from captioner.ofa.config import config_from_dict
+
+    with caplog.at_level("WARNING"):
+        assert config_from_dict({"d_model": 1024}).disable_entangle is True
+    assert "disable_entangle=true" in caplog.text
+    caplog.clear()
+    assert config_from_dict({"d_model": 1024, "disable_entangle": False}).disable_entangle is False
+    assert caplog.text == ""
