@@ -240,6 +240,9 @@ class BatchStream:
         self.full_batches = full_batches
         self.epoch, self.position = epoch, position
         self.rank, self._warned = rank, False
+        # errors of batches not trained on (all samples failed, or a partial batch left out
+        # for equal ranks): they ride on the next batch, so the run's skipped count has them
+        self._carried: list[tuple[str, str]] = []
 
     def _one_epoch(self, epoch: int) -> Iterator[dict[str, Any]]:
         count = 0
@@ -251,7 +254,11 @@ class BatchStream:
                 if not batch["keys"] or (
                     self.full_batches and len(batch["keys"]) < self.batch_size
                 ):
+                    self._carried += batch["errors"]
                     continue
+                if self._carried:
+                    batch = {**batch, "errors": self._carried + batch["errors"]}
+                    self._carried = []
                 produced += 1
                 yield batch
                 count += 1

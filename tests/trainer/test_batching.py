@@ -117,3 +117,23 @@ def test_short_rank_goes_on_into_a_fresh_pass_and_warns_once(
     # resuming mid-epoch, inside a fresh pass, replays to the same batch
     again = BatchStream(make, per_epoch=5, batch_size=4, full_batches=True, epoch=0, position=3)
     assert tuple(next(iter(again))["keys"]) == keys[3]
+
+
+def test_errors_of_batches_not_trained_on_ride_on_the_next_batch() -> None:
+    """A batch whose every sample failed is not trained on, nor (with several ranks) a partial
+    one; their skipped samples still reach the run's skipped_samples count, which sums the
+    errors of the batches trained on."""
+    failed = {**_batch([]), "errors": [("bad0", "DecodeError"), ("bad1", "DecodeError")]}
+
+    def make(epoch: int, rerun: int = 0) -> list[dict[str, Any]]:
+        start = 100 * (epoch + rerun)
+        partial = {**_batch([f"k{start + 9}"]), "errors": [("bad2", "DecodeError")]}
+        return [failed, _batch([f"k{start + j}" for j in range(4)]), partial]
+
+    stream = BatchStream(make, per_epoch=2, batch_size=4, full_batches=True)
+    it = iter(stream)
+    first, second = next(it), next(it)
+    assert [len(b["keys"]) for b in (first, second)] == [4, 4]
+    assert [k for k, _ in first["errors"]] == ["bad0", "bad1"]
+    # the partial batch left out at the end of the first pass, then the next pass's failed one
+    assert [k for k, _ in second["errors"]] == ["bad2", "bad0", "bad1"]
