@@ -18,8 +18,9 @@ Seeking: in containers whose seek lands on a keyframe at or before the target (M
 Matroska/WebM, AVI: they index their keyframes) ffmpeg seeks the input to the span's start. In
 the others (MPEG-TS above all) a seek lands on any packet, the decoder then drops frames up to
 the next keyframe and the clip would start late (measured: 0.4 s late, 40 frames of 50), so the
-input seek stops ``SEEK_MARGIN_S`` short and ffmpeg decodes the rest of the way (exact when a
-keyframe lies within the margin before the start).
+input seek stops ``SEEK_MARGIN_S`` short, or short of the last keyframe before the start where
+that lies further back (a packet-only scan finds it), and ffmpeg decodes the rest of the way. A
+file with no index to seek by (one that states no duration) is decoded from its start.
 
 Output is fragmented MP4 written to a pipe, so no temp file per clip; ``-fflags +bitexact`` and
 no copied metadata keep the bytes reproducible.
@@ -36,7 +37,6 @@ import struct
 from dataclasses import dataclass
 
 import av
-import ffmpeg
 
 from pipelines.config import PrepareConfig
 from pipelines.ff import INPUT_PROTOCOLS, PYAV_OPTIONS, ToolError, input_url, run_tool
@@ -47,7 +47,9 @@ from pipelines.stages.probe import SPAN_TOLERANCE_S
 
 COPYABLE = {"h264", "hevc"}
 KEYFRAME_SEEKING = {"mov", "matroska", "avi"}  # demuxers (first name of ffprobe's format_name)
+NO_PTS_FORMATS = {"avi"}  # demuxers that give packets decode timestamps only
 SEEK_MARGIN_S = 10.0
+SEEK_SLACK_S = 1.0  # a seek may land on a packet decoded after its keyframe (dts <= target)
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 SQUARE_TOLERANCE = 1e-3  # a scaler's own rounding leaves e.g. 1792:1791 on a 398x224 frame
 LENGTH_SLACK_S = 0.05  # timestamp rounding (Matroska counts in ms) on top of a frame each side
@@ -58,6 +60,10 @@ def _source_allows_copy(path: str, index: int, start: float | None) -> bool:
     frame for discarding (an MP4 edit list hides none), and for a span (``start`` given) the
     stream has no B-frames and a keyframe at ``start`` (within 1 ms).
 
+    B-frames also rule out a whole-video copy from AVI: it stores no presentation timestamps,
+    so the copy's MP4 got pts = dts and no composition offsets, its frames shown in decode
+    order (measured: H.264 with ``-bf 2``).
+
     ``start`` counts from the file's start time, as ffmpeg's ``-ss`` does (a file's timestamps
     need not begin at 0). Anything unreadable answers no: re-encoding is always right."""
     try:
@@ -65,9 +71,10 @@ def _source_allows_copy(path: str, index: int, start: float | None) -> bool:
             stream = container.streams[index]
             if any(e.is_discard for e in stream.index_entries):
                 return False
+            reordered = bool(stream.codec_context.has_b_frames)
             if start is None:
-                return True
-            if stream.codec_context.has_b_frames:
+                return not (reordered and container.format.name.split(",")[0] in NO_PTS_FORMATS)
+            if reordered:
                 return False
             at = start + (container.start_time or 0) / av.time_base
             container.seek(int(at / stream.time_base), stream=stream, backward=True)
@@ -103,6 +110,19 @@ def output_size(info: VideoInfo, max_short_side: int | None) -> tuple[int, int] 
     return _even(width * scale), _even(height * scale)
 
 
+def encode_size(info: VideoInfo, max_short_side: int | None) -> tuple[int, int] | None:
+    """The re-encode's scale: ``output_size``, else for an upright frame with an odd side the
+    even sides ``_even`` rounds it to (321x241 -> 322x242: each odd side one pixel more, the
+    aspect kept within a pixel), as libx264's yuv420p refuses odd sides ("Error initializing
+    output stream"). Apart from ``output_size``, which says whether a copy is possible: an
+    odd-sized H.264 video copied whole keeps its stored frame, the decoder's business."""
+    size = output_size(info, max_short_side)
+    if size is not None or not (info.width % 2 or info.height % 2):
+        return size
+    width, height = (info.height, info.width) if info.rotation % 180 else (info.width, info.height)
+    return _even(width), _even(height)
+
+
 @dataclass(frozen=True, slots=True)
 class CutPlan:
     """How one row's span is cut: what ``cut_clip`` runs, and what ``cut_together`` groups."""
@@ -113,6 +133,7 @@ class CutPlan:
     whole: bool
     stream_index: int
     keyframe_seeking: bool
+    indexed: bool  # an input seek lands at or before its target (see plan_cut)
     copy: bool
     filters: str  # the re-encode's -vf chain (unused for a copy)
     fps: float  # the clip's frame rate
@@ -126,13 +147,17 @@ def plan_cut(clip: Clip, cfg: PrepareConfig) -> CutPlan:
     start = clip.start or 0.0
     end = min(clip.end if clip.end is not None else info.duration, info.duration)
     whole = start <= 0 and end >= info.duration
-    size = output_size(info, cfg.max_short_side)
+    size = encode_size(info, cfg.max_short_side)
     resample = cfg.fps is not None and abs(cfg.fps - info.fps) > 1e-3
-    keyframe_seeking = info.format_name.split(",")[0] in KEYFRAME_SEEKING
+    # A file that states no duration was written without seeking back (to a pipe, live), so
+    # it has no index either (Matroska writes its Cues at the end): a seek in it found nothing
+    # (a span from 1 s of a cue-less MKV came out empty, measured); it is decoded from 0.
+    indexed = info.duration_source != "counted"
+    keyframe_seeking = indexed and info.format_name.split(",")[0] in KEYFRAME_SEEKING
     copy = (
         info.video_codec in COPYABLE
         and (whole or keyframe_seeking)
-        and not size
+        and not output_size(info, cfg.max_short_side)
         and not resample
         and not info.rotation
         and abs(info.sar - 1) < SQUARE_TOLERANCE
@@ -152,6 +177,7 @@ def plan_cut(clip: Clip, cfg: PrepareConfig) -> CutPlan:
         whole=whole,
         stream_index=info.stream_index,
         keyframe_seeking=keyframe_seeking,
+        indexed=indexed,
         copy=copy,
         filters=",".join(filters),
         fps=cfg.fps if resample else info.fps,
@@ -184,15 +210,76 @@ def encoder_options(cfg: PrepareConfig) -> dict:
     }
 
 
-def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
-    plan = plan_cut(clip, cfg)
+def _keyframe_at_or_before(path: str, index: int, start: float) -> float | None:
+    """The time of the stream's last keyframe at or before ``start`` (both counted from the
+    file's start, as ``-ss`` counts), None where there is none or the file cannot say.
+
+    Only packets are read, no frame decoded: from ``SEEK_MARGIN_S`` before the start, then
+    twice as far back each time no keyframe turns up, until the file's start. In a container
+    whose seek lands on any packet a seek lands at or before its target, so every keyframe
+    between the landing and the start is seen."""
+    try:
+        with av.open(input_url(path), container_options=PYAV_OPTIONS) as container:
+            stream = container.streams[index]
+            origin = (container.start_time or 0) / av.time_base
+            at, back = start + origin, SEEK_MARGIN_S
+            while True:
+                target = max(at - back, origin)
+                container.seek(int(target / stream.time_base), stream=stream, backward=True)
+                found = None
+                for packet in container.demux(stream):
+                    if packet.is_keyframe and packet.pts is not None:
+                        pts = float(packet.pts * stream.time_base)
+                        found = pts if pts <= at + 1e-3 else found
+                    stamp = packet.dts if packet.dts is not None else packet.pts
+                    if stamp is not None and float(stamp * stream.time_base) > at:
+                        break  # decode order: every later keyframe shows after the start
+                if found is not None:
+                    return found - origin
+                if target <= origin:
+                    return None
+                back *= 2
+    except (av.FFmpegError, IndexError):
+        return None
+
+
+def _lead(plan: CutPlan) -> float:
+    """How far before the span's start the input seek stops; ffmpeg decodes and drops the frames
+    in between (an output ``-ss`` counts from the input's). 0 where the seek is keyframe-exact.
+
+    From the file's start where it has no index to seek by (``CutPlan.indexed``). Elsewhere
+    ``SEEK_MARGIN_S``, or back to the last keyframe before the start where that lies
+    further back (and ``SEEK_SLACK_S`` more): the decoder drops frames up to the first
+    keyframe it meets, and a clip of a TS with a 12 s GOP began up to 2 s late (measured)."""
+    if plan.whole or plan.keyframe_seeking or plan.copy:
+        return 0.0
+    if not plan.indexed:
+        return plan.start
+    lead = min(plan.start, SEEK_MARGIN_S)
+    if lead < plan.start:  # an input seek: is there a keyframe it reaches?
+        key = _keyframe_at_or_before(plan.path, plan.stream_index, plan.start)
+        if key is not None and plan.start - key > SEEK_MARGIN_S - SEEK_SLACK_S:
+            lead = min(plan.start, plan.start - key + SEEK_SLACK_S)
+    return lead
+
+
+def _args(options: dict) -> list[str]:
+    """ffmpeg's command-line words for ``options`` (None: a flag without a value)."""
+    words: list[str] = []
+    for key, value in options.items():
+        words += [f"-{'f' if key == 'format' else key}"] + ([] if value is None else [value])
+    return words
+
+
+def command(plan: CutPlan, cfg: PrepareConfig) -> list[str]:
+    """The ffmpeg command ``cut_clip`` runs, built by hand: ffmpeg-python hashed its nodes'
+    text as UTF-8, so a file name that is not UTF-8 (Python's surrogate escapes) failed every
+    cut; ``subprocess`` passes such a name on as the file system's bytes."""
     start, end = plan.start, plan.end
     input_args = {"threads": str(cfg.ffmpeg_threads)}
     output_args: dict = {}
     if not plan.whole:
-        # Seek the input short of the start where its seek is not keyframe-exact; ffmpeg then
-        # decodes and drops the frames up to the start (an output -ss counts from the input's).
-        early = 0.0 if plan.keyframe_seeking or plan.copy else min(start, SEEK_MARGIN_S)
+        early = _lead(plan)
         if start - early > 0:
             input_args["ss"] = f"{start - early:.6f}"
         if early > 0:
@@ -209,20 +296,26 @@ def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
     else:
         output_args["vf"] = plan.filters
         output_args.update(encoder_options(cfg))
-    cmd = (
-        ffmpeg.input(input_url(plan.path), protocol_whitelist=INPUT_PROTOCOLS, **input_args)
-        .output("pipe:1", **output_args)
-        .global_args("-nostdin", "-v", "error")
-        .compile()
-    )
+        if not plan.resample:
+            # The source's own timestamps: the mp4 muxer otherwise makes ffmpeg hold a constant
+            # rate, duplicating and dropping frames of a variable-rate source (a 46-frame span
+            # came out 299 frames). A constant-rate source gives the same bytes either way.
+            output_args["fps_mode"] = "vfr"
+    head = ["ffmpeg", "-nostdin", "-v", "error", "-protocol_whitelist", INPUT_PROTOCOLS]
+    return [*head, *_args(input_args), "-i", input_url(plan.path), *_args(output_args), "pipe:1"]
+
+
+def cut_clip(clip: Clip, cfg: PrepareConfig) -> Clip:
+    plan = plan_cut(clip, cfg)
     try:
-        data = run_tool(cmd, cfg.limits)
+        data = run_tool(command(plan, cfg), cfg.limits)
     except ToolError as exc:
         if "partial file" not in str(exc):  # the MP4 demuxer's words for data cut short
             raise
         raise StageError(
-            f"the source's data runs out before the end of the span {start:.2f}-{end:.2f} s "
-            f"(ffmpeg: partial file; the file states {clip.info.duration:.2f} s: truncated file?)"
+            f"the source's data runs out before the end of the span {plan.start:.2f}-"
+            f"{plan.end:.2f} s (ffmpeg: partial file; the file states "
+            f"{clip.info.duration:.2f} s: truncated file?)"
         ) from exc
     return finish(clip, plan, data)
 
@@ -248,9 +341,14 @@ def _children(data: bytes, box: tuple[bytes, int, int], kind: bytes):
 
 
 def clip_seconds(data: bytes) -> float | None:
-    """The length of a clip this module wrote (one track, fragmented MP4): the sum of its
-    samples' durations, read from the boxes alone (``mdhd`` timescale; per fragment ``trun``
-    durations, else ``tfhd``'s default, else ``trex``'s). None for anything else.
+    """The length of a clip this module wrote (one track, fragmented MP4): from its first
+    frame's presentation time to its last frame's end, read from the boxes alone (``mdhd``
+    timescale; per fragment ``trun`` durations, else ``tfhd``'s default, else ``trex``'s, and
+    ``trun``'s composition offsets). None for anything else.
+
+    Presentation, not decode, times: a variable-rate clip with B-frames shows its last frames
+    later after their decoding than its first (the gaps grow), and the sum of the durations
+    (decode times) came out 0.45 s short of a 9.95 s clip. For a constant rate the two agree.
 
     Reading ~100 bytes per fragment costs microseconds; opening the clip with PyAV costs 1.5 ms
     for a 4 s 320x240 clip and 27 ms for a 30 s 720p one (it decodes to find the stream's
@@ -258,7 +356,7 @@ def clip_seconds(data: bytes) -> float | None:
     middle-frame stage, which demuxes every packet anyway, keeps its public signature (fault
     injection wraps it) and could only fail the row at its own stage. Equal to PyAV's
     demuxed length on every clip of the tests and the shared sample videos (measured)."""
-    timescale, default, total, tracks = 0, 0, 0, 0
+    timescale, default, tracks, samples = 0, 0, 0, []
     try:
         for box in _boxes(data, 0, len(data)):
             if box[0] == b"moov":
@@ -273,14 +371,24 @@ def clip_seconds(data: bytes) -> float | None:
                         default = struct.unpack_from(">I", data, at + 12)[0]
             elif box[0] == b"moof":
                 for traf in _children(data, box, b"traf"):
-                    total += _fragment_ticks(data, traf, default)
+                    samples += _fragment_samples(data, traf, default)
     except (ValueError, struct.error):
         return None
-    return total / timescale if tracks == 1 and timescale else None
+    if tracks != 1 or not timescale:
+        return None
+    dts, first, last = 0, None, None
+    for duration, offset in samples:  # decode order: each starts where the one before ended
+        first = dts + offset if first is None else min(first, dts + offset)
+        last = dts + offset + duration if last is None else max(last, dts + offset + duration)
+        dts += duration
+    return (last - first) / timescale if samples else 0.0
 
 
-def _fragment_ticks(data: bytes, traf: tuple[bytes, int, int], default: int) -> int:
-    ticks = 0
+def _fragment_samples(
+    data: bytes, traf: tuple[bytes, int, int], default: int
+) -> list[tuple[int, int]]:
+    """(duration, composition offset) in ticks of each sample of one fragment's track."""
+    samples: list[tuple[int, int]] = []
     for kind, at, _ in _boxes(data, traf[1], traf[2]):
         flags = int.from_bytes(data[at + 1 : at + 4], "big")
         if kind == b"tfhd" and flags & 0x08:  # default-sample-duration-present
@@ -288,33 +396,51 @@ def _fragment_ticks(data: bytes, traf: tuple[bytes, int, int], default: int) -> 
             default = struct.unpack_from(">I", data, at + 8 + skip)[0]
         elif kind == b"trun":
             count = struct.unpack_from(">I", data, at + 4)[0]
-            if not flags & 0x100:  # no per-sample durations: each lasts the default
-                ticks += count * default
-                continue
             first = at + 8 + (4 if flags & 0x01 else 0) + (4 if flags & 0x04 else 0)
             fields = bin(flags & 0xF00).count("1")  # duration, size, flags, time offset
-            ticks += sum(struct.unpack_from(f">{count * fields}I", data, first)[::fields])
-    return ticks
+            if not fields:
+                samples += [(default, 0)] * count
+                continue
+            signed = "i" if data[at] == 1 else "I"  # version 1: signed composition offsets
+            layout = "I" * (fields - 1) + (signed if flags & 0x800 else "I")
+            values = struct.unpack_from(">" + layout * count, data, first)
+            for k in range(count):
+                row = values[k * fields : (k + 1) * fields]
+                samples.append(
+                    (row[0] if flags & 0x100 else default, row[-1] if flags & 0x800 else 0)
+                )
+    return samples
 
 
-def _video_track(plan: CutPlan) -> tuple[float, float] | None:
-    """Where the source's video track says it starts and ends, in seconds from the file's
-    start (as ``-ss`` counts): its own duration (MP4), or its ``DURATION`` tag (Matroska, an
-    end time as ffmpeg and mkvmerge write it for tracks from 0). None where it says nothing."""
+def _video_track(plan: CutPlan) -> tuple[float, float | None] | None:
+    """Where the source's video track starts and says it ends, in seconds from the file's
+    start (as ``-ss`` counts). The end: its own duration (MP4, an estimate in MPEG-TS), or its
+    ``DURATION`` tag (Matroska, an end time as ffmpeg and mkvmerge write it for tracks from 0);
+    None where it says nothing. None for a file that cannot be read.
+
+    The start: the stated one, or the first keyframe's time where that is later. A stream
+    taken up mid-GOP (an MPEG-TS cut at a byte offset, a recording joined late) begins with
+    packets no decoder can show; counted as the track, they made a whole video look truncated
+    by their length. Finding it demuxes up to the first keyframe, nothing decoded."""
     try:
         with av.open(input_url(plan.path), container_options=PYAV_OPTIONS) as container:
             stream = container.streams[plan.stream_index]
             origin = (container.start_time or 0) / av.time_base
             start = float((stream.start_time or 0) * stream.time_base) - origin
+            end = None
             if stream.duration:
-                return start, start + float(stream.duration * stream.time_base)
+                end = start + float(stream.duration * stream.time_base)
             tag = {k.lower(): v for k, v in stream.metadata.items()}.get("duration")
-            if tag:
+            if end is None and tag:
                 h, m, sec = tag.split(":")
-                return start, int(h) * 3600 + int(m) * 60 + float(sec) - origin
+                end = int(h) * 3600 + int(m) * 60 + float(sec) - origin
+            for packet in container.demux(stream):
+                if packet.is_keyframe and packet.pts is not None:
+                    start = max(start, float(packet.pts * stream.time_base) - origin)
+                    break
+            return start, end
     except (av.FFmpegError, IndexError, ValueError):
-        pass
-    return None
+        return None
 
 
 def check_length(clip: Clip, plan: CutPlan, data: bytes) -> tuple[float, float]:
@@ -342,14 +468,21 @@ def check_length(clip: Clip, plan: CutPlan, data: bytes) -> tuple[float, float]:
     if length >= end - start - tolerance:
         return start, end
     track = _video_track(plan)
+    stated = clip.info.duration
+    span = f"the span {plan.start:.2f}-{plan.end:.2f} s"
     if track is not None:
-        start, end = max(start, track[0]), min(end, track[1])
+        stated = track[1] if track[1] is not None else stated
+        start, end = max(start, track[0]), min(end, stated)
+        if end <= start + 1e-6 and track[0] > plan.start:
+            raise StageError(
+                f"{span} lies before the video's decodable part, which starts at "
+                f"{track[0]:.2f} s (its first keyframe: the packets before it cannot be decoded)"
+            )
     if length < end - start - tolerance:
         if clip.info.duration_source == "counted":
             said = f"{clip.info.num_frames} frames counted at {clip.info.fps:g} fps"
         else:
-            said = f"the file states {track[1] if track else clip.info.duration:.2f} s"
-        span = f"the span {plan.start:.2f}-{plan.end:.2f} s"
+            said = f"the file states {stated:.2f} s"
         if not length:  # the data ends before the span starts: ffmpeg wrote only the header
             raise StageError(f"the source holds no frame of {span} ({said}: truncated file?)")
         raise StageError(
@@ -357,10 +490,12 @@ def check_length(clip: Clip, plan: CutPlan, data: bytes) -> tuple[float, float]:
             f"file?); the clip would be {length:.2f} s"
         )
     if not plan.whole and (start - plan.start) + (plan.end - end) > SPAN_TOLERANCE_S:
-        raise StageError(
-            f"the video track covers only {start:.2f}-{end:.2f} s of the span {plan.start:.2f}-"
-            f"{plan.end:.2f} s (the file's {clip.info.duration:.2f} s counts another track)"
+        why = (
+            f"the video's decodable part starts at {start:.2f} s"
+            if start > plan.start + 1e-6
+            else f"the file's {clip.info.duration:.2f} s counts another track"
         )
+        raise StageError(f"the video track covers only {start:.2f}-{end:.2f} s of {span} ({why})")
     return start, end
 
 

@@ -22,7 +22,10 @@ from pipelines.source import check_allowed, video_file
 from pipelines.stages.base import StageError
 
 MAX_SIDE = 16384
-STILL_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "gif"}
+STILL_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe"}
+# Codecs of single pictures that also make moving video (MJPEG, PNG in Matroska, animated GIF):
+# one frame is a still, more a video.
+IMAGE_CODECS = {"mjpeg", "png", "webp", "bmp", "gif"}
 # Demuxers whose input names other files: the clip would be cut from those, not from the row's
 # file (past ``--input-root``, or whatever a hostile manifest points at).
 PLAYLIST_FORMATS = {"hls", "applehttp", "dash", "webm_dash_manifest", "concat"}
@@ -37,15 +40,17 @@ def _rate(text: str | None) -> float:
     return float(value) if value > 0 else 0.0
 
 
-def _count_frames(path: str, cfg: PrepareConfig) -> int:
-    """Count the video packets when the container states no duration (e.g. live WebM)."""
+def _count_frames(path: str, index: int, cfg: PrepareConfig) -> int:
+    """Count the packets of the chosen video stream (``index``, as ffprobe numbers streams)
+    when the container states no duration (e.g. live WebM). That stream, not ``v:0``: a cover
+    image listed first counted its one frame, and a 4 s video became 0.04 s."""
     out = run_tool(
         [
             "ffprobe",
             "-v",
             "error",
             "-select_streams",
-            "v:0",
+            str(index),
             "-count_packets",
             "-show_entries",
             "stream=nb_read_packets",
@@ -63,10 +68,47 @@ def _count_frames(path: str, cfg: PrepareConfig) -> int:
         raise StageError("could not count the video's frames") from exc
 
 
-def _still(stream: dict) -> bool:
-    return stream.get("codec_name") in {"mjpeg", "png", "webp", "bmp"} and (
-        int(stream.get("nb_frames") or 1) <= 1
+def _count_image_packets(path: str, video: list[dict], cfg: PrepareConfig) -> None:
+    """Where a picture codec's stream states no frame count (Matroska states none), count its
+    packets into ``nb_frames``: one ffprobe run for them all, demuxing only. Before, a missing
+    count read as 1, and MJPEG or PNG video in Matroska was refused as a still image."""
+    unknown = {
+        int(s.get("index", -1))
+        for s in video
+        if s.get("codec_name") in IMAGE_CODECS and not str(s.get("nb_frames", "")).isdigit()
+    }
+    if not unknown:
+        return
+    out = run_tool(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_packets",
+            "-show_entries",
+            "stream=index,nb_read_packets",
+            "-of",
+            "csv=p=0",
+            "-protocol_whitelist",
+            INPUT_PROTOCOLS,
+            input_url(path),
+        ],
+        cfg.limits,
     )
+    counts = {}
+    for line in out.decode("utf-8", "replace").splitlines():
+        index, _, packets = line.strip().partition(",")
+        if index.isdigit() and packets.isdigit():
+            counts[int(index)] = packets
+    for s in video:
+        if int(s.get("index", -1)) in unknown:
+            s["nb_frames"] = counts.get(int(s.get("index", -1)), "0")
+
+
+def _still(stream: dict) -> bool:
+    """A single picture: a picture codec's stream of at most one frame (``nb_frames`` is known
+    by then: ``_count_image_packets``)."""
+    return stream.get("codec_name") in IMAGE_CODECS and int(stream.get("nb_frames") or 0) <= 1
 
 
 def _rotation(stream: dict) -> int:
@@ -154,6 +196,7 @@ def _video_info(path: str, cfg: PrepareConfig) -> VideoInfo:
         raise StageError(f"no video stream ({_what_is_there(streams, audio, format_name)})")
     # The video: a stream that is not a still (a cover image can be a track of its own, listed
     # first), the largest picture among those, as ffmpeg's own default stream choice does.
+    _count_image_packets(path, video, cfg)
     moving = [s for s in video if not _still(s)] or video
     vs = max(moving, key=lambda s: int(s.get("width") or 0) * int(s.get("height") or 0))
     if format_name in STILL_FORMATS or _still(vs):
@@ -167,7 +210,7 @@ def _video_info(path: str, cfg: PrepareConfig) -> VideoInfo:
     if vs.get("nb_frames", "").isdigit():
         num_frames = int(vs["nb_frames"])
     if duration <= 0:
-        num_frames = _count_frames(path, cfg)
+        num_frames = _count_frames(path, int(vs.get("index", 0)), cfg)
         if fps <= 0 or num_frames <= 0:
             raise StageError("video has no duration and no countable frames")
         duration, source = num_frames / fps, "counted"
