@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from clipvip.argtypes import int_in_range
+from clipvip.terminal import bars
 
 log = logging.getLogger("clipvip")
 
@@ -84,7 +85,7 @@ def cmd_gap(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             map_method=args.map,
             cache=not args.no_cache,
-            progress=not args.no_progress,
+            progress=bars(args.no_progress),
         )
         summary = run_gap(specs, config)
     except (SourceError, EncoderError, OutputError) as exc:

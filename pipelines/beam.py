@@ -7,9 +7,12 @@ standard Beam option passes through, so the same command targets Flink, Spark or
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
@@ -78,6 +81,40 @@ def direct_runner(options: PipelineOptions):
     return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
 
 
+@contextlib.contextmanager
+def _ctrl_c_is_an_interrupt() -> Iterator[None]:
+    """Ctrl-C during a Beam run ends as a ``KeyboardInterrupt`` (clipvip's "interrupted; rerun
+    to resume", exit 130), as on the other engines.
+
+    Beam reports an interrupt inside a step as ``RuntimeError: KeyboardInterrupt [while running
+    'ProbeClipFrame']`` (a traceback and exit 1), and each worker process the same Ctrl-C ended
+    prints a thread's traceback, ``Worker subprocess exited with return code -2``. Other worker
+    deaths (a decoder's SIGSEGV: -11) are still printed.
+    """
+    interrupted = f"return code {-signal.SIGINT}"
+    default = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not (isinstance(args.exc_value, RuntimeError) and interrupted in str(args.exc_value)):
+            default(args)
+
+    threading.excepthook = hook
+    stopped = False  # by Ctrl-C: the hook stays, the workers' threads report their ends later
+    try:
+        yield
+    except KeyboardInterrupt:
+        stopped = True
+        raise
+    except RuntimeError as exc:
+        if not str(exc).startswith("KeyboardInterrupt"):
+            raise
+        stopped = True
+        raise KeyboardInterrupt from exc
+    finally:
+        if not stopped:
+            threading.excepthook = default
+
+
 def run(plan: T.Plan, beam_args: Sequence[str] = (), accelerator: str | None = None) -> None:
     if not plan.tasks:
         return
@@ -92,7 +129,10 @@ def run(plan: T.Plan, beam_args: Sequence[str] = (), accelerator: str | None = N
             # crashes the decoder): keep the decoders out of its workers.
             cfg = dataclasses.replace(cfg, isolate="always")
     try:
-        with beam.Pipeline(runner=direct_runner(options), options=options) as p:
+        with (
+            _ctrl_c_is_an_interrupt(),
+            beam.Pipeline(runner=direct_runner(options), options=options) as p,
+        ):
             tasks = (
                 p
                 | "Tasks" >> beam.Create(plan.tasks)

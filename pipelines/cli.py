@@ -36,7 +36,8 @@ examples:
 
 outputs (in --out): shards/NAME-000000.tar ... (KEY.mp4, KEY.jpg, KEY.txt, KEY.caption.txt,
 KEY.json), index.json (wids), stats.json, errors.jsonl (one line per failed row), stats/ (one
-file per finished task), inputs/rows/ (the manifest as staged: tasks read their rows there).
+file per finished task), inputs/rows/ (the manifest as staged: tasks read their rows there);
+with --format also inputs/manifest.parquet and, for video2dataset, inputs/videos/.
 Rerunning the same command resumes: finished tasks are skipped (--retry-failed runs the ones
 with failed rows again).
 """
@@ -501,14 +502,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             "--workers %d is ignored by --runner local (it runs in this process)", args.workers
         )
     _warn_engine_options(args)
-    if cfg.captioner == "random-tiny":
+    manifest = _manifest_from_sources(args)
+    summary = prepare(manifest, cfg, _engine(args), progress=not args.no_progress)
+    print(format_summary(summary, args.out))
+    if cfg.captioner == "random-tiny":  # after the run: a resume refused for its settings
+        # must not first be told to change the captioner
         log.warning(
             "captions come from a tiny RANDOM model (word salad): pass --captioner ofa:PATH or "
             "hf:PATH, or set CLIPVIP_OFA_DIR (docs/ofa.md); --captioner none for no captions"
         )
-    manifest = _manifest_from_sources(args)
-    summary = prepare(manifest, cfg, _engine(args), progress=not args.no_progress)
-    print(format_summary(summary, args.out))
     return 0 if summary["complete"] else 1
 
 
@@ -679,6 +681,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
             shutil.rmtree(run_dir)
             summary = prepare(manifest, cfg, engine, progress=True)
         print(f"[{runner}] " + format_summary(summary, str(run_dir)))
+        if not summary["samples"] or summary.get("failed_unexpected"):
+            # the corpus's good rows always make samples, and its bad ones fail for known
+            # reasons: anything else is a broken install or a bug, not a demo to show
+            log.error(
+                "the demo's %s run wrote %d samples, %d rows failing on unexpected errors; "
+                "see %s and the log above",
+                runner,
+                summary["samples"],
+                summary.get("failed_unexpected", 0),
+                run_dir / "errors.jsonl",
+            )
+            return 1
         results[runner] = {
             s["key"]: (
                 s["jpg"],

@@ -144,6 +144,14 @@ def format_summary(summary: dict[str, Any], out: str) -> str:
         f"  shards: {summary['shards']} ({summary['bytes'] / 1e6:.1f} MB) in {out}/shards",
         f"  index:  {out}/index.json   stats: {out}/stats.json   errors: {out}/errors.jsonl",
     ]
+    if summary.get("failed_unexpected"):
+        n = summary["failed_unexpected"]
+        lines.append(
+            f"  {n} of the failures {'is an error' if n == 1 else 'are errors'} no stage "
+            "foresaw (reason 'unexpected ...'; the log has the traceback): a bug or an input "
+            "nobody handled, not necessarily the row's fault; once fixed, rerun with "
+            "--retry-failed"
+        )
     if summary.get("resumed_tasks"):
         lines.append(_resumed_line(summary))
     if "reopened_tasks" in summary:
@@ -153,8 +161,9 @@ def format_summary(summary: dict[str, Any], out: str) -> str:
         )
     if summary.get("tasks_retried"):
         lines.append(
-            f"  retried: {summary['tasks_retried']} tasks whose earlier attempt died (a worker "
-            "crash or a killed run); their rows ran isolated in a child process"
+            f"  retried: {summary['tasks_retried']} tasks whose earlier attempt stopped midway "
+            "(an interrupted or killed run, a worker crash); their rows ran again, each in its "
+            "own process"
         )
     if not summary.get("complete", True):
         lines.append(

@@ -20,7 +20,6 @@ import itertools
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from array import array
@@ -33,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from clipvip.terminal import stderr_is_terminal  # noqa: F401  (pipelines.progress asks here)
 from pipelines.config import PrepareConfig
 from pipelines.manifest import Repeats, iter_clips, settle_repeat
 from pipelines.record import Clip, Failure
@@ -47,15 +47,6 @@ SCHEMA = pa.schema([("row", pa.int64()), ("line", pa.int64()), ("clip", pa.strin
 PLAIN_EVERY_S = 30.0
 
 log = logging.getLogger(__name__)
-
-
-def stderr_is_terminal() -> bool:
-    """Whether progress may be drawn as bars: stderr is a terminal (not a file, a pipe, or
-    closed; a library caller may have replaced it with something without ``isatty``)."""
-    try:
-        return bool(sys.stderr.isatty())
-    except (AttributeError, ValueError):
-        return False
 
 
 @dataclass(slots=True, frozen=True)

@@ -122,6 +122,10 @@ def run_status(out: str, now: float | None = None) -> dict[str, Any]:
     return {
         "out": out,
         "manifest": run.get("manifest"),
+        # who runs it: a local --out names its driver by the folder's lock; an object store
+        # has no lock, so there a stopped run and a running one read alike (driver None)
+        "driver": lock_holder(Path(fsspec.core.url_to_fs(out)[1])) if is_local(out) else None,
+        "lock_known": is_local(out),
         **counts,
         "failure_examples": examples,
         "rows_per_s": rate,
@@ -167,7 +171,15 @@ def format_status(st: dict[str, Any]) -> str:
     if st.get("state") == "staging":
         return format_staging(st)
     pct = 100 * st["rows_done"] / st["rows"] if st["rows"] else 100.0
-    state = "complete" if st["complete"] else "in progress or stopped"
+    stopped = not st["complete"] and not st.get("driver") and st.get("lock_known", False)
+    if st["complete"]:
+        state = "complete"
+    elif st.get("driver"):
+        state = f"running: `clipvip prepare` ({_printable(st['driver'])})"
+    elif stopped:
+        state = "stopped: no `clipvip prepare` holds the folder"
+    else:
+        state = "in progress or stopped"
     lines = [
         f"{_printable(st['out'])}: {state}",
         f"  manifest: {_printable(st['manifest'])}",
@@ -178,17 +190,24 @@ def format_status(st: dict[str, Any]) -> str:
     for stage, n in st["failed_by_stage"].items():
         example = _printable(st["failure_examples"].get(stage, ""))[:100]
         lines.append(f"    {_printable(stage)}: {n:,}  e.g. {example}")
+    if st.get("failed_unexpected"):
+        lines.append(
+            f"  {st['failed_unexpected']:,} failed on errors no stage foresaw (reason "
+            "'unexpected ...'): once fixed, rerun with --retry-failed"
+        )
     if st["tasks_retried"]:
         lines.append(
-            f"  retried:  {st['tasks_retried']:,} tasks (an earlier attempt died; their rows ran "
-            "isolated, see errors.jsonl)"
+            f"  retried:  {st['tasks_retried']:,} tasks (an earlier attempt stopped or crashed "
+            "midway; their rows ran again, each in its own process)"
         )
     if st["rows_per_s"]:
         lines.append(f"  rate:     {st['rows_per_s']:.2f} rows/s over the last finished tasks")
-    if st["eta_s"] and not st["complete"]:
+    if st["eta_s"] and not st["complete"] and not stopped:
         lines.append(f"  left:     about {_duration(st['eta_s'])} at that rate")
     if st["last_task_s_ago"] is not None and not st["complete"]:
         lines.append(f"  last task finished {_duration(st['last_task_s_ago'])} ago")
-    if not st["complete"]:
+    if stopped:
+        lines.append("  (rerun the same `clipvip prepare` command to resume it)")
+    elif not st["complete"] and not st.get("driver"):
         lines.append("  (rerun the same `clipvip prepare` command to resume a stopped run)")
     return "\n".join(lines)

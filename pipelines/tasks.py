@@ -47,6 +47,7 @@ from pipelines.config import RETRYABLE, PrepareConfig, setting_changes
 from pipelines.record import Clip, split_twins
 from pipelines.stage_counts import stage_counts
 from pipelines.stages import apply, caption_clips, cpu_stages, probe
+from pipelines.stages.base import UNEXPECTED
 from pipelines.stages.together import cut_together
 from shards.format import Sample
 from shards.index import INDEX, make_index
@@ -566,6 +567,11 @@ def tally(run: dict[str, Any], per_task: list[dict[str, Any]]) -> dict[str, Any]
         "samples": sum(t["written"] for t in per_task),
         "failed": sum(by_stage.values()),
         "failed_by_stage": dict(sorted(by_stage.items())),
+        # failures no stage foresaw (``stages.base.apply``): a bug or an unforeseen input, not
+        # necessarily the row's fault; once fixed, --retry-failed runs them again
+        "failed_unexpected": sum(
+            f["reason"].startswith(UNEXPECTED) for t in per_task for f in t["failures"]
+        ),
         "tasks": run["tasks"],
         "tasks_done": len(per_task),
         "tasks_retried": sum(1 for t in per_task if t.get("attempt", 1) > 1),

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from clipvip.terminal import bars
+
 log = logging.getLogger("clipvip")
 
 TRAIN_EXAMPLES = """\
@@ -57,7 +59,7 @@ examples:
   # a large split on 8 GPUs: each rank encodes its shards, rank 0 reports (leave out --device)
   torchrun --nproc_per_node 8 -m clipvip evaluate --checkpoint runs/vip_b32 --shards data/test
   # a released checkpoint of the official code, e.g. zero-shot after post-pretraining
-  clipvip evaluate --checkpoint downloads/pretrain_clipvip_base_32.pt \
+  clipvip evaluate --checkpoint downloads/pretrain_clipvip_base_32.pt \\
       --weights models/clip-vit-base-patch32 --shards data/msrvtt_test
   # MSR-VTT with all 20 sentences per video (shards of `clipvip manifest msrvtt` JSON)
   clipvip evaluate --checkpoint runs/msrvtt_b32 --shards data/msrvtt_full_test --all-sentences
@@ -101,9 +103,10 @@ def _count(minimum: int) -> Callable[[str], int]:
 
 
 def _quiet_bars(no_progress: bool) -> None:
-    """``--no-progress`` silences transformers' bars too (saving and loading the CLIP weights),
-    which otherwise surround an ``error:`` line even for the tiny model."""
-    if no_progress:
+    """No bars (``--no-progress``, or not on a terminal) silences transformers' too (saving and
+    loading the CLIP weights), which otherwise surround an ``error:`` line even for the tiny
+    model, and fill a log file."""
+    if not bars(no_progress):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -202,7 +205,7 @@ def run_train(args: argparse.Namespace) -> int:
                 args.shards,
                 args.out,
                 val_shards=args.val_shards,
-                progress=not args.no_progress,
+                progress=bars(args.no_progress),
             )
     finally:  # train() starts the process group under torchrun; end it cleanly, error or not
         _end_process_group()
@@ -266,7 +269,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             loader = make_loader(
                 args.shards, cfg.data, tokenizer, train=False, split_by_node=d.world > 1
             )
-            share = encode_pairs(model, loader, device, progress=d.main and not args.no_progress)
+            share = encode_pairs(model, loader, device, progress=d.main and bars(args.no_progress))
             pairs = gather_pairs(share, source=args.shards)
     finally:
         _end_process_group()

@@ -550,10 +550,14 @@ def train(
         saved = out / "config.json"
         resolved = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, as on disk
         changed = _changed_keys(_saved_config(saved, resolved), resolved)
-        if changed and latest_checkpoint(ckpt_root) is not None:
+        last = latest_checkpoint(ckpt_root) if changed else None
+        if last is not None:
+            # a longer run is not this one resumed: its schedule (warm-up, decay to max_steps)
+            # differs from the first step, so it continues in a new folder from these weights
             raise TrainerError(
                 f"{saved} holds a different config ({'; '.join(changed)}); rerun with the "
-                "same settings or use a new --out"
+                "same settings, or go on from its weights in a new folder: --init "
+                f"{last / 'model.safetensors'} --out NEW_FOLDER"
             )
         if changed:  # nothing trained with it yet (a start that failed): the new one replaces it
             log.info("%s: no checkpoint yet, so the new settings replace it", saved)

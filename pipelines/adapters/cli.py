@@ -186,7 +186,8 @@ def add_adapter_options(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="DIR",
         help="video2dataset: where the shards' video payloads are written as files "
-        "(default: OUT_STEM_videos/ next to --out; e.g. --extract-dir /data/v2d)",
+        "(default: `clipvip manifest` OUT_STEM_videos/ next to its --out, `clipvip prepare` "
+        "OUT/inputs/videos/; e.g. --extract-dir /data/v2d)",
     )
     g.add_argument(
         "--text-from",

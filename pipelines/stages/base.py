@@ -13,6 +13,7 @@ from pipelines.ff import ToolError
 from pipelines.record import Clip
 
 log = logging.getLogger(__name__)
+UNEXPECTED = "unexpected "  # how a failure no stage foresaw begins its reason
 
 __all__ = ["Stage", "StageError", "apply"]
 
@@ -52,6 +53,6 @@ def apply(name: str, stage: Stage, clip: Clip, cfg: PrepareConfig) -> Clip:
         clip.fail(name, f"ran out of memory: {_memory_limit()}")
     except Exception as exc:  # noqa: BLE001 - recorded per row, see docstring
         log.exception("unexpected error in stage %s for %s", name, clip.key)
-        clip.fail(name, f"unexpected {type(exc).__name__}: {exc}")
+        clip.fail(name, f"{UNEXPECTED}{type(exc).__name__}: {exc}")
     clip.timings[name] = clip.timings.get(name, 0.0) + time.perf_counter() - t0
     return clip

@@ -23,6 +23,12 @@ def test_every_command_has_help_with_an_example(command, capsys):
     ]
     undocumented = [a.option_strings[0] for a in options if not (a.help or "").strip()]
     assert undocumented == [], f"options without help: {undocumented}"
+    # an example written with one backslash before its line break reads as a Python line
+    # continuation: two lines of the command run together ("...pt       --weights ...")
+    import re
+
+    joined = [line for line in text.splitlines() if re.search(r"\S {3,}--\w", line)]
+    assert joined == [], f"example lines run together: {joined}"
 
 
 def test_prepare_help_teaches_the_outputs(capsys):

@@ -45,3 +45,55 @@ def test_a_beam_run_never_starts_prism(videos, tmp_path, monkeypatch):
     summary = prepare(str(manifest), cfg, EngineOptions(runner="beam"), progress=False)
     assert summary["samples"] == 1 and summary["runner"] == "beam"
     assert tried == []
+
+
+def test_ctrl_c_during_a_beam_step_is_an_interrupt_not_a_runtime_error():
+    """Beam reports Ctrl-C inside a step as ``RuntimeError: KeyboardInterrupt [while running
+    ...]``; clipvip's CLI turns only a KeyboardInterrupt into "interrupted; rerun" (exit 130)."""
+    import pytest
+
+    from pipelines.beam import _ctrl_c_is_an_interrupt
+
+    with pytest.raises(KeyboardInterrupt), _ctrl_c_is_an_interrupt():
+        raise RuntimeError("KeyboardInterrupt [while running 'ProbeClipFrame']")
+    with pytest.raises(RuntimeError, match="Pipeline failed"), _ctrl_c_is_an_interrupt():
+        raise RuntimeError("Pipeline failed")
+
+
+def test_ctrl_c_on_a_beam_run_exits_130_with_the_resume_hint(tmp_path):
+    """The whole path, as a user at a terminal: SIGINT to the run's process group while the
+    steps cut clips (the first shard is written, the other 39 rows still to go)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.pipelines.conftest import make_video
+
+    video = make_video(tmp_path / "long.mp4", size="640x360", seconds=20.0)
+    rows = [
+        {"video": str(video), "start": i % 10, "end": i % 10 + 9, "text": "t"} for i in range(40)
+    ]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cmd = [sys.executable, "-c", "import sys; from clipvip.cli import main; sys.exit(main())"]
+    cmd += ["prepare", str(manifest), "--out", str(tmp_path / "run"), "--runner", "beam"]
+    cmd += ["--captioner", "none", "--shard-size", "1", "--max-short-side", "360"]
+    proc = subprocess.Popen(
+        cmd,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    shards = tmp_path / "run" / "shards"
+    deadline = time.monotonic() + 300
+    while not any(shards.glob("*.tar")):  # the steps are cutting clips (not a timing assertion)
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, rest
+    # Beam itself prints the step's traceback first (in-process runner); the last word is ours
+    assert rest.strip().splitlines()[-1] == "clipvip: interrupted; rerun the same command to resume"

@@ -55,3 +55,33 @@ def test_a_resumed_run_of_one_earlier_row_says_row_and_task_in_the_singular(vide
     (out / "stats" / "000001.json").unlink()
     text = format_summary(_run(manifest, cfg), str(out))
     assert "\n  resumed: 1 row skipped (1 task already done)" in text
+
+
+def test_failures_no_stage_foresaw_are_counted_apart_and_point_to_retry_failed(
+    videos, tmp_path, monkeypatch
+):
+    """An exception a stage did not expect (a bug, an input nobody handled) fails only its row,
+    but the summary, stats.json and status say so apart from the rows' own faults: a rerun
+    would skip those rows as done, so the way back (--retry-failed) is named."""
+    import importlib
+
+    from pipelines.status import format_status, run_status
+
+    stage_module = importlib.import_module("pipelines.stages.middle_frame")
+
+    def broken(*_a, **_k):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(stage_module, "decode_middle_frame", broken)
+    rows = [{"key": f"k{i}", "video": str(videos["h264"]), "text": "t"} for i in range(2)]
+    rows.append({"key": "bad", "video": str(videos["corrupt"]), "text": "broken"})
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    cfg = PrepareConfig(out=str(out), shard_size=1, frame_short_side=64, captioner="none")
+    summary = _run(manifest, cfg)
+    assert (summary["failed"], summary["failed_unexpected"]) == (3, 2)
+    text = format_summary(summary, str(out))
+    assert "2 of the failures are errors no stage foresaw" in text and "--retry-failed" in text
+    assert json.loads((out / "stats.json").read_text())["failed_unexpected"] == 2
+    assert "2 failed on errors no stage foresaw" in format_status(run_status(str(out)))

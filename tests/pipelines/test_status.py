@@ -56,3 +56,25 @@ def test_status_rate_leaves_out_rows_a_retry_carried_instead_of_processing(video
     st = run_status(str(out), now=200.0)
     # tasks 1..4 finished after task 0, in 40 s; they processed 1 + 1 + 1 + (3 - 2) rows
     assert st["rows_per_s"] == 4 / 40
+
+
+def test_status_names_the_running_driver_and_says_stopped_when_none_holds_the_folder(
+    videos, tmp_path
+):
+    """A local run's driver holds the folder's lock: status tells a running run (who runs it)
+    from a stopped one, which gets no time left (nothing is running) but the resume hint."""
+    from pipelines.run_lock import driver_lock
+
+    out = _run(videos, tmp_path)
+    stats = sorted((out / "stats").glob("*.json"))
+    for i, path in enumerate(stats):
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps({**data, "finished_at": 100.0 + 10 * i}))
+    stats[1].unlink()
+    stopped = format_status(run_status(str(out), now=200.0))
+    assert "stopped: no `clipvip prepare` holds the folder" in stopped
+    assert "left:" not in stopped and "to resume it" in stopped
+    with driver_lock(str(out)):
+        running = format_status(run_status(str(out), now=200.0))
+    assert "running: `clipvip prepare` (pid " in running and "left:" in running
+    assert "to resume" not in running

@@ -276,8 +276,11 @@ def test_run_saved_before_a_setting_existed_resumes_as_it_trained(
     saved = json.loads((run / "config.json").read_text())
     del saved["data"]["resize"]  # as written before the setting existed
     (run / "config.json").write_text(json.dumps(saved))
-    with pytest.raises(TrainerError, match="data.resize: 'crop' then, 'squash' now"):
+    with pytest.raises(TrainerError, match="data.resize: 'crop' then, 'squash' now") as refused:
         train(load_config("tiny", overrides), str(train_shards), run, progress=False)
+    # the way on with other settings: this run's weights, in a new folder
+    weights = run / "checkpoints" / "step-000001" / "model.safetensors"
+    assert f"--init {weights} --out NEW_FOLDER" in str(refused.value) and weights.exists()
     assert load_trained(run, torch.device("cpu"), "last")[2].data.resize == "crop"
     train(
         load_config("tiny", {**overrides, "data.resize": "crop"}),
