@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 from tqdm import tqdm
 
+from clipvip.terminal import stderr_is_terminal
 from pipelines import staging
 from pipelines.stage_counts import CARRIED, PROGRESS_DIR, read_counts, read_each
 from pipelines.tasks import STATS_DIR
@@ -55,7 +56,7 @@ class RunProgress:
         self.total_rows = total_rows
         self.rows_done = 0  # rows of finished tasks, this run's and earlier runs'
         self.failed: Counter[str] = Counter()
-        self.terminal = staging.stderr_is_terminal() if terminal is None else terminal
+        self.terminal = stderr_is_terminal() if terminal is None else terminal
         self.done_before: int | None = None  # rows of tasks an earlier run finished
         self._stop = threading.Event()
         self._bar = _row_bar(total_rows) if self.terminal else None

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from clipvip.terminal import stderr_is_terminal  # noqa: F401  (pipelines.progress asks here)
+from clipvip.terminal import stderr_is_terminal
 from pipelines.config import PrepareConfig
 from pipelines.manifest import Repeats, iter_clips, settle_repeat
 from pipelines.record import Clip, Failure

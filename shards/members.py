@@ -67,7 +67,7 @@ def _check(url: str | None, n: int, expected: dict[str, int]) -> None:
         )
 
 
-def _decode(sample: dict[str, Any]) -> Decoded:
+def decode_raw(sample: dict[str, Any]) -> Decoded:
     """Raw webdataset sample -> python values; images and clips stay bytes (decode where used)."""
     out: Decoded = {"key": sample["__key__"], "url": sample.get("__url__")}
     for ext, value in sample.items():
@@ -159,4 +159,4 @@ def iter_metadata(
     sample; a shard cut short raises ``ShortShardError`` as with ``iter_samples``."""
     urls, counts = shard_list(source)
     for raw in checked_counts(counts)(_raw_members(urls, wanted)):
-        yield _decode({k: v for k, v in raw.items() if v is not None})
+        yield decode_raw({k: v for k, v in raw.items() if v is not None})

@@ -19,8 +19,8 @@ from shards.index import shard_list
 from shards.members import (  # noqa: F401  (ShortShardError, iter_metadata: importable from here)
     Decoded,
     ShortShardError,
-    _decode,
     checked_counts,
+    decode_raw,
     iter_metadata,
 )
 
@@ -52,7 +52,7 @@ def iter_samples(source: str | Sequence[str]) -> Iterator[Decoded]:
         urls, shardshuffle=False, empty_check=False, nodesplitter=None, workersplitter=None
     )
     for sample in checked_counts(counts)(iter(samples)):
-        yield _decode(sample)
+        yield decode_raw(sample)
 
 
 class ClipShardDataset(torch.utils.data.IterableDataset):
@@ -86,7 +86,7 @@ class ClipShardDataset(torch.utils.data.IterableDataset):
         if self.split_by_node:
             stages.append(wds.split_by_node)
         stages += [wds.split_by_worker, wds.tarfile_to_samples(), checked_counts(self.counts)]
-        stages.append(wds.map(_decode))
+        stages.append(wds.map(decode_raw))
         if self.shuffle:
             stages.append(wds.shuffle(self.shuffle, seed=self.seed))
         if self.transform is not None:
