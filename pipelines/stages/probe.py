@@ -10,9 +10,11 @@ rows do not each wait out the timeout.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from fractions import Fraction
 
 from pipelines.config import PrepareConfig
@@ -40,45 +42,10 @@ def _rate(text: str | None) -> float:
     return float(value) if value > 0 else 0.0
 
 
-def _count_frames(path: str, index: int, cfg: PrepareConfig) -> int:
-    """Count the packets of the chosen video stream (``index``, as ffprobe numbers streams)
-    when the container states no duration (e.g. live WebM). That stream, not ``v:0``: a cover
-    image listed first counted its one frame, and a 4 s video became 0.04 s."""
-    out = run_tool(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-select_streams",
-            str(index),
-            "-count_packets",
-            "-show_entries",
-            "stream=nb_read_packets",
-            "-of",
-            "csv=p=0",
-            "-protocol_whitelist",
-            INPUT_PROTOCOLS,
-            input_url(path),
-        ],
-        cfg.limits,
-    )
-    try:
-        return int(out.decode().strip().split(",")[0])
-    except ValueError as exc:
-        raise StageError("could not count the video's frames") from exc
-
-
-def _count_image_packets(path: str, video: list[dict], cfg: PrepareConfig) -> None:
-    """Where a picture codec's stream states no frame count (Matroska states none), count its
-    packets into ``nb_frames``: one ffprobe run for them all, demuxing only. Before, a missing
-    count read as 1, and MJPEG or PNG video in Matroska was refused as a still image."""
-    unknown = {
-        int(s.get("index", -1))
-        for s in video
-        if s.get("codec_name") in IMAGE_CODECS and not str(s.get("nb_frames", "")).isdigit()
-    }
-    if not unknown:
-        return
+def _packet_counts(path: str, cfg: PrepareConfig) -> dict[int, int]:
+    """Packets per stream (by ffprobe's stream index) in one ffprobe run that demuxes the whole
+    file, nothing decoded: the frame count of a stream whose file states no duration (live
+    WebM), or no frame count (Matroska states none for MJPEG or PNG video)."""
     out = run_tool(
         [
             "ffprobe",
@@ -99,10 +66,17 @@ def _count_image_packets(path: str, video: list[dict], cfg: PrepareConfig) -> No
     for line in out.decode("utf-8", "replace").splitlines():
         index, _, packets = line.strip().partition(",")
         if index.isdigit() and packets.isdigit():
-            counts[int(index)] = packets
+            counts[int(index)] = int(packets)
+    return counts
+
+
+def _count_image_packets(video: list[dict], counts: Callable[[], dict[int, int]]) -> None:
+    """Where a picture codec's stream states no frame count, put its packet count in
+    ``nb_frames``. Before, a missing count read as 1, and MJPEG or PNG video in Matroska was
+    refused as a still image."""
     for s in video:
-        if int(s.get("index", -1)) in unknown:
-            s["nb_frames"] = counts.get(int(s.get("index", -1)), "0")
+        if s.get("codec_name") in IMAGE_CODECS and not str(s.get("nb_frames", "")).isdigit():
+            s["nb_frames"] = str(counts().get(int(s.get("index", -1)), 0))
 
 
 def _still(stream: dict) -> bool:
@@ -196,7 +170,8 @@ def _video_info(path: str, cfg: PrepareConfig) -> VideoInfo:
         raise StageError(f"no video stream ({_what_is_there(streams, audio, format_name)})")
     # The video: a stream that is not a still (a cover image can be a track of its own, listed
     # first), the largest picture among those, as ffmpeg's own default stream choice does.
-    _count_image_packets(path, video, cfg)
+    counts = functools.cache(lambda: _packet_counts(path, cfg))  # one demux at most, if any
+    _count_image_packets(video, counts)
     moving = [s for s in video if not _still(s)] or video
     vs = max(moving, key=lambda s: int(s.get("width") or 0) * int(s.get("height") or 0))
     if format_name in STILL_FORMATS or _still(vs):
@@ -210,7 +185,9 @@ def _video_info(path: str, cfg: PrepareConfig) -> VideoInfo:
     if vs.get("nb_frames", "").isdigit():
         num_frames = int(vs["nb_frames"])
     if duration <= 0:
-        num_frames = _count_frames(path, int(vs.get("index", 0)), cfg)
+        # the chosen stream's count, not v:0's: a cover image listed first counted its one
+        # frame, and a 4 s video became 0.04 s
+        num_frames = counts().get(int(vs.get("index", 0)), 0)
         if fps <= 0 or num_frames <= 0:
             raise StageError("video has no duration and no countable frames")
         duration, source = num_frames / fps, "counted"
