@@ -18,9 +18,9 @@ import pytest
 
 from benchmarks.crash_resume import CleanRun, clean_run, sample_corpus, sweep
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 SEED = int(os.environ.get("CLIPVIP_FAULT_SEED", "0"))
-KILLS = int(os.environ.get("CLIPVIP_KILL_POINTS", "5"))
+KILLS = int(os.environ.get("CLIPVIP_KILL_POINTS", "3"))
 
 
 def _args(runner: str) -> list[str]:
