@@ -50,12 +50,12 @@ from pipelines.stages import apply, caption_clips, cpu_stages, probe
 from pipelines.stages.base import UNEXPECTED
 from pipelines.stages.together import cut_together
 from shards.format import Sample
-from shards.index import INDEX, make_index
+from shards.index import INDEX, PREPARE_RUN_FILE, make_index
 from shards.rawtar import read_samples
 from shards.store import Store
 from shards.writer import ShardSpec, write_shards
 
-RUN_FILE = "run.json"
+RUN_FILE = PREPARE_RUN_FILE
 CONFIG_FILE = "config.json"
 STATS_DIR = "stats"
 STATS_FILE = "stats.json"
@@ -168,6 +168,10 @@ def plan(
     """
     store = Store(cfg.out)
     store.remove("_tmp")  # scratch left by a killed run: never visible under a final name
+    for rel in ("", STATS_DIR):  # a write killed before its rename (``Store.put_bytes``)
+        for name in store.list(rel):
+            if name.startswith(".") and name.endswith(".tmp"):
+                store.remove(f"{rel}/{name}" if rel else name)
     identity = manifest_identity(manifest)
     settings = cfg.sample_settings()
     previous = read_run(store) if store.exists(RUN_FILE) else None
@@ -202,6 +206,8 @@ def plan(
     retried = reopen_failed(store, retry_stages) if retry_stages else []
     done = set(store.list(STATS_DIR))
     pending = [i for i in range(num_tasks) if f"{i:06d}.json" not in done]
+    if pending:
+        drop_summary(store)
     run = {
         "manifest": manifest,
         "fingerprint": fingerprint,
@@ -215,24 +221,62 @@ def plan(
     return Plan(cfg, rows, pending, num_tasks, num_tasks - len(pending), len(retried))
 
 
+def drop_summary(store: Store) -> None:
+    """Remove the run-level ``stats.json`` and ``index.json`` while tasks are pending.
+
+    Both describe the run as its last ``finalize`` left it. A task reopened by
+    ``--retry-failed`` rewrites shard parts that ``index.json`` lists, so until the run ends
+    again they would call a folder complete whose tars hold other samples than they say (a
+    trainer reading it meanwhile would drop samples or meet a cut tar). ``finalize`` writes
+    both anew; ``clipvip status`` reads the per-task files, not these.
+    """
+    store.remove(STATS_FILE)
+    store.remove(INDEX)
+
+
 def check_orphaned_tasks(store: Store, fingerprint: str, num_tasks: int) -> None:
-    """Finished tasks in a folder without ``run.json`` (deleted as its damage message advises,
-    or lost) are kept only if this manifest and these settings made them.
+    """Finished and reopened tasks in a folder without ``run.json`` (deleted as its damage
+    message advises, or lost) are kept only if this manifest and these settings made them.
 
     Each stats file records the run's fingerprint (``write``): a rerun with another
     ``--shard-size`` would otherwise take task 1 of the old cut for task 1 of the new one,
-    skip it, and lose rows with no line in errors.jsonl while calling the run complete.
+    skip it, and lose rows with no line in errors.jsonl while calling the run complete. A task
+    reopened by ``--retry-failed`` has its stats file under ``retry/`` instead; the rerun copies
+    the samples it lists byte for byte (``carry_earlier``), so it is checked the same way: a
+    rerun with another ``--crf`` would otherwise mix clips of both settings under one run.json.
     """
     finished = read_task_stats(store)
-    foreign = [t["task"] for t in finished if t.get("run") != fingerprint or t["task"] >= num_tasks]
+    reopened = read_retry_stats(store)
+    foreign = [
+        (t["task"], where)
+        for where, tasks in ((STATS_DIR, finished), (RETRY_DIR, reopened))
+        for t in tasks
+        if t.get("run") != fingerprint or not _is(t.get("task"), int) or t["task"] >= num_tasks
+    ]
     if foreign:
+        task, where = foreign[0]
         raise RunMismatch(
-            f"{store.root} holds {len(finished)} finished tasks but no {RUN_FILE}, and "
-            f"{len(foreign)} of them (task {foreign[0]} first) were not made from this manifest "
-            f"with these settings (or by a clipvip that did not record it): rerun with the "
-            f"options they were made with, use a new --out folder, or remove "
-            f"{store.root}/{STATS_DIR} and {store.root}/shards to start over"
+            f"{store.root} holds {len(finished)} finished and {len(reopened)} reopened tasks "
+            f"but no {RUN_FILE}, and {len(foreign)} of them (task {task} in {where}/ first) "
+            f"were not made from this manifest with these settings (or by a clipvip that did "
+            f"not record it): rerun with the options they were made with, use a new --out "
+            f"folder, or remove {store.root}/{STATS_DIR}, {store.root}/{RETRY_DIR}, "
+            f"{store.root}/{ATTEMPTS_DIR} and {store.root}/shards to start over"
         )
+
+
+def read_retry_stats(store: Store) -> list[dict[str, Any]]:
+    """The stats files of tasks reopened by ``--retry-failed`` (``retry/NNNNNN.json``); one
+    that cannot be read counts as foreign (an empty object)."""
+    names = [f"{RETRY_DIR}/{n}" for n in store.list(RETRY_DIR) if n.endswith(".json")]
+    found = []
+    for data in store.read_many(names).values():
+        try:
+            stats = json.loads(data)
+        except ValueError:
+            stats = {}
+        found.append(stats if isinstance(stats, dict) else {})
+    return found
 
 
 def load_task(index: int, cfg: PrepareConfig) -> Task:

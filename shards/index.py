@@ -9,6 +9,7 @@ from typing import Any
 from shards.store import Store
 
 INDEX = "index.json"
+PREPARE_RUN_FILE = "run.json"  # `clipvip prepare` writes it first (pipelines.tasks.RUN_FILE)
 
 
 def make_index(shards: Sequence[dict[str, Any]], name: str) -> dict[str, Any]:
@@ -34,6 +35,12 @@ def load_index(root: str) -> dict[str, Any]:
     if not store.exists(INDEX) and store.fs.isfile(store.path("")):
         raise FileNotFoundError(
             f"{root!r} is a file; give the --out folder of `clipvip prepare` (or a .tar shard)"
+        )
+    if not store.exists(INDEX) and store.exists(PREPARE_RUN_FILE):
+        raise FileNotFoundError(
+            f"{root!r} holds a `clipvip prepare` run that has not finished: its {INDEX} is "
+            f"written when the run ends (and removed while a rerun redoes tasks); see "
+            f"`clipvip status {root}`, and rerun the same prepare command to finish it"
         )
     if not store.exists(INDEX):
         raise FileNotFoundError(

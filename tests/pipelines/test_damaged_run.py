@@ -93,7 +93,7 @@ def test_without_run_json_finished_tasks_of_other_settings_are_refused_not_skipp
     capsys.readouterr()
     assert main([*args, "--shard-size", "2"]) == 2
     err = capsys.readouterr().err
-    assert "holds 2 finished tasks but no run.json" in err and "--out" in err
+    assert "holds 2 finished and 0 reopened tasks but no run.json" in err and "--out" in err
     assert main(args) == 0  # the settings that made them: resumes, keeps them, redoes task 2
     summary = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert (summary["rows_done"], summary["samples"], summary["complete"]) == (3, 3, True)

@@ -17,6 +17,7 @@ from pipelines.config import PrepareConfig
 from pipelines.prepare import EngineOptions, prepare
 from pipelines.tasks import RunMismatch
 from shards import iter_samples
+from shards.index import load_index
 from shards.store import Store
 
 
@@ -445,11 +446,57 @@ def test_a_retry_killed_while_writing_resumes_without_losing_a_sample(
         patch.setattr(Store, "put_file", killed(put_file))
         with pytest.raises(KeyboardInterrupt):
             _retry(manifest, out, {"probe"}, shard_bytes=1)
+    # the earlier run's index.json listed a, b as parts 0, 1; part 1 holds m now
+    assert not (out / "index.json").exists() and not (out / "stats.json").exists()
+    with pytest.raises(FileNotFoundError, match="has not finished"):
+        load_index(str(out))
     summary = _retry(manifest, out, {"probe"}, shard_bytes=1)
     assert (summary["samples"], summary["failed"]) == (3, 0)
     after = _fields(out)
     assert list(after) == ["a", "m", "b"] and {k: after[k] for k in before} == before
     assert not (out / "retry").exists()
+
+
+def test_a_reopened_task_of_other_settings_is_refused_once_run_json_is_gone(
+    videos, tmp_path, monkeypatch
+):
+    """A retry killed mid-task leaves the task's stats under retry/ only. With run.json then
+    deleted, a run with another --crf must not copy the crf-23 samples listed there into a
+    folder whose new run.json says crf 40; with the old settings it resumes and carries them."""
+    manifest = _a_missing_b(videos, tmp_path)
+    out = tmp_path / "out"
+    _retry(manifest, out, (), shard_bytes=1)
+    before = _fields(out)
+    shutil.copy(videos["h264_long"], tmp_path / "m.mp4")
+    put_file = Store.put_file
+
+    def killed(self, rel, data):
+        if rel.endswith("t-000000-1.tar"):
+            raise KeyboardInterrupt
+        return put_file(self, rel, data)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Store, "put_file", killed)
+        with pytest.raises(KeyboardInterrupt):
+            _retry(manifest, out, {"probe"}, shard_bytes=1)
+    assert (out / "retry" / "000000.json").exists() and not list((out / "stats").glob("*.json"))
+    (out / "run.json").unlink()
+    with pytest.raises(RunMismatch, match=r"task 0 in retry/"):
+        _retry(manifest, out, (), shard_bytes=1, crf=40)
+    summary = _retry(manifest, out, (), shard_bytes=1)
+    assert (summary["samples"], summary["failed"]) == (3, 0)
+    after = _fields(out)
+    assert {k: after[k] for k in before} == before, "a and b carried byte for byte"
+
+
+def test_a_write_killed_before_its_rename_leaves_no_temp_file_after_the_rerun(videos, tmp_path):
+    manifest = _a_missing_b(videos, tmp_path)
+    out = tmp_path / "out"
+    _retry(manifest, out, ())
+    (out / "stats" / ".000000.json.abc123.tmp").write_text("{")
+    (out / ".index.json.def456.tmp").write_text("{")
+    _retry(manifest, out, ())
+    assert not list(out.glob(".*.tmp")) and not list((out / "stats").glob(".*.tmp"))
 
 
 def test_retry_benchmark_runs_and_prints_the_ratio(tmp_path, capsys):
