@@ -445,10 +445,14 @@ def _manifest_from_sources(args: argparse.Namespace) -> str:
     extract = args.extract_dir
     if args.format == "video2dataset" and extract is None:
         extract = store.path("inputs/videos") if store.local else None
-    local = Path(store.scratch_dir()) / "manifest.parquet"
-    rows, report = write_manifest(  # streamed: memory is a batch, not the manifest
-        args.format, args.manifest, args.videos, local, **adapter_options(args, extract)
-    )
+    local = _scratch_manifest(store)
+    try:
+        rows, report = write_manifest(  # streamed: memory is a batch, not the manifest
+            args.format, args.manifest, args.videos, local, **adapter_options(args, extract)
+        )
+    except BaseException:
+        Path(local).unlink(missing_ok=True)
+        raise
     log.info("%s adapter: %s", args.format, report.summary())
     report_json = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
     store.put_bytes("inputs/manifest.report.json", report_json.encode("utf-8"))
@@ -460,8 +464,37 @@ def _manifest_from_sources(args: argparse.Namespace) -> str:
             + (f"; first missing videos: {', '.join(missing)}" if missing else "")
             + f"; report: {store.url('inputs/manifest.report.json')}"
         )
-    store.put_file("inputs/manifest.parquet", str(local))
+    _publish_manifest(store, local)
     return store.url("inputs/manifest.parquet")
+
+
+def _scratch_manifest(store) -> str:
+    """A fresh file in ``store``'s scratch folder for the adapter's manifest. A fixed name there
+    was shared by every ``prepare`` on the same ``--out`` (and, with an object-store ``--out``,
+    whose scratch is the system's temp folder, by every one on the machine): one rewrote or
+    published another's half-made file."""
+    import os
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="manifest.", suffix=".parquet", dir=store.scratch_dir())
+    os.close(fd)
+    return path
+
+
+def _publish_manifest(store, local: str) -> None:
+    """``local`` becomes the run's ``inputs/manifest.parquet``, unless that file already has the
+    same bytes: then it is left as it is (mtime too), so rerunning the same ``--format`` command
+    keeps the quick same-file check of a resumed run (``tasks.manifest_identity``) rather than
+    fingerprinting every row again. Compared on a local ``--out`` only: reading the manifest back
+    from an object store would cost what the check saves."""
+    import filecmp
+
+    rel = "inputs/manifest.parquet"
+    published = store.path(rel)
+    if store.local and Path(published).is_file() and filecmp.cmp(local, published, shallow=False):
+        Path(local).unlink()
+        return
+    store.put_file(rel, local)
 
 
 def _shard_name(value: str) -> str:
@@ -502,8 +535,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             "--workers %d is ignored by --runner local (it runs in this process)", args.workers
         )
     _warn_engine_options(args)
-    manifest = _manifest_from_sources(args)
-    summary = prepare(manifest, cfg, _engine(args), progress=not args.no_progress)
+    from pipelines.run_lock import driver_lock
+
+    # held before the --format adapter writes into --out (a second prepare there rewrote the
+    # running one's inputs/manifest.parquet); ``prepare`` reenters it
+    with driver_lock(args.out):
+        manifest = _manifest_from_sources(args)
+        summary = prepare(manifest, cfg, _engine(args), progress=not args.no_progress)
     print(format_summary(summary, args.out))
     if cfg.captioner == "random-tiny":  # after the run: a resume refused for its settings
         # must not first be told to change the captioner

@@ -28,14 +28,24 @@ fails the row with that reason while the child lives on.
 The child is a plain ``python -m pipelines.isolation`` talking length-prefixed pickles over its
 stdin/stdout (not ``multiprocessing``: it would re-import whatever ``__main__`` the engine's
 worker has, and forking a process with gRPC and torch threads is unsafe).
+
+The hang bound is kept by the parent, so a parent killed outright (SIGKILL, the OOM killer) while
+its child is stuck would leave the child running forever. On Linux the child therefore asks the
+kernel for SIGKILL when its parent goes (``prctl(PR_SET_PDEATHSIG)``), and exits at once if the
+parent was already gone before it asked. The kernel means the parent *thread* (the one that
+forked): children are started from one long-lived thread of the parent (``_spawn``), not from
+whichever engine thread first needed one, which could end while another thread still uses it.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
+import logging
 import os
 import pickle
+import queue
 import select
 import signal
 import struct
@@ -52,7 +62,11 @@ from pipelines.ff import with_memory_cap
 from pipelines.record import Clip
 
 DEATHS_PER_ROW = 2  # a stage that kills this many fresh children fails its row
+KILL_WAIT_S = 30.0  # how long a SIGKILLed child may take to end before it is given up on
+PARENT_ENV = "CLIPVIP_ISOLATION_PARENT"  # the pid the child expects as its parent
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _HEADER = struct.Struct("<Q")
+log = logging.getLogger(__name__)
 
 
 class ChildDied(Exception):
@@ -82,8 +96,8 @@ def _recv(stream: BinaryIO) -> Any:
 
 
 def how_it_died(returncode: int | None) -> str:
-    if returncode is None:
-        return "was still running"
+    if returncode is None:  # ``_kill`` gave up on it
+        return f"would not end within {KILL_WAIT_S:g} s of SIGKILL (stuck in the kernel?)"
     if returncode < 0:
         try:
             return f"was killed by {signal.Signals(-returncode).name}"
@@ -125,7 +139,8 @@ class IsolatedStages:
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[1])  # where `pipelines` is importable from
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        self.proc = subprocess.Popen(
+        env[PARENT_ENV] = str(os.getpid())
+        self.proc = _spawn(
             with_memory_cap([sys.executable, "-m", "pipelines.isolation"], memory_mb),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -135,13 +150,19 @@ class IsolatedStages:
         return self.proc
 
     def _kill(self) -> int | None:
+        """End the child; its exit status, or None when it would not end even after SIGKILL
+        (asleep in the kernel, e.g. on a hung network mount). Never raises: the caller fails
+        the row (``how_it_died``), not the whole task."""
         proc, self.proc = self.proc, None
         if proc is None:
             return None
         if proc.poll() is None:
             proc.kill()
         try:
-            return proc.wait(timeout=30)
+            return proc.wait(timeout=KILL_WAIT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("isolation child %d %s; left behind", proc.pid, how_it_died(None))
+            return None
         finally:
             for stream in (proc.stdin, proc.stdout):
                 with contextlib.suppress(OSError):
@@ -173,8 +194,9 @@ class IsolatedStages:
             _send(proc.stdin, (name, clip, cfg))
             ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
             if not ready:
-                self._kill()
-                raise ChildDied(f"did not answer within {timeout_s:.0f} s and was killed")
+                ended = self._kill() is not None
+                how = "was killed" if ended else how_it_died(None)
+                raise ChildDied(f"did not answer within {timeout_s:.0f} s and {how}")
             return _recv(proc.stdout)
         except (EOFError, BrokenPipeError, ConnectionResetError):
             raise ChildDied(how_it_died(self._kill())) from None
@@ -201,6 +223,49 @@ class IsolatedStages:
         return clip
 
 
+class _Spawner:
+    """Starts processes from one daemon thread, which lives as long as the process.
+
+    ``PR_SET_PDEATHSIG`` fires when the thread that forked the child ends, not the process: a
+    child started from a pool thread would be killed when that thread ended, though other threads
+    still used it (``IsolatedStages`` may be shared; a pool's threads come and go). A forked copy
+    of this process has no such thread: it starts afresh (``__init__`` again, after the fork),
+    with its own thread, queue and lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def popen(self, cmd: list[str], **kwargs: Any) -> subprocess.Popen:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._serve, args=(self._jobs,), name="isolation-spawner", daemon=True
+                )
+                self._thread.start()
+            jobs = self._jobs
+        answer: queue.SimpleQueue = queue.SimpleQueue()
+        jobs.put((cmd, kwargs, answer))
+        ok, value = answer.get()
+        if not ok:
+            raise value
+        return value
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue) -> None:
+        while True:
+            cmd, kwargs, answer = jobs.get()
+            try:
+                answer.put((True, subprocess.Popen(cmd, **kwargs)))
+            except BaseException as exc:  # handed to the caller, who raises it
+                answer.put((False, exc))
+
+
+_spawner = _Spawner()
+os.register_at_fork(after_in_child=_spawner.__init__)
+_spawn = _spawner.popen
 _shared = threading.local()
 _all: weakref.WeakSet[IsolatedStages] = weakref.WeakSet()  # every live one, closed at exit
 
@@ -224,8 +289,26 @@ def _close_all() -> None:
         child.close()
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGKILL from the kernel when the parent ends, however it ends (the parent's
+    hang timeout dies with it). Linux only; elsewhere a no-op. A parent already gone before the
+    request (the child is then some other process's) means exit now."""
+    expected = os.environ.pop(PARENT_ENV, None)
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # no libc to ask (a static or exotic build)
+        return
+    if prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        return
+    if expected and os.getppid() != int(expected):
+        os._exit(1)
+
+
 def _serve() -> None:
     """The child: read (stage name, clip) pairs until end of input, answer each with the clip."""
+    _die_with_parent()
     from pipelines.stages import CPU_STAGES, apply
 
     stages = dict(CPU_STAGES)

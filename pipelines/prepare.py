@@ -42,7 +42,9 @@ def prepare(
     # an ofa:/hf: folder without config.json stops here, not on a worker (the CLI checks it
     # earlier still, before an adapter or the demo writes; library callers rely on this one)
     check_spec_files(cfg.captioner)
-    with driver_lock(cfg.out):  # a second driver on this --out is refused, not half-run
+    # a second driver on this --out is refused, not half-run; `clipvip prepare` already holds
+    # the lock here (taken before its --format adapter writes into --out): reenter=True
+    with driver_lock(cfg.out, reenter=True):
         return _prepare(manifest, cfg, engine, progress)
 
 

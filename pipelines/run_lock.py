@@ -13,6 +13,14 @@ Beam worker) does not inherit it and cannot keep it alive after the driver is go
 ``flock`` on an inherited descriptor would; it also works on NFS. The file names who holds it,
 for the refusal message. Workers never take it. An object-store ``--out`` (``s3://``, ``gs://``) has no
 such lock: there, one driver per folder is the user's to keep (docs/scale-out.md).
+
+Because the record lock belongs to the process, the kernel grants a second ``lockf`` in the same
+process (a library caller running two ``prepare`` at once, in threads), and closing that second
+descriptor then silently drops the first holder's lock. So the folders this process holds are
+also kept in a registry, checked before the file is even opened: a second ``driver_lock`` on a
+held folder is ``RunBusy`` like any other. The one exception is explicit, ``reenter=True``, for
+the same thread nesting a block in its own (``clipvip prepare`` locks the folder before its
+``--format`` adapter writes the manifest there, then calls ``prepare``, which locks it too).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import logging
 import os
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,9 +43,11 @@ from pipelines.source import is_local
 LOCK_FILE = ".lock"
 log = logging.getLogger(__name__)
 
-# Lock files this process holds: closing any descriptor of such a file would drop its lock, so
-# ``lock_holder`` answers for them without opening the file.
-_HELD: set[str] = set()
+# Lock files this process holds (or is taking), with the thread that holds each: closing any
+# descriptor of such a file would drop its lock, so neither ``lock_holder`` nor a second
+# ``driver_lock`` opens it. Entries are added before the file is opened, under ``_HELD_LOCK``.
+_HELD: dict[str, int] = {}
+_HELD_LOCK = threading.Lock()
 # struct flock on Linux (x86_64, aarch64): l_type, l_whence, l_start, l_len, l_pid, padding
 _FLOCK = struct.Struct("@hhqqi4x")
 _BUSY = (errno.EAGAIN, errno.EACCES)  # what a refused non-blocking lock raises
@@ -44,6 +55,25 @@ _BUSY = (errno.EAGAIN, errno.EACCES)  # what a refused non-blocking lock raises
 
 class RunBusy(RuntimeError):
     """Another driver holds the output folder's lock."""
+
+
+def _busy(out: str, holder: str) -> RunBusy:
+    return RunBusy(
+        f"{out} is being prepared by another run ({holder}); wait for it to end (a rerun then "
+        "resumes) or give another --out"
+    )
+
+
+def _forget_after_fork() -> None:
+    """A forked child holds none of its parent's record locks: nor may its registry say so (its
+    ``lock_holder`` would name itself, and its own ``driver_lock`` be refused for the wrong
+    reason); the registry's lock, perhaps held by another thread at the fork, starts afresh."""
+    global _HELD_LOCK
+    _HELD_LOCK = threading.Lock()
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _holder(fd: int) -> str:
@@ -55,24 +85,48 @@ def _holder(fd: int) -> str:
 
 
 @contextlib.contextmanager
-def driver_lock(out: str) -> Iterator[None]:
-    """Hold ``out``'s driver lock for the block; ``RunBusy`` when another driver has it."""
+def driver_lock(out: str, *, reenter: bool = False) -> Iterator[None]:
+    """Hold ``out``'s driver lock for the block; ``RunBusy`` when another driver has it.
+
+    Another driver includes this process (another thread, or a nested block): see the module's
+    docstring. ``reenter=True`` lets the thread that already holds ``out``'s lock nest a block in
+    it (the outer block keeps the lock; the inner one takes and releases nothing); any other
+    caller is refused as without it.
+    """
     if not is_local(out):
         yield
         return
     folder = Path(out.removeprefix("file://"))
     folder.mkdir(parents=True, exist_ok=True)
     path = str((folder / LOCK_FILE).resolve())
+    me = threading.get_ident()
+    with _HELD_LOCK:
+        holder = _HELD.get(path)
+        if holder is None:
+            _HELD[path] = me  # before the file is opened: see ``_HELD``
+    if holder is not None:
+        if not (reenter and holder == me):
+            raise _busy(out, f"pid {os.getpid()} on {socket.gethostname()}, this process")
+        yield  # the enclosing block of this thread holds it
+        return
+    try:
+        with _locked(out, path):
+            yield
+    finally:
+        with _HELD_LOCK:
+            _HELD.pop(path, None)
+
+
+@contextlib.contextmanager
+def _locked(out: str, path: str) -> Iterator[None]:
+    """The record lock on ``path`` for the block (the registry entry is the caller's)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno in _BUSY:  # held by another process
-                raise RunBusy(
-                    f"{out} is being prepared by another run ({_holder(fd)}); wait for it to "
-                    "end (a rerun then resumes) or give another --out"
-                ) from None
+                raise _busy(out, _holder(fd)) from None
             # a filesystem with no record locks (an NFS mount without lockd: ENOLCK): refusing
             # would refuse every run there, so the run goes on without the guard, saying so
             log.warning("%s: cannot lock (%s); running without the one-driver guard", path, exc)
@@ -82,11 +136,7 @@ def driver_lock(out: str) -> Iterator[None]:
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": since}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
-        _HELD.add(path)
-        try:
-            yield
-        finally:
-            _HELD.discard(path)
+        yield
     finally:
         os.close(fd)  # releases the record lock
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from benchmarks.commands import prepare_command
+from pipelines import isolation
 from pipelines.config import PrepareConfig
-from pipelines.isolation import DEATHS_PER_ROW, IsolatedStages
+from pipelines.isolation import DEATHS_PER_ROW, ChildDied, IsolatedStages
 from pipelines.record import Clip
 from pipelines.stages import CPU_STAGES, apply
 from pipelines.status import format_status, run_status
@@ -214,3 +218,83 @@ def test_beam_multiprocess_isolates_always_and_finishes_in_one_run(corpus, clean
     assert done.returncode == 0, done.stderr[-3000:]
     stats = assert_poison_failed_alone(out, clean)
     assert stats["tasks_retried"] == 0  # never needed a retry: no worker died
+
+
+HANGING_PARENT = """
+import sys
+from pipelines.config import PrepareConfig
+from pipelines.isolation import IsolatedStages
+from pipelines.record import Clip
+from pipelines.stages import CPU_STAGES
+
+clip = Clip(key="poison", row=0, video=sys.argv[1], text="hangs the decoder")
+cfg = PrepareConfig(out=sys.argv[2])
+with IsolatedStages(timeout_s=600) as child:  # the parent's bound: far beyond this test
+    for name, _ in CPU_STAGES:
+        clip = child.apply(name, clip, cfg)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, dead but not yet reaped by init, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux only (PR_SET_PDEATHSIG)")
+def test_a_hanging_child_dies_with_its_parent_killed_outright(tmp_path):
+    """The hang bound lives in the parent: a worker SIGKILLed while its child hung left the child
+    running forever. The child now gets SIGKILL from the kernel when its parent goes."""
+    video = make_video(tmp_path / "poison.mp4", POISON_SIZE, seconds=1.0)
+    pidfile = tmp_path / "hanging.pid"
+    env = fault_env(hang=POISON_WIDTH)
+    env["CLIPVIP_FAULT_HANG_PIDFILE"] = str(pidfile)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", HANGING_PARENT, str(video), str(tmp_path)],
+        env=env, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    child = None
+    try:
+        deadline = time.monotonic() + 20
+        while not pidfile.exists():  # the child is in the hang once it has written its pid
+            assert parent.poll() is None and time.monotonic() < deadline, "the child never hung"
+            time.sleep(0.05)
+        child = int(pidfile.read_text())
+        assert child != parent.pid and _running(child)
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while _running(child):
+            assert time.monotonic() < deadline, "the hanging child outlived its killed parent"
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait()
+        if child is not None and _running(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_a_child_that_will_not_end_when_killed_fails_the_exchange_not_the_task(
+    tmp_path, monkeypatch, caplog
+):
+    """A child asleep in the kernel (a hung network mount) outlives SIGKILL: waiting for it
+    raised ``TimeoutExpired``, which no one caught, and failed the whole task. It is now a
+    ``ChildDied`` that says so, which fails the row alone (``apply``)."""
+    monkeypatch.setattr(isolation, "KILL_WAIT_S", 0.2)
+    stuck = subprocess.Popen(["sleep", "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        # no process started here outlives SIGKILL; one never sent it stands in for one that does
+        monkeypatch.setattr(stuck, "kill", lambda: None)
+        child = IsolatedStages(timeout_s=0)
+        child.proc = stuck
+        missing = Clip(key="k", row=0, video=str(tmp_path / "none.mp4"), text="t")
+        with pytest.raises(ChildDied, match=r"did not answer within 0 s and would not end within"):
+            child._call("probe", missing, PrepareConfig(out=str(tmp_path)))
+        assert child.proc is None  # given up on: the next row starts a fresh child
+        assert f"isolation child {stuck.pid} would not end" in caplog.text
+    finally:
+        os.kill(stuck.pid, signal.SIGKILL)
+        stuck.wait()

@@ -172,3 +172,118 @@ def test_a_filesystem_without_record_locks_runs_unguarded_and_says_so(
     with driver_lock(str(tmp_path / "out")):
         ran = True
     assert ran and "cannot lock" in caplog.text and "without the one-driver guard" in caplog.text
+
+
+def test_a_second_lock_in_the_same_process_is_refused_and_the_first_stays_held(
+    tmp_path: Path,
+) -> None:
+    """A record lock belongs to the process: the kernel grants a second ``lockf`` in it, and
+    closing that descriptor dropped the first holder's lock, so the folder was open to all."""
+    out = tmp_path / "out"
+    with driver_lock(str(out)):
+        busy = rf"pid {os.getpid()} on .*, this process\)"
+        with pytest.raises(RunBusy, match=busy), driver_lock(str(out)):
+            pass
+        other = subprocess.run(
+            [sys.executable, "-c", "from pipelines.run_lock import driver_lock\n"
+             f"with driver_lock({str(out)!r}): pass"],
+            capture_output=True, text=True, cwd=Path(__file__).parents[2],
+        )  # fmt: skip
+        assert "RunBusy" in other.stderr  # the refused attempt released nothing
+    holder = _holder(out)  # and the first block's end did release it
+    holder.terminate()
+    holder.wait()
+
+
+def test_another_thread_is_refused_even_when_it_asks_to_reenter(tmp_path: Path) -> None:
+    import threading
+
+    out = tmp_path / "out"
+    refused: list[str] = []
+
+    def second_driver() -> None:
+        try:
+            with driver_lock(str(out), reenter=True):
+                pass
+        except RunBusy as exc:
+            refused.append(str(exc))
+
+    with driver_lock(str(out)):
+        thread = threading.Thread(target=second_driver)
+        thread.start()
+        thread.join()
+    assert len(refused) == 1 and "this process" in refused[0]
+
+
+def test_the_holding_thread_may_reenter_and_keeps_the_lock_after(tmp_path: Path) -> None:
+    """``clipvip prepare`` holds the lock around its ``--format`` adapter and ``prepare``, which
+    takes it again with ``reenter=True``: the inner block must leave the outer one's lock."""
+    out = tmp_path / "out"
+    probe = [sys.executable, "-c", "from pipelines.run_lock import driver_lock\n"
+             f"with driver_lock({str(out)!r}): pass"]  # fmt: skip
+    with driver_lock(str(out)):
+        with driver_lock(str(out), reenter=True):
+            pass
+        other = subprocess.run(probe, capture_output=True, text=True, cwd=Path(__file__).parents[2])
+        assert "RunBusy" in other.stderr
+
+
+def _msrvtt(tmp_path: Path, sentence: str) -> tuple[Path, Path]:
+    """An MSR-VTT release of one video: its CSV and its videos folder."""
+    folder = tmp_path / "msrvtt_videos"
+    folder.mkdir(exist_ok=True)
+    if not (folder / "video7.mp4").exists():
+        make_video(folder / "video7.mp4", seconds=2.0)
+    csv = tmp_path / "MSRVTT_JSFUSION_test.csv"
+    csv.write_text(f"key,vid_key,video_id,sentence\nret0,msr7,video7,{sentence}\n")
+    return csv, folder
+
+
+def _prepare_format(csv: Path, folder: Path, out: Path) -> int:
+    return main(["prepare", str(csv), "--format", "msrvtt", "--videos", str(folder),
+                 "--out", str(out), "--runner", "local", "--captioner", "none",
+                 "--no-progress"])  # fmt: skip
+
+
+def test_a_format_prepare_on_a_busy_out_is_refused_before_it_rewrites_the_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The ``--format`` adapter used to write OUT/inputs/manifest.parquet (and OUT/_tmp) before
+    the lock was taken: the running run's manifest was replaced under it."""
+    csv, folder = _msrvtt(tmp_path, "a test card")
+    out = tmp_path / "out"
+    running = out / "inputs" / "manifest.parquet"  # the running run's manifest
+    running.parent.mkdir(parents=True)
+    running.write_bytes(b"the running run's manifest")
+    before = running.stat().st_mtime_ns
+    holder = _holder(out)  # the running run
+    try:
+        assert _prepare_format(csv, folder, out) == 2
+        err = capsys.readouterr().err
+        assert f"is being prepared by another run (pid {holder.pid} on " in err
+        assert "Traceback" not in err
+    finally:
+        holder.terminate()
+        holder.wait()
+    assert running.read_bytes() == b"the running run's manifest"
+    assert running.stat().st_mtime_ns == before
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE, "inputs"]  # no _tmp either
+    assert [p.name for p in running.parent.iterdir()] == ["manifest.parquet"]  # nor a report
+
+
+def test_rerunning_a_format_prepare_leaves_an_identical_manifest_file_alone(
+    tmp_path: Path,
+) -> None:
+    """Same sources, same manifest bytes: the file keeps its mtime, so the rerun resumes on the
+    quick same-file check; changed sources do replace it."""
+    csv, folder = _msrvtt(tmp_path, "a test card")
+    out = tmp_path / "out"
+    manifest = out / "inputs" / "manifest.parquet"
+    assert _prepare_format(csv, folder, out) == 0
+    first = (manifest.read_bytes(), manifest.stat().st_mtime_ns)
+    assert _prepare_format(csv, folder, out) == 0
+    assert (manifest.read_bytes(), manifest.stat().st_mtime_ns) == first
+    assert not list(out.glob("_tmp/manifest.*"))  # no scratch manifest left behind
+    csv.write_text(csv.read_text().replace("a test card", "another caption"))
+    _prepare_format(csv, folder, out)  # another manifest: replaced (the run may refuse it)
+    assert manifest.read_bytes() != first[0]
