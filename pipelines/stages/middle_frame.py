@@ -52,6 +52,15 @@ class _Scan:
     keyframes: list[int] = field(default_factory=list)
     hidden: set[int] = field(default_factory=set)  # flagged for discarding: not shown
 
+    def add(self, pts: int, pos: int, keyframe: bool, discard: bool) -> None:
+        i = len(self.pts)
+        self.pts.append(pts)
+        self.pos.append(pos)
+        if keyframe:
+            self.keyframes.append(i)
+        if discard:
+            self.hidden.add(i)
+
     def shown(self) -> list[int]:
         """Presentation timestamps of the frames a player shows, in presentation order."""
         return sorted(p for i, p in enumerate(self.pts) if i not in self.hidden)
@@ -67,13 +76,8 @@ def _decodable(packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
 
 def _scan(container: av.container.InputContainer, stream: av.VideoStream) -> _Scan:
     scan = _Scan()
-    for i, p in enumerate(_decodable(container.demux(stream))):
-        scan.pts.append(p.pts)
-        scan.pos.append(p.pos)
-        if p.is_keyframe:
-            scan.keyframes.append(i)
-        if p.is_discard:
-            scan.hidden.add(i)
+    for p in _decodable(container.demux(stream)):
+        scan.add(p.pts, p.pos, p.is_keyframe, p.is_discard)
     return scan
 
 
@@ -97,15 +101,8 @@ def _scan_index(
         return None
     scan = _Scan()
     for entry in entries:
-        if not entry.size:  # as ``_decodable``: no data, no frame
-            continue
-        i = len(scan.pts)
-        scan.pts.append(entry.timestamp)
-        scan.pos.append(entry.pos)
-        if entry.is_keyframe:
-            scan.keyframes.append(i)
-        if entry.is_discard:
-            scan.hidden.add(i)
+        if entry.size:  # as ``_decodable``: no data, no frame
+            scan.add(entry.timestamp, entry.pos, entry.is_keyframe, entry.is_discard)
     return scan
 
 
