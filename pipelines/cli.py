@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import logging
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clipvip.argtypes import int_in_range, positive_int, whole
 from pipelines.config import ENGINES, INT_RANGES, RETRYABLE, PrepareConfig
+
+if TYPE_CHECKING:
+    from shards.store import Store
 
 log = logging.getLogger("clipvip")
 
@@ -468,27 +475,22 @@ def _manifest_from_sources(args: argparse.Namespace) -> str:
     return store.url("inputs/manifest.parquet")
 
 
-def _scratch_manifest(store) -> str:
+def _scratch_manifest(store: Store) -> str:
     """A fresh file in ``store``'s scratch folder for the adapter's manifest. A fixed name there
     was shared by every ``prepare`` on the same ``--out`` (and, with an object-store ``--out``,
     whose scratch is the system's temp folder, by every one on the machine): one rewrote or
     published another's half-made file."""
-    import os
-    import tempfile
-
     fd, path = tempfile.mkstemp(prefix="manifest.", suffix=".parquet", dir=store.scratch_dir())
     os.close(fd)
     return path
 
 
-def _publish_manifest(store, local: str) -> None:
+def _publish_manifest(store: Store, local: str) -> None:
     """``local`` becomes the run's ``inputs/manifest.parquet``, unless that file already has the
     same bytes: then it is left as it is (mtime too), so rerunning the same ``--format`` command
     keeps the quick same-file check of a resumed run (``tasks.manifest_identity``) rather than
     fingerprinting every row again. Compared on a local ``--out`` only: reading the manifest back
     from an object store would cost what the check saves."""
-    import filecmp
-
     rel = "inputs/manifest.parquet"
     published = store.path(rel)
     if store.local and Path(published).is_file() and filecmp.cmp(local, published, shallow=False):

@@ -168,10 +168,8 @@ def plan(
     """
     store = Store(cfg.out)
     store.remove("_tmp")  # scratch left by a killed run: never visible under a final name
-    for rel in ("", STATS_DIR):  # a write killed before its rename (``Store.put_bytes``)
-        for name in store.list(rel):
-            if name.startswith(".") and name.endswith(".tmp"):
-                store.remove(f"{rel}/{name}" if rel else name)
+    for rel in ("", STATS_DIR):
+        store.remove_partial_writes(rel)
     identity = manifest_identity(manifest)
     settings = cfg.sample_settings()
     previous = read_run(store) if store.exists(RUN_FILE) else None
@@ -248,7 +246,7 @@ def check_orphaned_tasks(store: Store, fingerprint: str, num_tasks: int) -> None
     finished = read_task_stats(store)
     reopened = read_retry_stats(store)
     foreign = [
-        (t["task"], where)
+        (t.get("task"), where)
         for where, tasks in ((STATS_DIR, finished), (RETRY_DIR, reopened))
         for t in tasks
         if t.get("run") != fingerprint or not _is(t.get("task"), int) or t["task"] >= num_tasks
@@ -267,15 +265,15 @@ def check_orphaned_tasks(store: Store, fingerprint: str, num_tasks: int) -> None
 
 def read_retry_stats(store: Store) -> list[dict[str, Any]]:
     """The stats files of tasks reopened by ``--retry-failed`` (``retry/NNNNNN.json``); one
-    that cannot be read counts as foreign (an empty object)."""
+    that cannot be read counts as foreign (only its task number, from its name)."""
     names = [f"{RETRY_DIR}/{n}" for n in store.list(RETRY_DIR) if n.endswith(".json")]
     found = []
-    for data in store.read_many(names).values():
+    for rel, data in store.read_many(names).items():
         try:
             stats = json.loads(data)
         except ValueError:
-            stats = {}
-        found.append(stats if isinstance(stats, dict) else {})
+            stats = None
+        found.append(stats if isinstance(stats, dict) else {"task": rel[-11:-5]})
     return found
 
 

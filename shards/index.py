@@ -32,17 +32,17 @@ def load_index(root: str) -> dict[str, Any]:
     """Read ``ROOT/index.json``; a clear error when the folder holds no prepared run or the index
     is damaged (a hand edit, a copy cut short), naming the file and what is wrong with it."""
     store = Store(root)
-    if not store.exists(INDEX) and store.fs.isfile(store.path("")):
-        raise FileNotFoundError(
-            f"{root!r} is a file; give the --out folder of `clipvip prepare` (or a .tar shard)"
-        )
-    if not store.exists(INDEX) and store.exists(PREPARE_RUN_FILE):
-        raise FileNotFoundError(
-            f"{root!r} holds a `clipvip prepare` run that has not finished: its {INDEX} is "
-            f"written when the run ends (and removed while a rerun redoes tasks); see "
-            f"`clipvip status {root}`, and rerun the same prepare command to finish it"
-        )
     if not store.exists(INDEX):
+        if store.fs.isfile(store.path("")):
+            raise FileNotFoundError(
+                f"{root!r} is a file; give the --out folder of `clipvip prepare` (or a .tar shard)"
+            )
+        if store.exists(PREPARE_RUN_FILE):
+            raise FileNotFoundError(
+                f"{root!r} holds a `clipvip prepare` run that has not finished: its {INDEX} is "
+                f"written when the run ends (and removed while a rerun redoes tasks); see "
+                f"`clipvip status {root}`, and rerun the same prepare command to finish it"
+            )
         raise FileNotFoundError(
             f"{root!r} has no {INDEX}: is it the --out folder of `clipvip prepare`?"
         )

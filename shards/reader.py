@@ -16,13 +16,7 @@ import webdataset as wds
 from webdataset.gopen import gopen_schemes
 
 from shards.index import shard_list
-from shards.members import (  # noqa: F401  (ShortShardError, iter_metadata: importable from here)
-    Decoded,
-    ShortShardError,
-    checked_counts,
-    decode_raw,
-    iter_metadata,
-)
+from shards.members import Decoded, checked_counts, decode_raw
 
 OBJECT_STORES = ("s3", "gs", "gcs", "az", "abfs", "abfss", "oss", "r2")
 

@@ -142,6 +142,14 @@ class Store:
             return []
         return sorted(os.path.basename(x.rstrip("/")) for x in self.fs.ls(p, detail=False))
 
+    def remove_partial_writes(self, rel: str = "") -> None:
+        """Remove the hidden ``.NAME.*.tmp`` files that ``put_bytes`` (and a renamed upload)
+        leave directly under ``rel`` when killed before their rename. Only while no writer
+        can be at work there (a driver holding the run's lock, before its tasks start)."""
+        for name in self.list(rel):
+            if name.startswith(".") and name.endswith(".tmp"):
+                self.remove(f"{rel}/{name}" if rel else name)
+
     def put_bytes(self, rel: str, data: bytes) -> None:
         """Write ``data`` so that ``rel`` appears complete or not at all."""
         if self.local:

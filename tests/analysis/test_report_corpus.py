@@ -16,7 +16,7 @@ from analysis.report import histogram_figure, spread, summarise
 from clipvip.cli import main
 from shards import Sample, ShardSpec, Store, iter_samples, write_shards
 from shards.index import make_index
-from shards.reader import iter_metadata
+from shards.members import iter_metadata
 
 SCRIPT = "<script>alert(1)</script>"
 BREAKOUT = "</div><img src=x onerror=alert(1)>"

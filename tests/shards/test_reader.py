@@ -114,7 +114,7 @@ def test_the_metadata_reader_keys_a_repacked_shard_as_webdataset_does(tmp_path):
     import subprocess
     import tarfile
 
-    from shards.reader import iter_metadata
+    from shards.members import iter_metadata
 
     run, shard = _run_of(tmp_path / "run", 3)
     unpacked = tmp_path / "unpacked"
@@ -134,7 +134,7 @@ def test_the_metadata_reader_names_a_shard_cut_inside_a_member_it_reads(tmp_path
     import pytest
 
     from shards import ShortShardError
-    from shards.reader import iter_metadata
+    from shards.members import iter_metadata
 
     run, shard = _run_of(tmp_path, 3)
     with tarfile.open(shard) as tar:
