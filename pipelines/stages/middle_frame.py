@@ -8,17 +8,13 @@ in process with PyAV (the same FFmpeg libraries, no process start-up per clip), 
    reading them), to learn N and the presentation timestamp of frame N // 2 exactly. N counts
    the frames a player shows: an MP4 edit list (what a stream-copy cut at a non-keyframe
    writes) hides the frames before its start, which libavformat flags for discarding; they are
-   decoded as references but are not frames of the clip (ffmpeg's decode skips them too).
-   An MP4 without B-frames (no composition offsets) needs no demux for this: libavformat's
-   index, built from the sample table when the file opens, holds the same timestamps, positions
-   and flags (``_scan_index``; a 120 s 720p clip: 11 ms instead of 103 ms reading 112 MB);
+   decoded as references but are not frames of the clip (ffmpeg's decode skips them too);
 2. seek back to the last keyframe at or before the target (in decode order, and not after it in
    presentation order, so an open GOP's leading pictures get their references) and decode
    forward to the exact timestamp. Never the nearest keyframe instead.
 
 The seek is checked packet by packet against pass 1 (same positions, same timestamps, in the same
-order); where a container cannot seek to that packet, pass 2 demuxes again from the start instead,
-and where an index-made pass 1 meets other packets, both passes are made again by demuxing.
+order); where a container cannot seek to that packet, pass 2 demuxes again from the start instead.
 On the way, frames no other frame references (most B-frames) are skipped by the decoder
 (``skip_frame=NONREF``): they cannot change the target, so the result is bit-identical and the
 decode less work. The decoder uses ``threads`` threads (the pipeline passes
@@ -38,7 +34,6 @@ from PIL import Image
 
 from pipelines.config import PrepareConfig
 from pipelines.ff import PYAV_OPTIONS, input_url
-from pipelines.mp4_boxes import has_composition_offsets
 from pipelines.record import Clip
 from pipelines.stages.base import StageError
 
@@ -51,15 +46,6 @@ class _Scan:
     pos: list[int] = field(default_factory=list)
     keyframes: list[int] = field(default_factory=list)
     hidden: set[int] = field(default_factory=set)  # flagged for discarding: not shown
-
-    def add(self, pts: int, pos: int, keyframe: bool, discard: bool) -> None:
-        i = len(self.pts)
-        self.pts.append(pts)
-        self.pos.append(pos)
-        if keyframe:
-            self.keyframes.append(i)
-        if discard:
-            self.hidden.add(i)
 
     def shown(self) -> list[int]:
         """Presentation timestamps of the frames a player shows, in presentation order."""
@@ -76,33 +62,13 @@ def _decodable(packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
 
 def _scan(container: av.container.InputContainer, stream: av.VideoStream) -> _Scan:
     scan = _Scan()
-    for p in _decodable(container.demux(stream)):
-        scan.add(p.pts, p.pos, p.is_keyframe, p.is_discard)
-    return scan
-
-
-def _scan_index(
-    source: bytes | str, container: av.container.InputContainer, stream: av.VideoStream
-) -> _Scan | None:
-    """Pass 1 from libavformat's index, without reading the payload, where that is exact: an
-    MP4/MOV whose index has one entry per sample and whose track has no composition offsets
-    (``mp4_boxes``), so that each packet's presentation timestamp is its index timestamp and
-    the discard flags are the index's. None otherwise (B-frames, fragments, other containers).
-
-    Pass 2 still checks each packet it decodes against this scan (position and timestamp) and
-    falls back to the demux on any difference (``decode_middle_frame``).
-    """
-    if "mov" not in container.format.name.split(","):
-        return None
-    entries = stream.index_entries
-    if not len(entries) or len(entries) != stream.frames:  # edits that repeat or drop samples
-        return None
-    if has_composition_offsets(source, stream.id) is not False:
-        return None
-    scan = _Scan()
-    for entry in entries:
-        if entry.size:  # as ``_decodable``: no data, no frame
-            scan.add(entry.timestamp, entry.pos, entry.is_keyframe, entry.is_discard)
+    for i, p in enumerate(_decodable(container.demux(stream))):
+        scan.pts.append(p.pts)
+        scan.pos.append(p.pos)
+        if p.is_keyframe:
+            scan.keyframes.append(i)
+        if p.is_discard:
+            scan.hidden.add(i)
     return scan
 
 
@@ -180,27 +146,11 @@ def decode_middle_frame(
 
     ``threads``: decoder threads, 0 for FFmpeg's choice. The frame is the same for any value.
     """
-    try:
-        return _decode_middle_frame(source, threads, from_index=True)
-    except _IndexMissed:  # the index and the packets disagreed: learn the packets instead
-        return _decode_middle_frame(source, threads, from_index=False)
-
-
-class _IndexMissed(Exception):
-    """Pass 2 met packets other than the index-made pass 1 expected."""
-
-
-def _decode_middle_frame(
-    source: bytes | str, threads: int, from_index: bool
-) -> tuple[av.VideoFrame, int, int, Fraction]:
     with _open(source) as container:
         if not container.streams.video:
             raise StageError("clip has no video stream")
         stream = container.streams.video[0]
-        scan = _scan_index(source, container, stream) if from_index else None
-        indexed = scan is not None
-        if scan is None:
-            scan = _scan(container, stream)
+        scan = _scan(container, stream)
         order = scan.shown()
         if not order:
             raise StageError("clip has no video frames")
@@ -223,8 +173,6 @@ def _decode_middle_frame(
         else:
             if frame is not None:
                 return frame, *result
-        if indexed:
-            raise _IndexMissed
     # The seek missed (or found nothing): a fresh decoder, demuxing from the start.
     with _open(source) as container:
         stream = container.streams.video[0]

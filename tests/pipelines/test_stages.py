@@ -509,57 +509,6 @@ def test_middle_frame_falls_back_to_demuxing_from_the_start(hard_videos, tmp_pat
     assert np.array_equal(frame.to_ndarray().ravel(), ffmpeg_exact_frame_yuv(data, index, tmp_path))
 
 
-@pytest.mark.parametrize(
-    ("name", "indexed"),
-    [
-        ("no_bframes.mp4", True),
-        ("edit_list.mp4", True),  # its hidden frames are flagged in the index as on the packets
-        ("bpyramid.mp4", False),  # composition offsets: presentation order is not in the index
-        ("edit_list_bframes.mp4", False),
-        ("open_gop.mp4", False),
-        ("vfr.mp4", False),
-        ("piped.mkv", False),  # not MP4
-        ("bframes.ts", False),
-    ],
-)
-def test_pass_one_from_the_mp4_index_is_the_demux_scan_and_taken_only_without_b_frames(
-    hard_videos, name, indexed
-):
-    """The index-made pass 1 reads no payload; where it is taken it must be the demux's scan to
-    the last flag, from the file and from its bytes alike."""
-    path = hard_videos[name]
-    for source in (str(path), path.read_bytes()):
-        with MIDDLE_FRAME._open(source) as c:
-            from_index = MIDDLE_FRAME._scan_index(source, c, c.streams.video[0])
-        with MIDDLE_FRAME._open(source) as c:
-            demuxed = MIDDLE_FRAME._scan(c, c.streams.video[0])
-        assert (from_index is not None) == indexed
-        if indexed:
-            assert from_index == demuxed
-
-
-def test_an_index_that_disagrees_with_the_packets_is_dropped_for_the_demux(
-    hard_videos, tmp_path, monkeypatch
-):
-    """Pass 2 checks each packet it decodes against pass 1; an index-made pass 1 that is off
-    (here every timestamp one tick late) sends the clip through the demux, to the exact frame."""
-    data = hard_videos["no_bframes.mp4"].read_bytes()
-    scan_index, scans = MIDDLE_FRAME._scan_index, []
-
-    def late(*args):
-        scan = scan_index(*args)
-        scan.pts = [p + 1 for p in scan.pts]
-        return scan
-
-    monkeypatch.setattr(MIDDLE_FRAME, "_scan_index", late)
-    demux = MIDDLE_FRAME._scan
-    monkeypatch.setattr(MIDDLE_FRAME, "_scan", lambda *a: scans.append(1) or demux(*a))
-    frame, index, count, _ = decode_middle_frame(data)
-    assert scans, "the disagreement was noticed and the packets demuxed"
-    assert (index, count) == (75, 150)
-    assert np.array_equal(frame.to_ndarray().ravel(), ffmpeg_exact_frame_yuv(data, index, tmp_path))
-
-
 def test_open_gop_clip_puts_the_target_before_its_keyframe(hard_videos):
     """The open-GOP case above is the hard one: the last keyframe in decode order shows later."""
     with av.open(str(hard_videos["open_gop.mp4"])) as c:
