@@ -1,7 +1,8 @@
 """Ray engine (Ray Data): schedules the shared task phases; holds no stage logic.
 
 Tasks flow as rows: CPU stages in Ray tasks (any node), captioning in an actor pool (one model
-per actor, images batched across the task's clips), then the write. Streaming execution means
+per actor, images batched across the task's clips), then the write (in the CPU stages' own task
+when nothing is captioned). Streaming execution means
 shards land while later tasks are still being cut. A row is a ``pipelines.parcel``: the actors
 take the task as Arrow and read only its clip records and frames; the clip bytes pass through
 them as an Arrow column that is never copied into Python (measured: ``benchmarks/handoff.py``).
@@ -37,7 +38,11 @@ from pipelines.tasks import EngineUnavailable
 log = logging.getLogger(__name__)
 CPU_PER_TASK = 1.0
 CPU_PER_CAPTIONER = 0.5
-CPU_PER_WRITE = 0.25
+# A write is I/O (one task's samples into its shard), and it asks for no CPU: Ray Data's
+# allocator reserves part of the cluster's CPUs for every operator that asks for any, and a
+# write's reservation is kept from the CPU stages though writes rarely run. Measured: at 0.25
+# CPU per write, 5 of 8 CPUs (1 of 2) ran CPU-stage tasks; at 0, all of them.
+CPU_PER_WRITE = 0.0
 MAX_BLOCKS = 4096
 RESOURCE_WAIT_S = 60.0  # for nodes that are joining when the run starts
 
@@ -60,14 +65,24 @@ def _process(row: dict[str, Any], cfg: PrepareConfig) -> dict[str, Any]:
     return {**parcel.pack(task), "cpu_node": _node()}
 
 
+def _process_and_write(row: dict[str, Any], cfg: PrepareConfig) -> dict[str, Any]:
+    """Both CPU phases in one task, where nothing is captioned between them."""
+    stats = T.write(T.process(int(row["task_index"]), cfg), cfg)
+    return _written(stats, _node(), "")
+
+
 def _write(row: dict[str, Any], cfg: PrepareConfig) -> dict[str, Any]:
     stats = T.write(parcel.join(row["task"], row["payload"]), cfg)
+    return _written(stats, row["cpu_node"], row.get("caption_node", ""))
+
+
+def _written(stats: dict[str, Any], cpu_node: str, caption_node: str) -> dict[str, Any]:
     return {
         "task_index": stats["task"],
         "rows": stats["rows"],
         "written": stats["written"],
-        "cpu_node": row["cpu_node"],
-        "caption_node": row.get("caption_node", ""),
+        "cpu_node": cpu_node,
+        "caption_node": caption_node,
     }
 
 
@@ -145,13 +160,16 @@ def init(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(_node_ip_address="127.0.0.1", num_cpus=num_cpus, **kwargs)
 
 
-def cpu_per_task(nodes: list[dict[str, Any]]) -> float:
+def cpu_per_task(nodes: list[dict[str, Any]], cpu_actor: bool = True) -> float:
     """CPUs a CPU-stage task asks for: one, unless no node could then hold a task beside a
-    CPU caption actor (a 1-CPU node), where a task waiting for a whole CPU would wait forever."""
+    CPU caption actor (``cpu_actor``, on a 1-CPU node), where a task waiting for a whole CPU
+    would wait forever. Without a CPU actor a 1-CPU node runs one task at a time, not two
+    half-CPU tasks on its one core."""
     biggest = max((n["Resources"].get("CPU", 0.0) for n in nodes), default=0.0)
-    if biggest >= CPU_PER_TASK + CPU_PER_CAPTIONER:
+    beside = CPU_PER_CAPTIONER if cpu_actor else 0.0
+    if biggest >= CPU_PER_TASK + beside:
         return CPU_PER_TASK
-    return max(0.1, biggest - CPU_PER_CAPTIONER)
+    return max(0.1, biggest - beside)
 
 
 def parse_address(address: str) -> tuple[str | None, int | None]:
@@ -181,6 +199,11 @@ def _reachable(address: str, timeout_s: float = 10.0) -> None:
         raise ConnectionError(f"{host}:{port}: {exc.strerror or exc}") from exc
 
 
+def caption_gpus(opts: RayOptions, cluster_gpus: float) -> float:
+    """GPUs per caption actor: ``--caption-gpus``, else one where the cluster has GPUs."""
+    return opts.caption_gpus if opts.caption_gpus is not None else (1.0 if cluster_gpus else 0.0)
+
+
 def caption_placement(
     opts: RayOptions,
     cluster_gpus: float,
@@ -190,12 +213,12 @@ def caption_placement(
     """Ray resource arguments for one caption actor, and how many actors to start.
 
     The pool never takes the CPUs the other phases need: actors that ask for CPUs are capped so
-    one CPU-stage task and one write still fit beside them (``cluster_cpus``; None: no cap).
+    one CPU-stage task still fits beside them (``cluster_cpus``; None: no cap).
     Ray Data starts the whole pool before feeding it, so 4 half-CPU actors on 2 CPUs left no
     room for a single task and the run waited forever. Asking for more GPUs per actor than the
     cluster has is an ``EngineUnavailable``: no actor could ever start.
     """
-    gpus = opts.caption_gpus if opts.caption_gpus is not None else (1.0 if cluster_gpus else 0.0)
+    gpus = caption_gpus(opts, cluster_gpus)
     args: dict[str, Any] = {}
     if gpus:
         args["num_gpus"] = gpus
@@ -262,9 +285,14 @@ def _run(plan: T.Plan, opts: RayOptions) -> dict[str, Any]:
         [{"task_index": i} for i in plan.tasks],
         override_num_blocks=min(len(plan.tasks), MAX_BLOCKS),
     )
-    task_cpus = cpu_per_task(nodes)
-    ds = ds.map(_process, fn_kwargs={"cfg": cfg}, num_cpus=task_cpus)
-    if cfg.captioner != "none":
+    cpu_actor = cfg.captioner != "none" and not caption_gpus(opts, resources.get("GPU", 0))
+    task_cpus = cpu_per_task(nodes, cpu_actor)
+    if cfg.captioner == "none":
+        # One task per shard task, not two: a write task needs a worker process of its own
+        # beside the busy ones, which Ray starts and, idle a second later, ends again.
+        ds = ds.map(_process_and_write, fn_kwargs={"cfg": cfg}, num_cpus=task_cpus)
+    else:
+        ds = ds.map(_process, fn_kwargs={"cfg": cfg}, num_cpus=task_cpus)
         caption_args, actors = caption_placement(
             opts, resources.get("GPU", 0), resources.get("CPU", 0.0), task_cpus
         )
@@ -277,7 +305,7 @@ def _run(plan: T.Plan, opts: RayOptions) -> dict[str, Any]:
             compute=ray.data.ActorPoolStrategy(size=actors),
             **caption_args,
         )
-    ds = ds.map(_write, fn_kwargs={"cfg": cfg}, num_cpus=CPU_PER_WRITE)
+        ds = ds.map(_write, fn_kwargs={"cfg": cfg}, num_cpus=CPU_PER_WRITE)
     cpu_nodes: Counter[str] = Counter()
     caption_nodes: Counter[str] = Counter()
     for row in ds.iter_rows():

@@ -215,12 +215,17 @@ def test_run_killed_with_sigkill_resumes_to_exactly_the_clean_samples(
     assert len((out / "errors.jsonl").read_text().splitlines()) == ROWS - GOOD
 
 
-def test_no_captioner_means_no_caption_field(videos, tmp_path):
+def test_no_captioner_means_no_caption_field_and_ray_writes_in_the_cpu_task(videos, tmp_path):
     m = tmp_path / "m.csv"
-    m.write_text(f"video,text\n{videos['h264']},bars\n")
-    _run(m, tmp_path / "out", captioner="none")
-    (sample,) = iter_samples(str(tmp_path / "out"))
-    assert "caption.txt" not in sample and sample["json"]["caption_model"] is None
+    m.write_text(f"video,text\n{videos['h264']},bars\n{videos['h264_long']},test\n")
+    _run(m, tmp_path / "out", captioner="none", shard_size=1)
+    samples = list(iter_samples(str(tmp_path / "out")))
+    assert len(samples) == 2
+    assert all("caption.txt" not in s and s["json"]["caption_model"] is None for s in samples)
+    # Ray runs both CPU phases in one task when nothing is captioned: the same shards
+    ray_summary = _run(m, tmp_path / "ray", runner="ray", captioner="none", shard_size=1)
+    assert ray_summary["samples"] == 2
+    assert _files(tmp_path / "ray") == _files(tmp_path / "out")
 
 
 @pytest.mark.slow

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.ray import RayOptions, caption_placement, parse_address
+from pipelines.ray import CPU_PER_WRITE, RayOptions, caption_placement, cpu_per_task, parse_address
 from pipelines.tasks import EngineUnavailable
 
 
-def test_a_cpu_pool_larger_than_the_cluster_is_capped_so_a_task_and_a_write_fit():
-    # 2 CPUs: 1 for a task, 0.25 for a write, so one 0.5-CPU actor (4 took every CPU: a hang)
+def test_a_cpu_pool_larger_than_the_cluster_is_capped_so_a_task_fits():
+    # 2 CPUs: 1 for a task, so two 0.5-CPU actors (4 took every CPU: a hang)
     args, actors = caption_placement(RayOptions(caption_pool=4), 0, cluster_cpus=2.0)
-    assert args == {"num_cpus": 0.5} and actors == 1
+    assert args == {"num_cpus": 0.5} and actors == 2
     assert caption_placement(RayOptions(caption_pool=4), 0, cluster_cpus=16.0)[1] == 4
-    assert caption_placement(RayOptions(caption_pool=40), 0, cluster_cpus=16.0)[1] == 29
+    assert caption_placement(RayOptions(caption_pool=40), 0, cluster_cpus=16.0)[1] == 30
     # a 1-CPU machine still gets its one actor (the task asks for less there)
     assert caption_placement(RayOptions(caption_pool=3), 0, 1.0, task_cpus=0.5)[1] == 1
 
@@ -21,7 +21,40 @@ def test_a_cpu_pool_larger_than_the_cluster_is_capped_so_a_task_and_a_write_fit(
 def test_the_cap_is_logged(caplog):
     caplog.set_level("WARNING", logger="pipelines.ray")
     caption_placement(RayOptions(caption_pool=4), 0, cluster_cpus=2.0)
-    assert "--caption-pool 4 capped to 1" in caplog.text
+    assert "--caption-pool 4 capped to 2" in caplog.text
+
+
+def test_a_task_asks_for_a_whole_cpu_unless_a_cpu_caption_actor_must_fit_beside_it():
+    one_cpu, two_cpus = [{"Resources": {"CPU": 1.0}}], [{"Resources": {"CPU": 2.0}}]
+    assert cpu_per_task(two_cpus, cpu_actor=True) == 1.0
+    assert cpu_per_task(one_cpu, cpu_actor=True) == 0.5  # a whole CPU would wait forever
+    assert cpu_per_task(one_cpu, cpu_actor=False) == 1.0  # not two tasks on one core
+
+
+def test_ray_data_runs_a_cpu_stage_task_on_every_cpu_at_once(tmp_path):
+    """The resources the engine asks for, under Ray Data's allocator: a write that asked for a
+    quarter CPU had a share of the CPUs reserved for it, and 1 of 2 (5 of 8) CPUs ran tasks."""
+    import ray
+
+    from pipelines.ray import init
+
+    init()
+    cpus = int(ray.cluster_resources()["CPU"])
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+    def stage(row: dict) -> dict:  # a barrier: every task waits until all have started
+        import time
+
+        (tmp_path / f"started-{row['i']}").touch()
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("started-*"))) < cpus and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {"i": row["i"], "saw": len(list(tmp_path.glob("started-*")))}
+
+    ds = ray.data.from_items([{"i": i} for i in range(cpus)], override_num_blocks=cpus)
+    ds = ds.map(stage, num_cpus=cpu_per_task(ray.nodes(), cpu_actor=False))
+    ds = ds.map(lambda row: row, num_cpus=CPU_PER_WRITE)
+    assert sorted(row["saw"] for row in ds.iter_rows()) == [cpus] * cpus
 
 
 def test_gpu_actors_are_capped_by_gpus_not_cpus():
