@@ -2,7 +2,9 @@
 
 The corpus: 720p H.264 spans that must be re-encoded (the CPU stages dominate, as on a cluster
 where captioning sits on GPUs; ``--captioner`` defaults to none here so the ratios measure the
-engines, not a CPU-bound random model). Into fresh folders, one task per clip:
+engines, not a CPU-bound random model). Into fresh folders, one task per clip (the worst case
+for an engine's per-task cost; ``--clips-per-task N`` makes tasks of N clips, as a shard of
+``--shard-size`` rows is one task in a real run):
 
 - plain loop (``--runner local``: the stage functions called one clip after the other), and the
   same with ``--isolate always`` (each stage in a child process: what the pipe costs);
@@ -14,7 +16,7 @@ Prints wall time, rows/s, each engine's speed against the plain loop (below 1 = 
 2-vs-1 speed-ups and the time per stage (summed over workers). Cluster start-up is not timed;
 worker start-up, model loading and the driver are, as a user waits for them. One clip goes
 through the plain loop untimed first, so no engine is timed on a cold process and file cache.
-Run: ``python -m benchmarks.engines [--clips 16] [--captioner random-tiny]``.
+Run: ``python -m benchmarks.engines [--clips 16] [--clips-per-task 1] [--captioner random-tiny]``.
 """
 
 from __future__ import annotations
@@ -51,11 +53,20 @@ def corpus(work: Path, clips: int) -> Path:
 
 
 def timed(
-    manifest: Path, out: Path, engine: EngineOptions, captioner: str, isolate: str = "retry"
+    manifest: Path,
+    out: Path,
+    engine: EngineOptions,
+    captioner: str,
+    isolate: str = "retry",
+    per_task: int = 1,
 ) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     cfg = PrepareConfig(
-        out=str(out), shard_size=1, captioner=captioner, frame_short_side=224, isolate=isolate
+        out=str(out),
+        shard_size=per_task,
+        captioner=captioner,
+        frame_short_side=224,
+        isolate=isolate,
     )
     t0 = time.perf_counter()
     summary = prepare(str(manifest), cfg, engine, progress=False)
@@ -76,11 +87,11 @@ def warm_up(manifest: Path, work: Path, captioner: str) -> None:
     shutil.rmtree(work / "run_warmup", ignore_errors=True)
 
 
-def on_cluster(nodes: int, manifest: Path, out: Path, captioner: str) -> dict:
+def on_cluster(nodes: int, manifest: Path, out: Path, captioner: str, per_task: int) -> dict:
     with LocalRayCluster([{"cpus": 1}] * nodes) as cluster:
         os.environ["RAY_AUTH_MODE"] = "disabled"  # as the cluster runs; this driver joins it
         engine = EngineOptions(runner="ray", ray_address=cluster.address)
-        return timed(manifest, out, engine, captioner)
+        return timed(manifest, out, engine, captioner, per_task=per_task)
 
 
 def main() -> None:
@@ -88,6 +99,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--clips", type=int, default=16, help="clips in the corpus (default: 16)")
+    parser.add_argument(
+        "--clips-per-task",
+        type=int,
+        default=1,
+        help="clips per task, the run's --shard-size (default: 1, one task per clip)",
+    )
     parser.add_argument("--captioner", default="none", help="captioner spec (default: none)")
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "clipvip-bench"))
     args = parser.parse_args()
@@ -96,8 +113,14 @@ def main() -> None:
     manifest = corpus(work, args.clips)
     warm_up(manifest, work, args.captioner)
     results = {}
+    per_task = args.clips_per_task
     results["loop, isolated"] = timed(
-        manifest, work / "run_iso", EngineOptions(runner="local"), args.captioner, "always"
+        manifest,
+        work / "run_iso",
+        EngineOptions(runner="local"),
+        args.captioner,
+        "always",
+        per_task,
     )
     for i, (name, engine) in enumerate(
         {
@@ -106,13 +129,18 @@ def main() -> None:
             "beam, 2 workers": EngineOptions(runner="beam", workers=2),
         }.items()
     ):
-        results[name] = timed(manifest, work / f"run_{i}", engine, args.captioner)
+        results[name] = timed(
+            manifest, work / f"run_{i}", engine, args.captioner, per_task=per_task
+        )
     for nodes in (1, 2):
         name = f"ray, {nodes} node{'s' if nodes > 1 else ''}"
-        results[name] = on_cluster(nodes, manifest, work / f"run_ray{nodes}", args.captioner)
+        results[name] = on_cluster(
+            nodes, manifest, work / f"run_ray{nodes}", args.captioner, per_task
+        )
     base = results["plain loop"]["wall"]
+    tasks = "one task per clip" if per_task == 1 else f"{per_task} clips per task"
     print(
-        f"{args.clips} clips of 5 s cut from a 720p H.264 video, one task per clip, "
+        f"{args.clips} clips of 5 s cut from a 720p H.264 video, {tasks}, "
         f"captioner {args.captioner}"
     )
     print(f"{'engine':<18}{'wall s':>8}{'rows/s':>8}{'vs loop':>9}   stage seconds (summed)")
