@@ -2,10 +2,10 @@
 
 Tasks flow as rows: CPU stages in Ray tasks (any node), captioning in an actor pool (one model
 per actor, images batched across the task's clips), then the write (in the CPU stages' own task
-when nothing is captioned). Streaming execution means
-shards land while later tasks are still being cut. A row is a ``pipelines.parcel``: the actors
-take the task as Arrow and read only its clip records and frames; the clip bytes pass through
-them as an Arrow column that is never copied into Python (measured: ``benchmarks/handoff.py``).
+when nothing is captioned). Streaming execution means shards land while later tasks are still
+being cut. A row is a ``pipelines.parcel``: the actors take the task as Arrow and read only its
+clip records and frames; the clip bytes pass through them as an Arrow column that is never
+copied into Python (measured: ``benchmarks/handoff.py``).
 
 Where the caption actors go is the user's call, not the code's: ``num_gpus`` per actor (default
 1 when the cluster has GPUs, so they land only on GPU nodes) and any custom resources
