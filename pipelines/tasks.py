@@ -266,15 +266,20 @@ def check_orphaned_tasks(store: Store, fingerprint: str, num_tasks: int) -> None
 def read_retry_stats(store: Store) -> list[dict[str, Any]]:
     """The stats files of tasks reopened by ``--retry-failed`` (``retry/NNNNNN.json``); one
     that cannot be read counts as foreign (only its task number, from its name)."""
-    names = [f"{RETRY_DIR}/{n}" for n in store.list(RETRY_DIR) if n.endswith(".json")]
     found = []
-    for rel, data in store.read_many(names).items():
+    for rel, data in store.read_many(_json_files(store, RETRY_DIR)).items():
         try:
             stats = json.loads(data)
         except ValueError:
             stats = None
-        found.append(stats if isinstance(stats, dict) else {"task": rel[-11:-5]})
+        name = rel.rsplit("/", 1)[-1].removesuffix(".json")
+        found.append(stats if isinstance(stats, dict) else {"task": name})
     return found
+
+
+def _json_files(store: Store, folder: str) -> list[str]:
+    """The ``.json`` files directly under ``folder``, as paths relative to the store."""
+    return [f"{folder}/{n}" for n in store.list(folder) if n.endswith(".json")]
 
 
 def load_task(index: int, cfg: PrepareConfig) -> Task:
@@ -547,9 +552,8 @@ def read_task_stats(store: Store, merge: bool = False) -> list[dict[str, Any]]:
     each checked (with ``merge``, for the shard list and timings ``finalize`` adds up too)."""
     if store.exists(STATS_DIR) and not store.fs.isdir(store.path(STATS_DIR)):
         raise damaged(store.root, STATS_DIR, "a file, not the folder of task stats", "remove it")
-    names = [f"{STATS_DIR}/{n}" for n in store.list(STATS_DIR) if n.endswith(".json")]
     per_task = []
-    for rel, data in store.read_many(names).items():
+    for rel, data in store.read_many(_json_files(store, STATS_DIR)).items():
         try:
             stats = json.loads(data)
         except ValueError as err:

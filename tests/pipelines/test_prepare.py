@@ -494,6 +494,15 @@ def test_a_reopened_task_of_other_settings_is_refused_once_run_json_is_gone(
     assert {k: after[k] for k in before} == before, "a and b carried byte for byte"
 
 
+def test_an_unreadable_reopened_task_counts_as_foreign_and_is_named_by_its_file(tmp_path):
+    from pipelines.tasks import check_orphaned_tasks
+
+    store = Store(str(tmp_path))
+    store.put_bytes("retry/000003.json", b"{cut short")
+    with pytest.raises(RunMismatch, match=r"0 finished and 1 reopened.*task 000003 in retry/"):
+        check_orphaned_tasks(store, "any fingerprint", num_tasks=5)
+
+
 def test_a_write_killed_before_its_rename_leaves_no_temp_file_after_the_rerun(videos, tmp_path):
     manifest = _a_missing_b(videos, tmp_path)
     out = tmp_path / "out"
